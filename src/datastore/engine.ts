@@ -1,0 +1,55 @@
+/**
+ * Opens the site database on one of two engines through one query layer
+ * (Kysely): SQLite (better-sqlite3, WAL) for the embedded default, PostgreSQL
+ * for sites that outgrow it. The engine is chosen by the URL:
+ * `sqlite:<path>` or `postgres://…` / `postgresql://…`.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import SQLite from 'better-sqlite3';
+import pg from 'pg';
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import { CairnError } from '../shared/errors.ts';
+import type { Database } from './schema.ts';
+
+export const ENGINES = ['sqlite', 'postgres'] as const;
+export type Engine = (typeof ENGINES)[number];
+
+export interface SiteDatabase {
+  readonly engine: Engine;
+  readonly db: Kysely<Database>;
+  /** Where it is, with any password hidden, for logs. */
+  readonly display: string;
+  destroy(): Promise<void>;
+}
+
+export function engineOf(url: string): Engine {
+  if (url.startsWith('sqlite:')) return 'sqlite';
+  if (/^postgres(ql)?:\/\//.test(url)) return 'postgres';
+  throw new CairnError('CAIRN_DATABASE_URL_INVALID', url.replace(/:[^:@/]*@/, ':***@'));
+}
+
+export function openDatabase(url: string): SiteDatabase {
+  const engine = engineOf(url);
+  if (engine === 'sqlite') {
+    const file = url.slice('sqlite:'.length);
+    if (file !== ':memory:') fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    const dialect = new SqliteDialect({
+      database: async () => {
+        const conn = new SQLite(file);
+        conn.pragma('journal_mode = WAL');
+        conn.pragma('synchronous = NORMAL');
+        conn.pragma('busy_timeout = 5000');
+        conn.pragma('foreign_keys = ON');
+        return conn;
+      },
+    });
+    const db = new Kysely<Database>({ dialect });
+    return { engine, db, display: `sqlite:${file}`, destroy: () => db.destroy() };
+  }
+  // BIGINT counts and sums come back from pg as strings; our counts fit a double.
+  pg.types.setTypeParser(20, (v) => Number(v));
+  const pool = new pg.Pool({ connectionString: url, max: 10 });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return { engine, db, display: url.replace(/:[^:@/]*@/, ':***@'), destroy: () => db.destroy() };
+}

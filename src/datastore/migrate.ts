@@ -1,0 +1,44 @@
+/**
+ * Forward-only versioned migrations (STYLE.md, convention 7), run by Kysely's
+ * Migrator in name order. Each migration gets the engine, because triggers
+ * are written in each engine's own dialect.
+ */
+import { Migrator } from 'kysely';
+import type { Kysely, Migration, MigrationProvider } from 'kysely';
+import type { Engine } from './engine.ts';
+import type { Database } from './schema.ts';
+import * as m0001 from './migrations/0001-initial.ts';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see 0001-initial.ts
+type MigrationModule = { up(db: Kysely<any>, engine: Engine): Promise<void> };
+
+const MIGRATIONS: Readonly<Record<string, MigrationModule>> = Object.freeze({
+  '0001-initial': m0001,
+});
+
+export const MIGRATION_NAMES = Object.keys(MIGRATIONS);
+
+class StaticProvider implements MigrationProvider {
+  readonly #engine: Engine;
+  readonly #upTo: string | undefined;
+  constructor(engine: Engine, upTo?: string) {
+    this.#engine = engine;
+    this.#upTo = upTo;
+  }
+  async getMigrations(): Promise<Record<string, Migration>> {
+    const out: Record<string, Migration> = {};
+    for (const [name, mod] of Object.entries(MIGRATIONS)) {
+      out[name] = { up: (db) => mod.up(db, this.#engine) };
+      if (name === this.#upTo) break;
+    }
+    return out;
+  }
+}
+
+/** Brings the database to the latest schema (or up to `upTo`, for migration tests). */
+export async function migrateToLatest(db: Kysely<Database>, engine: Engine, upTo?: string): Promise<string[]> {
+  const migrator = new Migrator({ db, provider: new StaticProvider(engine, upTo), migrationTableName: 'CairnMigrations', migrationLockTableName: 'CairnMigrationsLock' });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) throw error;
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}

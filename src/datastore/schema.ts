@@ -1,0 +1,192 @@
+/**
+ * The site database's tables as TypeScript types, for Kysely. Table and column
+ * names follow the seeds (spec 10, "Tables the seeds show") so that the
+ * documented queries mean something to an administrator. Times are ISO 8601
+ * text in UTC on both engines, so they sort and compare the same way.
+ *
+ * The committed snapshot of the schema these types describe is
+ * `docs/schema.sql`; a migration test keeps it honest.
+ */
+import type { Generated, Insertable, Selectable } from 'kysely';
+
+export interface SitesTable {
+  SiteCode: string;
+  SiteName: string;
+  ParentSiteCode: string | null;
+}
+
+/** Site control settings (the seeds' site control file), one row per setting. */
+export interface SiteControlTable {
+  Name: string;
+  Value: string;
+  LastModified: string;
+}
+
+export interface SMSPackagesTable {
+  PkgID: string;
+  Name: string;
+  Description: string;
+  Source: string;
+  SourceSite: string;
+  StoredPkgPath: string;
+  StoredPkgVersion: number;
+  SourceVersion: number;
+  SourceDate: string;
+  /** Size of the stored version in KB, as the seeds log it. */
+  SourceSize: number;
+  SourceFileCount: number;
+  PackageType: number;
+  /** 1 high, 2 medium, 3 low. */
+  Priority: number;
+  /** SHA-256 (algorithm 32780) of the stored version's definition. */
+  Hash: string;
+  HashVersion: number;
+  UpdateMask: number;
+  /** 0 none, 1 update, 2 add, 3 delete. */
+  Action: number;
+  /** Why the last processing failed, empty when it did not. */
+  LastError: string;
+  CreatedTime: string;
+}
+
+export interface PkgServersTable {
+  PkgID: string;
+  NALPath: string;
+  DPID: number;
+  SiteCode: string;
+  LastRefresh: string;
+  RefreshTrigger: number;
+  UpdateMask: number;
+  /** 0 nothing pending, 2 add, 3 remove. */
+  Action: number;
+}
+
+export interface PkgNotificationTable {
+  NotificationID: Generated<number>;
+  PkgID: string;
+  Priority: number;
+  /** 1 update/refresh, 2 created, 4 DP added. */
+  Type: number;
+  TimeKey: string;
+}
+
+export interface PkgStatusTable {
+  PkgStatusID: Generated<number>;
+  ID: string;
+  /** 1 site row, 2 DP row. */
+  Type: number;
+  SiteCode: string;
+  /** The DP's NAL path for Type 2; empty for the site row. */
+  PkgServer: string;
+  SourceVersion: number;
+  Personality: number;
+  Location: string;
+  ShareName: string;
+  HTTPUrl: string;
+  SigURL: string;
+  /** REFERENCE.md: 0 none, 1 sent, 2 received, 3 installed, 4 retry, 5 failed, 6 removed, ... */
+  Status: number;
+  State: number;
+  /** Why the DP is retrying or failed; empty otherwise. */
+  LastError: string;
+  UpdateTime: string;
+}
+
+export interface DistributionPointsTable {
+  DPID: Generated<number>;
+  Name: string;
+  NALPath: string;
+  URL: string;
+  SiteCode: string;
+  IsPullDP: number;
+  IsPeerDP: number;
+  /** Lower sends first; default 200. */
+  Priority: number;
+  /** The secret the site and the DP share to authenticate each other. */
+  SharedKey: string;
+  CreatedTime: string;
+}
+
+export interface DistributionJobsTable {
+  JobID: Generated<number>;
+  DPID: number;
+  PkgID: string;
+  PackageVersion: number;
+  /** REFERENCE.md: 0 pending, 1 ready, 2 started, 3 in progress, 4 pending restart, 5 complete, 6 failed, 7 canceled. */
+  State: number;
+  /** 1 distribute/update, 2 redistribute. */
+  Action: number;
+  SendAction: string;
+  CreationTime: string;
+  LastUpdateTime: string;
+  /** When a job in State 4 may be tried again. */
+  RestartTime: string;
+  RetryCount: number;
+  LastError: string;
+}
+
+/** The queue the triggers fill and the DB notification monitor drains. */
+export interface ChangeNotificationsTable {
+  ChangeID: Generated<number>;
+  TableName: string;
+  Operation: string;
+  TriggerName: string;
+  KeyValue: string;
+  Created: string;
+}
+
+export interface StatusMessagesTable {
+  RecordID: Generated<number>;
+  MessageID: number;
+  Severity: string;
+  Level: string;
+  Source: string;
+  Component: string;
+  MachineName: string;
+  SiteCode: string;
+  ProcessID: number;
+  ThreadID: number;
+  Time: string;
+  /** `<svf file>#<index>`: makes a re-read `.SVF` insert nothing twice. */
+  DedupKey: string;
+}
+
+export interface StatusMessageInsStrsTable {
+  RecordID: number;
+  InsStrIndex: number;
+  InsStrValue: string;
+}
+
+export interface StatusMessageAttributesTable {
+  RecordID: number;
+  AttributeID: number;
+  AttributeValue: string;
+}
+
+export interface IdSequencesTable {
+  Name: string;
+  NextValue: number;
+}
+
+export interface Database {
+  Sites: SitesTable;
+  SiteControl: SiteControlTable;
+  SMSPackages: SMSPackagesTable;
+  PkgServers: PkgServersTable;
+  PkgNotification: PkgNotificationTable;
+  PkgStatus: PkgStatusTable;
+  DistributionPoints: DistributionPointsTable;
+  DistributionJobs: DistributionJobsTable;
+  ChangeNotifications: ChangeNotificationsTable;
+  StatusMessages: StatusMessagesTable;
+  StatusMessageInsStrs: StatusMessageInsStrsTable;
+  StatusMessageAttributes: StatusMessageAttributesTable;
+  IdSequences: IdSequencesTable;
+}
+
+export type PackageRow = Selectable<SMSPackagesTable>;
+export type NewPackageRow = Insertable<SMSPackagesTable>;
+export type DistributionPointRow = Selectable<DistributionPointsTable>;
+export type DistributionJobRow = Selectable<DistributionJobsTable>;
+export type PkgStatusRow = Selectable<PkgStatusTable>;
+export type PkgServerRow = Selectable<PkgServersTable>;

@@ -1,0 +1,78 @@
+/**
+ * The one registry of Cairn's error codes (STYLE.md, convention 4). Every
+ * error that crosses a boundary (HTTP response, CLI exit, status message
+ * reason) carries one of these codes. `docs/errors.md` lists the same codes;
+ * a test keeps the two in step.
+ */
+export interface ErrorDefinition {
+  readonly message: string;
+  /** HTTP status the API answers with. */
+  readonly status: number;
+  /** True when the caller is at fault (bad input), false when the server or a peer is. */
+  readonly callerFault: boolean;
+}
+
+export const ERRORS = {
+  CAIRN_AUTH_MISSING: { message: 'no credentials were presented', status: 401, callerFault: true },
+  CAIRN_AUTH_INVALID: { message: 'the credentials are not valid', status: 401, callerFault: true },
+  CAIRN_REQUEST_INVALID: { message: 'the request is malformed', status: 400, callerFault: true },
+  CAIRN_NOT_FOUND: { message: 'no such route', status: 404, callerFault: true },
+  CAIRN_PACKAGE_NOT_FOUND: { message: 'no package has this ID', status: 404, callerFault: true },
+  CAIRN_PACKAGE_SOURCE_MISSING: { message: 'the package source folder is missing', status: 400, callerFault: true },
+  CAIRN_PACKAGE_SOURCE_UNREADABLE: { message: 'the package source folder cannot be read', status: 400, callerFault: true },
+  CAIRN_PACKAGE_SOURCE_ESCAPES: { message: 'a source entry leads outside the source folder', status: 400, callerFault: true },
+  CAIRN_PACKAGE_NAME_INVALID: { message: 'the package name is empty or too long', status: 400, callerFault: true },
+  CAIRN_DP_NOT_FOUND: { message: 'no distribution point has this name', status: 404, callerFault: true },
+  CAIRN_DP_EXISTS: { message: 'a distribution point with this name or URL already exists', status: 409, callerFault: true },
+  CAIRN_DP_URL_INVALID: { message: 'the distribution point URL is not a valid http(s) URL', status: 400, callerFault: true },
+  CAIRN_DP_UNREACHABLE: { message: 'the distribution point cannot be reached', status: 502, callerFault: false },
+  CAIRN_DP_AUTH_FAILED: { message: 'the distribution point and the site could not authenticate each other', status: 502, callerFault: false },
+  CAIRN_DP_DISK_FULL: { message: 'the distribution point is out of disk space', status: 507, callerFault: false },
+  CAIRN_DP_HASH_MISMATCH: { message: 'the uploaded bytes do not match their hash', status: 422, callerFault: true },
+  CAIRN_DP_CONTENT_INCOMPLETE: { message: 'a content definition names files the library does not hold', status: 409, callerFault: true },
+  CAIRN_DP_FILE_NOT_FOUND: { message: 'no such package or file on this distribution point', status: 404, callerFault: true },
+  CAIRN_DP_REJECTED: { message: 'the distribution point rejected the request', status: 502, callerFault: false },
+  CAIRN_CONTENT_PATH_INVALID: { message: 'a content path is absolute, empty or leads outside its content', status: 400, callerFault: true },
+  CAIRN_HASH_INVALID: { message: 'a hash is not 64 hexadecimal characters', status: 400, callerFault: true },
+  CAIRN_DATABASE_URL_INVALID: { message: 'the database URL is not sqlite: or postgres(ql)://', status: 400, callerFault: true },
+  CAIRN_CONFIG_MISSING: { message: 'no site address or admin token was found (set CAIRN_URL and CAIRN_TOKEN, or run in the folder of `cairn start`)', status: 400, callerFault: true },
+  CAIRN_INTERNAL: { message: 'an internal error occurred', status: 500, callerFault: false },
+} as const satisfies Record<string, ErrorDefinition>;
+
+export type ErrorCode = keyof typeof ERRORS;
+export const ERROR_CODES = Object.keys(ERRORS) as ErrorCode[];
+
+/** An error with a registry code. `detail` says what exactly went wrong. */
+export class CairnError extends Error {
+  readonly code: ErrorCode;
+  readonly detail: string | undefined;
+
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown }) {
+    super(detail ? `${ERRORS[code].message}: ${detail}` : ERRORS[code].message, options);
+    this.name = 'CairnError';
+    this.code = code;
+    this.detail = detail;
+  }
+
+  get status(): number {
+    return ERRORS[this.code].status;
+  }
+
+  toJSON(): { code: ErrorCode; message: string } {
+    return { code: this.code, message: this.message };
+  }
+}
+
+export function isCairnError(err: unknown): err is CairnError {
+  return err instanceof CairnError;
+}
+
+/** Human-readable text for any thrown value, for logs and status-message reasons. */
+export function describeError(err: unknown): string {
+  if (err instanceof CairnError) return `${err.code}: ${err.message}`;
+  if (err instanceof Error) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code ? `${code}: ${err.message}` : err.message;
+  }
+  return String(err);
+}
