@@ -25,27 +25,27 @@ export interface SiteControlTable {
 export interface SMSPackagesTable {
   PkgID: string;
   Name: string;
-  Description: string;
+  Description: Generated<string>;
   Source: string;
   SourceSite: string;
-  StoredPkgPath: string;
-  StoredPkgVersion: number;
-  SourceVersion: number;
+  StoredPkgPath: Generated<string>;
+  StoredPkgVersion: Generated<number>;
+  SourceVersion: Generated<number>;
   SourceDate: string;
   /** Size of the stored version in KB, as the seeds log it. */
-  SourceSize: number;
-  SourceFileCount: number;
-  PackageType: number;
+  SourceSize: Generated<number>;
+  SourceFileCount: Generated<number>;
+  PackageType: Generated<number>;
   /** 1 high, 2 medium, 3 low. */
-  Priority: number;
+  Priority: Generated<number>;
   /** SHA-256 (algorithm 32780) of the stored version's definition. */
-  Hash: string;
-  HashVersion: number;
-  UpdateMask: number;
+  Hash: Generated<string>;
+  HashVersion: Generated<number>;
+  UpdateMask: Generated<number>;
   /** 0 none, 1 update, 2 add, 3 delete. */
-  Action: number;
+  Action: Generated<number>;
   /** Why the last processing failed, empty when it did not. */
-  LastError: string;
+  LastError: Generated<string>;
   CreatedTime: string;
 }
 
@@ -55,10 +55,10 @@ export interface PkgServersTable {
   DPID: number;
   SiteCode: string;
   LastRefresh: string;
-  RefreshTrigger: number;
-  UpdateMask: number;
+  RefreshTrigger: Generated<number>;
+  UpdateMask: Generated<number>;
   /** 0 nothing pending, 2 add, 3 remove. */
-  Action: number;
+  Action: Generated<number>;
 }
 
 export interface PkgNotificationTable {
@@ -78,17 +78,17 @@ export interface PkgStatusTable {
   SiteCode: string;
   /** The DP's NAL path for Type 2; empty for the site row. */
   PkgServer: string;
-  SourceVersion: number;
-  Personality: number;
-  Location: string;
-  ShareName: string;
-  HTTPUrl: string;
-  SigURL: string;
+  SourceVersion: Generated<number>;
+  Personality: Generated<number>;
+  Location: Generated<string>;
+  ShareName: Generated<string>;
+  HTTPUrl: Generated<string>;
+  SigURL: Generated<string>;
   /** REFERENCE.md: 0 none, 1 sent, 2 received, 3 installed, 4 retry, 5 failed, 6 removed, ... */
-  Status: number;
-  State: number;
+  Status: Generated<number>;
+  State: Generated<number>;
   /** Why the DP is retrying or failed; empty otherwise. */
-  LastError: string;
+  LastError: Generated<string>;
   UpdateTime: string;
 }
 
@@ -98,10 +98,10 @@ export interface DistributionPointsTable {
   NALPath: string;
   URL: string;
   SiteCode: string;
-  IsPullDP: number;
-  IsPeerDP: number;
+  IsPullDP: Generated<number>;
+  IsPeerDP: Generated<number>;
   /** Lower sends first; default 200. */
-  Priority: number;
+  Priority: Generated<number>;
   /** The secret the site and the DP share to authenticate each other. */
   SharedKey: string;
   CreatedTime: string;
@@ -113,16 +113,16 @@ export interface DistributionJobsTable {
   PkgID: string;
   PackageVersion: number;
   /** REFERENCE.md: 0 pending, 1 ready, 2 started, 3 in progress, 4 pending restart, 5 complete, 6 failed, 7 canceled. */
-  State: number;
+  State: Generated<number>;
   /** 1 distribute/update, 2 redistribute. */
-  Action: number;
-  SendAction: string;
+  Action: Generated<number>;
+  SendAction: Generated<string>;
   CreationTime: string;
   LastUpdateTime: string;
   /** When a job in State 4 may be tried again. */
-  RestartTime: string;
-  RetryCount: number;
-  LastError: string;
+  RestartTime: Generated<string>;
+  RetryCount: Generated<number>;
+  LastError: Generated<string>;
 }
 
 /** The queue the triggers fill and the DB notification monitor drains. */

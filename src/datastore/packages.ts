@@ -1,0 +1,97 @@
+/**
+ * SQL for packages (`SMSPackages`), their notifications (`PkgNotification`)
+ * and package servers (`PkgServers`). Decisions live in the services and
+ * components; this file only reads and writes rows.
+ */
+import type { Kysely, Transaction } from 'kysely';
+import type { Database, PackageRow, PkgServerRow } from './schema.ts';
+import { ACTION, NOTIFICATION_TYPE } from './enums.ts';
+import { nowIso } from './time.ts';
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+/** Next package ID: site code + 5 hex digits (spec 10, e.g. `CS10001E`). */
+export async function nextPackageId(trx: Db, siteCode: string): Promise<string> {
+  const seq = `PkgID:${siteCode}`;
+  await trx.insertInto('IdSequences').values({ Name: seq, NextValue: 1 }).onConflict((oc) => oc.column('Name').doNothing()).execute();
+  // One atomic UPDATE … RETURNING, so two creators never get the same ID on either engine.
+  const row = await trx
+    .updateTable('IdSequences')
+    .set((eb) => ({ NextValue: eb('NextValue', '+', 1) }))
+    .where('Name', '=', seq)
+    .returning('NextValue')
+    .executeTakeFirstOrThrow();
+  const n = Number(row.NextValue) - 1;
+  return `${siteCode}${n.toString(16).toUpperCase().padStart(5, '0')}`;
+}
+
+export async function insertPackage(trx: Db, p: { PkgID: string; Name: string; Description: string; Source: string; SourceSite: string; Priority: number }): Promise<void> {
+  const now = nowIso();
+  await trx
+    .insertInto('SMSPackages')
+    .values({ ...p, SourceVersion: 1, StoredPkgVersion: 0, SourceDate: now, Action: ACTION.add, UpdateMask: 0, CreatedTime: now })
+    .execute();
+}
+
+export async function insertNotification(trx: Db, pkgId: string, type: number, priority = 2): Promise<void> {
+  await trx.insertInto('PkgNotification').values({ PkgID: pkgId, Priority: priority, Type: type, TimeKey: nowIso() }).execute();
+}
+
+export async function getPackage(db: Db, pkgId: string): Promise<PackageRow | undefined> {
+  return db.selectFrom('SMSPackages').selectAll().where('PkgID', '=', pkgId).executeTakeFirst();
+}
+
+export async function listPackages(db: Db): Promise<PackageRow[]> {
+  return db.selectFrom('SMSPackages').selectAll().orderBy('PkgID').execute();
+}
+
+/** Records a stored version after a snapshot (flow 1 step 4). */
+export async function recordStoredVersion(
+  db: Db,
+  pkgId: string,
+  v: { version: number; sizeKb: number; fileCount: number; hash: string; storedPath: string },
+): Promise<void> {
+  await db
+    .updateTable('SMSPackages')
+    .set({ StoredPkgVersion: v.version, SourceSize: v.sizeKb, SourceFileCount: v.fileCount, Hash: v.hash, StoredPkgPath: v.storedPath, Action: ACTION.none, UpdateMask: 0, LastError: '' })
+    .where('PkgID', '=', pkgId)
+    .execute();
+}
+
+export async function recordPackageError(db: Db, pkgId: string, reason: string): Promise<void> {
+  await db.updateTable('SMSPackages').set({ LastError: reason }).where('PkgID', '=', pkgId).execute();
+}
+
+export async function pendingNotificationIds(db: Db, pkgId: string): Promise<number[]> {
+  const rows = await db.selectFrom('PkgNotification').select('NotificationID').where('PkgID', '=', pkgId).execute();
+  return rows.map((r) => Number(r.NotificationID));
+}
+
+export async function deleteNotifications(db: Db, ids: readonly number[]): Promise<void> {
+  if (ids.length) await db.deleteFrom('PkgNotification').where('NotificationID', 'in', [...ids]).execute();
+}
+
+/** Adds a DP to a package (AddDistributionPoints): Action 2 and a type 4 notification (flow 2 step 1). */
+export async function addPackageServer(trx: Db, pkgId: string, dp: { DPID: number; NALPath: string; SiteCode: string }): Promise<void> {
+  await trx
+    .insertInto('PkgServers')
+    .values({ PkgID: pkgId, NALPath: dp.NALPath, DPID: dp.DPID, SiteCode: dp.SiteCode, LastRefresh: nowIso(), RefreshTrigger: 1, UpdateMask: 0, Action: ACTION.add })
+    .onConflict((oc) => oc.columns(['PkgID', 'NALPath']).doUpdateSet({ Action: ACTION.add, RefreshTrigger: 1 }))
+    .execute();
+  await insertNotification(trx, pkgId, NOTIFICATION_TYPE.dpAdded);
+}
+
+export async function packageServersWithWork(db: Db, pkgId: string): Promise<PkgServerRow[]> {
+  return db.selectFrom('PkgServers').selectAll().where('PkgID', '=', pkgId).where('Action', '<>', ACTION.none).orderBy('NALPath').execute();
+}
+
+/** The DP thread's reset of its package-server row (seed 001, step 9-3), except removals. */
+export async function resetPackageServer(trx: Db, pkgId: string, nalPath: string): Promise<void> {
+  await trx
+    .updateTable('PkgServers')
+    .set({ UpdateMask: 0, Action: ACTION.none, RefreshTrigger: 0, LastRefresh: nowIso() })
+    .where('PkgID', '=', pkgId)
+    .where('NALPath', '=', nalPath)
+    .where('Action', '<>', ACTION.delete)
+    .execute();
+}

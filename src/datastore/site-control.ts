@@ -1,0 +1,55 @@
+/**
+ * Site control settings (the seeds' site control file) stored in
+ * `SiteControl`, one row per setting, and the typed view the components read.
+ * Changed only through the admin API, which audits the change.
+ */
+import type { Kysely } from 'kysely';
+import type { Database } from './schema.ts';
+import { nowIso } from './time.ts';
+
+/**
+ * Component settings and their defaults. Defaults follow REFERENCE.md where it
+ * gives one; the others are ours and say so.
+ */
+export const SETTING_DEFAULTS = {
+  /** REFERENCE.md: distribution manager, 3 packages at once. */
+  'distmgr.packageThreads': 3,
+  /** REFERENCE.md: 5 threads (DPs) per package. */
+  'distmgr.dpThreadsPerPackage': 5,
+  /** Ours: package transfer manager sending threads (jobs at once). */
+  'pkgxfermgr.sendingThreads': 3,
+  /** Ours: files uploaded in parallel by one sending thread. */
+  'pkgxfermgr.filesInParallel': 4,
+  /** Ours: attempts before a job to an unreachable DP fails for good. */
+  'pkgxfermgr.maxRetries': 30,
+  /** Ours: unit of the retry delays (see RETRY_STEPS in the package transfer manager). */
+  'pkgxfermgr.retryBaseMs': 10000,
+  /** Ours: periodic rescan of every component, milliseconds. */
+  'components.rescanMs': 2000,
+  /** Ours: status manager batch size (files per transaction). */
+  'statmgr.batchSize': 200,
+} as const;
+
+export type SettingName = keyof typeof SETTING_DEFAULTS;
+export type SiteSettings = { readonly [K in SettingName]: number };
+export const SETTING_NAMES = Object.keys(SETTING_DEFAULTS) as SettingName[];
+
+export async function readSettings(db: Kysely<Database>): Promise<SiteSettings> {
+  const rows = await db.selectFrom('SiteControl').select(['Name', 'Value']).execute();
+  const out: Record<string, number> = { ...SETTING_DEFAULTS };
+  for (const r of rows) if (r.Name in SETTING_DEFAULTS && Number.isFinite(Number(r.Value))) out[r.Name] = Number(r.Value);
+  return Object.freeze(out) as SiteSettings;
+}
+
+export async function writeSetting(db: Kysely<Database>, name: SettingName, value: number): Promise<void> {
+  const now = nowIso();
+  await db
+    .insertInto('SiteControl')
+    .values({ Name: name, Value: String(value), LastModified: now })
+    .onConflict((oc) => oc.column('Name').doUpdateSet({ Value: String(value), LastModified: now }))
+    .execute();
+}
+
+export async function ensureSite(db: Kysely<Database>, siteCode: string, siteName: string): Promise<void> {
+  await db.insertInto('Sites').values({ SiteCode: siteCode, SiteName: siteName, ParentSiteCode: null }).onConflict((oc) => oc.column('SiteCode').doNothing()).execute();
+}

@@ -1,0 +1,254 @@
+/**
+ * PkgXferMgr, the package transfer manager (spec 10, flow 2 steps 5–7; seed
+ * 001 step 11). Woken by `<PkgID>.PKN` in `PkgTransferMgr.box` (a new
+ * `DistributionJobs` row) or by its rescan, it runs each runnable job in a
+ * sending thread (at most `pkgxfermgr.sendingThreads` at once): report status
+ * 0 to the distribution manager, upload every file the DP does not already
+ * hold (the DP verifies each file's SHA-256 before it enters its library),
+ * send the content definition, raise 8200, report status 3 through an `.STA`,
+ * raise 8210.
+ *
+ * The job row is the durable state: a process killed mid-send restarts, finds
+ * the job still started or in progress, and runs it again; files already on
+ * the DP are not resent and a partial file resumes from the DP's offset.
+ * An unreachable DP is retried with backoff (RETRY_STEPS) and reported as
+ * "retrying"; a DP out of disk space fails the job with the reason.
+ */
+import path from 'node:path';
+import { createComponentLog } from '../../../shared/cmtrace-log.ts';
+import type { ComponentLog } from '../../../shared/cmtrace-log.ts';
+import { listInboxFiles, removeInboxFile } from '../../../shared/inbox.ts';
+import { Limiter } from '../../../shared/limit.ts';
+import { WorkLoop } from '../../../shared/work-loop.ts';
+import { createStatusReporter, ATTR } from '../../../shared/status-message.ts';
+import type { StatusReporter } from '../../../shared/status-message.ts';
+import { CairnError, describeError, isCairnError } from '../../../shared/errors.ts';
+import { runnableJobs, setJobState } from '../../../datastore/distribution-jobs.ts';
+import type { RunnableJob } from '../../../datastore/distribution-jobs.ts';
+import { JOB_ACTION, JOB_STATE, PKG_STATUS } from '../../../datastore/enums.ts';
+import { nowIso } from '../../../datastore/time.ts';
+import { createDpClient } from '../../../dp/dp-client.ts';
+import { PACKAGE_SHARE } from '../../../dp/protocol.ts';
+import type { ContentDefinition } from '../../../content-library/types.ts';
+import { newThreadId } from '../../site-context.ts';
+import type { SiteContext } from '../../site-context.ts';
+import { writeStaFile } from '../distmgr/sta-file.ts';
+
+export const PKGXFERMGR_COMPONENT = 'SMS_PACKAGE_TRANSFER_MANAGER';
+
+export const PKGXFERMGR_MESSAGES = {
+  finishedSending: 8200,
+  reportedStatus: 8210,
+} as const;
+
+/**
+ * Retry delays for a DP that cannot be reached, as multiples of
+ * `pkgxfermgr.retryBaseMs`: quick at first (a DP restarting is back within
+ * seconds), then backing off so a DP that is down for hours costs little.
+ * The last step repeats until `pkgxfermgr.maxRetries` attempts.
+ */
+export const RETRY_STEPS = [1, 3, 6, 12, 30, 60] as const;
+
+/** Failures that retrying will not fix: the job fails at once. */
+const PERMANENT = new Set(['CAIRN_DP_DISK_FULL', 'CAIRN_DP_CONTENT_INCOMPLETE', 'CAIRN_PACKAGE_NOT_FOUND']);
+
+export class PackageTransferManager {
+  readonly log: ComponentLog;
+  readonly #ctx: SiteContext;
+  readonly #status: StatusReporter;
+  readonly #loop: WorkLoop;
+  readonly #threads: Limiter;
+  readonly #running = new Set<number>();
+  readonly #busyTargets = new Set<string>();
+  readonly #inflight = new Set<Promise<void>>();
+  readonly #onStatusFile: () => void;
+  #firstPass = true;
+  #retryTimer: NodeJS.Timeout | undefined;
+
+  constructor(ctx: SiteContext, onStatusFile: () => void) {
+    this.#ctx = ctx;
+    this.#onStatusFile = onStatusFile;
+    this.log = createComponentLog({ dir: ctx.paths.logs, name: 'PkgXferMgr', component: PKGXFERMGR_COMPONENT });
+    this.#status = createStatusReporter({ component: PKGXFERMGR_COMPONENT, site: ctx.siteCode, statmsgsDir: ctx.paths.statmsgs, log: this.log });
+    this.#threads = new Limiter(ctx.settings['pkgxfermgr.sendingThreads']);
+    this.#loop = new WorkLoop({ log: this.log, inboxes: [ctx.paths.pkgTransferMgrBox], rescanMs: ctx.settings['components.rescanMs'], work: () => this.#scan() });
+  }
+
+  start(): void {
+    this.log.info(`SMS_PACKAGE_TRANSFER_MANAGER started; ${this.#threads.max} sending threads.`);
+    this.#loop.start();
+  }
+
+  wake(): void {
+    this.#loop.wake();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    await this.#loop.stop();
+    await Promise.allSettled([...this.#inflight]);
+  }
+
+  async #scan(): Promise<void> {
+    const box = this.#ctx.paths.pkgTransferMgrBox;
+    const wakeFiles = await listInboxFiles(box, 'PKN');
+    // Jobs left started or in progress by a process that died are resumed once, at start-up.
+    const jobs = await runnableJobs(this.#ctx.db, { orphansToo: this.#firstPass });
+    this.#firstPass = false;
+    for (const job of jobs) {
+      const target = `${job.PkgID}|${job.DPID}`;
+      if (this.#running.has(Number(job.JobID)) || this.#busyTargets.has(target)) continue;
+      if (!this.#threads.hasFreeSlot) break;
+      this.#running.add(Number(job.JobID));
+      this.#busyTargets.add(target);
+      this.log.info(
+        `Found send request with ID ${job.JobID}, Package ${job.PkgID}, Version ${job.PackageVersion}, Priority ${job.PkgPriority}, Destination ${job.DPName}, DPPriority ${job.DPPriority}`,
+      );
+      const tid = newThreadId();
+      this.log.info(`Created sending thread (Thread ID = 0x${tid.toString(16).toUpperCase()})`);
+      await setJobState(this.#ctx.db, Number(job.JobID), JOB_STATE.started);
+      const p = this.#threads
+        .run(() => this.#send(job, tid))
+        .catch((err) => this.log.error(`Sending thread for job ${job.JobID} failed: ${describeError(err)}`, tid))
+        .finally(() => {
+          this.#running.delete(Number(job.JobID));
+          this.#busyTargets.delete(target);
+          this.#inflight.delete(p);
+          this.#loop.wake();
+        });
+      this.#inflight.add(p);
+    }
+    // The .PKN files only wake us; the jobs they announce are durable rows.
+    for (const name of wakeFiles) await removeInboxFile(path.join(box, name));
+    await this.#scheduleRetryWake();
+  }
+
+  /** Wakes the loop when the earliest pending restart is due, so retries are not late by a rescan period. */
+  async #scheduleRetryWake(): Promise<void> {
+    const next = await this.#ctx.db
+      .selectFrom('DistributionJobs')
+      .select((eb) => eb.fn.min('RestartTime').as('t'))
+      .where('State', '=', JOB_STATE.pendingRestart)
+      .executeTakeFirst();
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    const t = next?.t ? Date.parse(String(next.t)) : NaN;
+    if (Number.isNaN(t)) return;
+    this.#retryTimer = setTimeout(() => this.#loop.wake(), Math.max(0, t - Date.now()) + 5);
+    this.#retryTimer.unref();
+  }
+
+  async #send(job: RunnableJob, tid: number): Promise<void> {
+    const { db, library } = this.#ctx;
+    const jobId = Number(job.JobID);
+    const version = job.PackageVersion;
+    const contentId = `${job.PkgID}.${version}`;
+    const attrs = [
+      { id: ATTR.packageId, value: job.PkgID },
+      { id: ATTR.dp, value: job.NALPath },
+      { id: ATTR.packageVersion, value: String(version) },
+    ];
+    this.log.info(
+      `Sending thread starting for Job: ${jobId}, package: ${job.PkgID}, Version: ${version}, Priority: ${job.PkgPriority}, server: ${job.DPName}, DPPriority: ${job.DPPriority}`,
+      tid,
+    );
+    await this.#report(job, 0, '', tid);
+    const redistribute = job.Action === JOB_ACTION.redistribute;
+    this.log.info(`Sending legacy content ${contentId} for package ${job.PkgID}`, tid);
+    this.log.info(`Redistribute=${redistribute ? 1 : 0}, Related=`, tid);
+    await setJobState(db, jobId, JOB_STATE.inProgress);
+    try {
+      const def = await library.getContent(contentId);
+      if (!def) throw new CairnError('CAIRN_PACKAGE_NOT_FOUND', `content ${contentId} is not in the site's content library`);
+      const sent = await this.#transfer(job, def, redistribute, tid);
+      this.log.info(`Finished the follow-up actions for remote DP ${job.DPName}`, tid);
+      this.log.info(`Sending completed successfully (${sent.files} files, ${sent.bytes} bytes sent)`, tid);
+      this.log.info(`Finished sending SWD package ${job.PkgID} version ${version} to distribution point ${job.DPName}`, tid);
+      await this.#status.raise(PKGXFERMGR_MESSAGES.finishedSending, { istr: [job.PkgID, String(version), job.DPName], attrs, tid });
+      await this.#report(job, PKG_STATUS.installed, '', tid);
+      await this.#status.raise(PKGXFERMGR_MESSAGES.reportedStatus, { istr: [job.PkgID, String(version), job.DPName], attrs, tid });
+      await setJobState(db, jobId, JOB_STATE.complete, { LastError: '' });
+      this.log.info('Sending thread complete', tid);
+    } catch (err) {
+      await this.#failed(job, err, tid);
+    }
+  }
+
+  /** Uploads what the DP lacks (everything, for a redistribute), then the content definition. */
+  async #transfer(job: RunnableJob, def: ContentDefinition, redistribute: boolean, tid: number): Promise<{ files: number; bytes: number }> {
+    const client = createDpClient({ url: job.URL, key: job.SharedKey });
+    const unique = new Map<string, { path: string; size: number }>();
+    for (const f of def.files) if (!unique.has(f.hash)) unique.set(f.hash, { path: f.path, size: f.size });
+    const missing = redistribute ? [...unique.keys()] : await client.missing([...unique.keys()]);
+    const needed = missing.reduce((n, h) => n + (unique.get(h)?.size ?? 0), 0);
+    const dpStatus = await client.status();
+    if (dpStatus.freeBytes < needed) {
+      throw new CairnError('CAIRN_DP_DISK_FULL', `${job.DPName} has ${dpStatus.freeBytes} bytes free; package ${job.PkgID} version ${job.PackageVersion} needs ${needed} more`);
+    }
+    this.log.info(`${unique.size - missing.length} files already exist on ${job.DPName}, ${missing.length} files to send (${needed} bytes)`, tid);
+    const files = new Limiter(this.#ctx.settings['pkgxfermgr.filesInParallel']);
+    let bytes = 0;
+    await Promise.all(
+      missing.map((hash) =>
+        files.run(async () => {
+          const entry = unique.get(hash)!;
+          this.log.info(`Sending file '${job.URL}/SMS_DP$/${hash}-${def.contentId}.temp'`, tid);
+          bytes += await this.#uploadWithResend(client, hash, def.contentId, entry.size, tid);
+          this.log.info(`Adding file ${entry.path} in ${def.contentId}.`, tid);
+        }),
+      ),
+    );
+    await client.putContent(def);
+    return { files: missing.length, bytes };
+  }
+
+  /** A file the DP rejected as corrupt (hash mismatch) is resent at once, twice at most, before the job retries. */
+  async #uploadWithResend(client: ReturnType<typeof createDpClient>, hash: string, contentId: string, size: number, tid: number): Promise<number> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await client.upload(hash, contentId, this.#ctx.library.filePath(hash), size);
+      } catch (err) {
+        if (!(isCairnError(err) && err.code === 'CAIRN_DP_HASH_MISMATCH') || attempt >= 3) throw err;
+        this.log.warn(`The DP rejected file ${hash} of ${contentId} as not matching its hash; resending (attempt ${attempt + 1}/3).`, tid);
+      }
+    }
+  }
+
+  async #failed(job: RunnableJob, err: unknown, tid: number): Promise<void> {
+    const jobId = Number(job.JobID);
+    const reason = describeError(err);
+    const code = isCairnError(err) ? err.code : '';
+    const maxRetries = this.#ctx.settings['pkgxfermgr.maxRetries'];
+    const attempt = job.RetryCount + 1;
+    if (PERMANENT.has(code) || attempt >= maxRetries) {
+      this.log.error(`Failed to send package ${job.PkgID} version ${job.PackageVersion} to ${job.DPName}: ${reason}. The job has failed.`, tid);
+      await setJobState(this.#ctx.db, jobId, JOB_STATE.failed, { LastError: reason, RetryCount: attempt });
+      await this.#report(job, PKG_STATUS.failed, reason, tid);
+      return;
+    }
+    const step = RETRY_STEPS[Math.min(job.RetryCount, RETRY_STEPS.length - 1)]!;
+    const delayMs = step * this.#ctx.settings['pkgxfermgr.retryBaseMs'];
+    const restart = new Date(Date.now() + delayMs).toISOString();
+    this.log.warn(`Failed to send package ${job.PkgID} version ${job.PackageVersion} to ${job.DPName}: ${reason}. Will retry at ${restart} (attempt ${attempt}/${maxRetries}).`, tid);
+    await setJobState(this.#ctx.db, jobId, JOB_STATE.pendingRestart, { LastError: reason, RetryCount: attempt, RestartTime: restart });
+    await this.#report(job, PKG_STATUS.retry, reason, tid);
+  }
+
+  /** Reports a status to the distribution manager through an `.STA` (flow 2 step 7). */
+  async #report(job: RunnableJob, status: number, reason: string, tid: number): Promise<void> {
+    this.log.info(`Sending status to Distribution manager for pkg ${job.PkgID}, version ${job.PackageVersion}, status ${status} and distribution point ${job.NALPath}`, tid);
+    const url = `${job.URL.replace(/\/+$/, '')}/${PACKAGE_SHARE}/${job.PkgID}`;
+    await writeStaFile(this.#ctx.paths.distmgrIncoming, {
+      packageId: job.PkgID,
+      version: job.PackageVersion,
+      dpName: job.DPName,
+      nalPath: job.NALPath,
+      status,
+      reason,
+      httpUrl: status === PKG_STATUS.installed ? url : '',
+      sigUrl: '',
+      location: status === PKG_STATUS.installed ? url : '',
+      time: nowIso(),
+    });
+    this.#onStatusFile();
+  }
+}

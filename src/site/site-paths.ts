@@ -1,0 +1,46 @@
+/**
+ * Where a site keeps its things under its data folder: the database (SQLite),
+ * the inboxes, the component logs, the content library and the bootstrap
+ * files (`site.json`, `admin.token`).
+ */
+import path from 'node:path';
+
+export interface SitePaths {
+  readonly data: string;
+  readonly inboxes: string;
+  readonly logs: string;
+  readonly contentLibrary: string;
+  readonly siteJson: string;
+  readonly adminToken: string;
+  readonly sqlite: string;
+  readonly distmgrBox: string;
+  readonly distmgrIncoming: string;
+  readonly pkgTransferMgrBox: string;
+  readonly statmsgs: string;
+  /** The all-in-one site's own distribution point data folder. */
+  readonly localDp: string;
+}
+
+export function sitePaths(dataDir: string): SitePaths {
+  const data = path.resolve(dataDir);
+  const inboxes = path.join(data, 'inboxes');
+  return Object.freeze({
+    data,
+    inboxes,
+    logs: path.join(data, 'logs'),
+    contentLibrary: path.join(data, 'ContentLib'),
+    siteJson: path.join(data, 'site.json'),
+    adminToken: path.join(data, 'admin.token'),
+    sqlite: path.join(data, 'site.db'),
+    distmgrBox: path.join(inboxes, 'distmgr.box'),
+    distmgrIncoming: path.join(inboxes, 'distmgr.box', 'incoming'),
+    pkgTransferMgrBox: path.join(inboxes, 'PkgTransferMgr.box'),
+    statmsgs: path.join(inboxes, 'statmgr.box', 'statmsgs'),
+    localDp: path.join(data, 'dp'),
+  });
+}
+
+/** The NAL path of a DP, shaped like the seeds' so log searches read the same. */
+export function nalPath(dpName: string, siteCode: string): string {
+  return `["Display=\\\\${dpName}\\"]MSWNET:["SMS_SITE=${siteCode}"]\\\\${dpName}\\`;
+}
