@@ -1,0 +1,472 @@
+/**
+ * The content library on disk (spec 10, "Content library"; REFERENCE.md,
+ * "Content library layout"): a single-instance store in which every distinct
+ * file is kept once under its SHA-256, and contents are recorded as a folder
+ * tree of small INI files. The same code runs on the site server and on every
+ * distribution point.
+ *
+ *   PkgLib/<PkgID>.INI             [Packages] <ContentID>=   (the current content)
+ *   DataLib/<ContentID>.INI        [Info] Hash= Size= FileCount= Version= PackageID=
+ *   DataLib/<ContentID>/<path>.INI [File] Hash= Size= Attributes= TimeModified=
+ *   DataLib/<ContentID>.json       the whole definition, for fast loading
+ *   FileLib/<HASH[0..4]>/<HASH>    the file's bytes
+ *   FileLib/<HASH[0..4]>/<HASH>.INI [Contents] <ContentID>=  (who uses the file)
+ *   FileLib/.tmp/                  temporary files on their way into FileLib
+ *
+ * This module owns those folders. One process owns a library, so in-process
+ * mutexes are enough to serialise the read-modify-write of a companion list
+ * (per hash), of a package's list (per package) and of a content's record
+ * (per content). Files that many readers depend on (PkgLib lists, companion
+ * lists, the content's INI and JSON) are written to a temporary name and
+ * renamed, so a reader never sees half a file.
+ *
+ * Order of addContent, so that a crash at any point is repaired by adding the
+ * content again: (1) check every file is in FileLib; (2) write the folder
+ * tree, the per-file INIs and the JSON copy; (3) add the content to every
+ * companion list; (4) write DataLib/<ContentID>.INI, whose presence marks the
+ * content complete; (5) make it current in PkgLib. PkgLib is written after
+ * the content's INI on purpose, so PkgLib never names an incomplete content.
+ *
+ * It must never delete a file from FileLib or a content from DataLib: removal
+ * (when no content references a file any more) is a separate, later step.
+ * It must never trust a definition's shape: definitions are re-checked before
+ * anything is written.
+ */
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { ContentDefinition, ContentLibrary, FileEntry } from './types.ts';
+import { CairnError } from '../shared/errors.ts';
+import {
+  comparePaths,
+  definitionHash,
+  parseContentDefinition,
+  parseContentId,
+  validateHash,
+  validatePackageId,
+} from './definition.ts';
+
+/** The folder for files on their way into FileLib: inside it, so on the same file system and a rename moves them. */
+export function fileLibTempDir(root: string): string {
+  return path.join(path.resolve(root), 'FileLib', '.tmp');
+}
+
+/** How many small files (INIs, stats) the library touches at once. */
+const IO_CONCURRENCY = 32;
+/** Contents whose definitions stay cached in memory (least recently used are dropped). */
+const DEFAULT_CACHE_CONTENTS = 2000;
+
+export interface ContentLibraryOptions {
+  /** How many content definitions to keep in memory; default 2000. */
+  readonly cacheContents?: number;
+}
+
+/** A mutex per key: tasks with the same key run one after another, in order. */
+class KeyedMutex {
+  readonly #tails = new Map<string, Promise<void>>();
+
+  async run<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.#tails.get(key) ?? Promise.resolve();
+    let release = (): void => {};
+    const mine = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const tail = previous.then(() => mine);
+    this.#tails.set(key, tail);
+    await previous;
+    try {
+      return await task();
+    } finally {
+      release();
+      if (this.#tails.get(key) === tail) this.#tails.delete(key);
+    }
+  }
+}
+
+/** Runs `fn` over `items`, at most `limit` at once; after the first error no new item starts, and it is thrown once the running ones settle. */
+export async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { err: unknown } | undefined;
+  const lane = async (): Promise<void> => {
+    while (failure === undefined && next < items.length) {
+      const item = items[next++] as T;
+      try {
+        await fn(item);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  if (failure) throw failure.err;
+}
+
+function isErrno(err: unknown, code: string): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === code;
+}
+
+async function readIfExists(file: string): Promise<string | undefined> {
+  try {
+    return await fsp.readFile(file, 'utf8');
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    throw err;
+  }
+}
+
+/** Writes `file` atomically: a temporary name in the same folder, then rename. */
+export async function writeFileAtomic(file: string, text: string): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    await fsp.writeFile(tmp, text, { encoding: 'utf8', mode: 0o644 });
+    await fsp.rename(tmp, file);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** One INI section as ordered key/value pairs. Lines are `key=value`; `;` starts a comment. */
+export function parseIni(text: string): Map<string, Map<string, string>> {
+  const sections = new Map<string, Map<string, string>>();
+  let current: Map<string, string> | undefined;
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/\r$/, '').trim();
+    if (line === '' || line.startsWith(';')) continue;
+    const header = /^\[(.+)\]$/.exec(line);
+    if (header) {
+      const name = header[1] as string;
+      current = sections.get(name) ?? new Map<string, string>();
+      sections.set(name, current);
+      continue;
+    }
+    const eq = line.indexOf('=');
+    if (current && eq > 0) current.set(line.slice(0, eq).trim(), line.slice(eq + 1).trim());
+  }
+  return sections;
+}
+
+export function formatIni(section: string, entries: readonly (readonly [string, string | number])[]): string {
+  return `[${section}]\n${entries.map(([k, v]) => `${k}=${v}\n`).join('')}`;
+}
+
+function damaged(file: string, why: string): CairnError {
+  return new CairnError('CAIRN_INTERNAL', `content library record ${file} is damaged: ${why}`);
+}
+
+function iniNumber(section: Map<string, string>, key: string, file: string, radix = 10): number {
+  const text = section.get(key);
+  const n = text === undefined ? NaN : radix === 10 ? Number(text) : parseInt(text, radix);
+  if (!Number.isSafeInteger(n) || n < 0) throw damaged(file, `${key}=${text ?? ''}`);
+  return n;
+}
+
+/** Cached definitions are shared with every caller, so none of them may change one. */
+function freezeDefinition(def: ContentDefinition): ContentDefinition {
+  return Object.freeze({ ...def, folders: Object.freeze([...def.folders]), files: Object.freeze(def.files.map((f) => Object.freeze({ ...f }))) });
+}
+
+interface ContentInfo {
+  readonly hash: string;
+  readonly size: number;
+  readonly fileCount: number;
+  readonly version: number;
+  readonly packageId: string;
+}
+
+class DefaultContentLibrary implements ContentLibrary {
+  readonly root: string;
+  readonly #pkgLib: string;
+  readonly #dataLib: string;
+  readonly #fileLib: string;
+  readonly #cacheLimit: number;
+  /** contentId → definition, in least-recently-used order (Map keeps insertion order). */
+  readonly #cache = new Map<string, ContentDefinition>();
+  readonly #hashLocks = new KeyedMutex();
+  readonly #packageLocks = new KeyedMutex();
+  readonly #contentLocks = new KeyedMutex();
+
+  constructor(root: string, options: ContentLibraryOptions) {
+    this.root = path.resolve(root);
+    this.#pkgLib = path.join(this.root, 'PkgLib');
+    this.#dataLib = path.join(this.root, 'DataLib');
+    this.#fileLib = path.join(this.root, 'FileLib');
+    this.#cacheLimit = options.cacheContents ?? DEFAULT_CACHE_CONTENTS;
+  }
+
+  filePath(hash: string): string {
+    const h = validateHash(hash);
+    return path.join(this.#fileLib, h.slice(0, 4), h);
+  }
+
+  async hasFile(hash: string): Promise<boolean> {
+    try {
+      return (await fsp.stat(this.filePath(hash))).isFile();
+    } catch (err) {
+      if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) return false;
+      throw err;
+    }
+  }
+
+  async missingFiles(hashes: readonly string[]): Promise<string[]> {
+    const unique = [...new Set(hashes.map((h) => validateHash(h)))];
+    const present = new Map<string, boolean>();
+    await forEachLimited(unique, IO_CONCURRENCY, async (h) => {
+      present.set(h, await this.hasFile(h));
+    });
+    return unique.filter((h) => !present.get(h));
+  }
+
+  async adoptFile(sourcePath: string, hash: string): Promise<void> {
+    const dest = this.filePath(hash);
+    await this.#hashLocks.run(validateHash(hash), async () => {
+      if (await this.hasFile(hash)) {
+        await fsp.rm(sourcePath, { force: true });
+        return;
+      }
+      await fsp.mkdir(path.dirname(dest), { recursive: true });
+      try {
+        await fsp.rename(sourcePath, dest);
+      } catch (err) {
+        // Idempotent: a source already moved by an earlier call that then failed later is fine.
+        if (isErrno(err, 'ENOENT') && (await this.hasFile(hash))) return;
+        throw err;
+      }
+    });
+  }
+
+  async addContent(def: ContentDefinition): Promise<void> {
+    // Re-checked even though the type says it is fine: what is written here is the record.
+    const sorted = parseContentDefinition(def);
+    await this.#contentLocks.run(sorted.contentId, () => this.#addContentLocked(sorted));
+  }
+
+  async #addContentLocked(def: ContentDefinition): Promise<void> {
+    const missing = await this.missingFiles(def.files.map((f) => f.hash));
+    if (missing.length > 0) {
+      const missingSet = new Set(missing);
+      const named = def.files.filter((f) => missingSet.has(f.hash)).map((f) => `${f.path} (${f.hash})`);
+      const shown = named.slice(0, 10).join(', ');
+      throw new CairnError('CAIRN_DP_CONTENT_INCOMPLETE', `content ${def.contentId} needs ${named.length} file(s) not in the library: ${shown}${named.length > 10 ? ', …' : ''}`);
+    }
+
+    const existing = await this.#readInfo(def.contentId);
+    if (existing && existing.hash !== def.hash) {
+      throw new CairnError('CAIRN_REQUEST_INVALID', `content ${def.contentId} is already stored with hash ${existing.hash}, not ${def.hash}`);
+    }
+    if (!existing) {
+      await this.#writeDataLib(def);
+      await forEachLimited(def.files.map((f) => f.hash), IO_CONCURRENCY, (h) => this.#addReference(h, def.contentId));
+      const info: [string, string | number][] = [
+        ['Hash', def.hash],
+        ['Size', def.size],
+        ['FileCount', def.files.length],
+        ['Version', def.version],
+        ['PackageID', def.packageId],
+      ];
+      await writeFileAtomic(path.join(this.#dataLib, `${def.contentId}.INI`), formatIni('Info', info));
+    } else {
+      // Stored already. A crash after step 4 could still have left the
+      // references or PkgLib behind, and re-adding is how that is repaired;
+      // both steps change nothing when they are already done.
+      await forEachLimited([...new Set(def.files.map((f) => f.hash))], IO_CONCURRENCY, (h) => this.#addReference(h, def.contentId));
+    }
+    this.#remember(freezeDefinition(def));
+    await this.#makeCurrent(def);
+  }
+
+  /** Writes DataLib/<ContentID>/ (folders and per-file INIs) and the JSON copy, replacing what a crashed attempt left. */
+  async #writeDataLib(def: ContentDefinition): Promise<void> {
+    const dir = path.join(this.#dataLib, def.contentId);
+    await fsp.rm(dir, { recursive: true, force: true });
+    await fsp.mkdir(dir, { recursive: true });
+    // Folders are sorted, so a parent is created before its children.
+    for (const folder of def.folders) await fsp.mkdir(path.join(dir, folder));
+    await forEachLimited(def.files, IO_CONCURRENCY, async (f) => {
+      const entries: [string, string | number][] = [
+        ['Hash', f.hash],
+        ['Size', f.size],
+        ['Attributes', f.mode.toString(8).padStart(4, '0')],
+        ['TimeModified', f.mtime],
+      ];
+      await fsp.writeFile(path.join(dir, `${f.path}.INI`), formatIni('File', entries), { flag: 'wx' });
+    });
+    await writeFileAtomic(path.join(this.#dataLib, `${def.contentId}.json`), JSON.stringify(def));
+  }
+
+  /** Adds `contentId` to the companion list of `hash`, unless it is there already. */
+  async #addReference(hash: string, contentId: string): Promise<void> {
+    await this.#hashLocks.run(hash, async () => {
+      const file = `${this.filePath(hash)}.INI`;
+      const refs = await this.#readReferences(file);
+      if (refs.includes(contentId)) return;
+      refs.push(contentId);
+      refs.sort(comparePaths);
+      await writeFileAtomic(file, formatIni('Contents', refs.map((id) => [id, ''] as const)));
+    });
+  }
+
+  async #readReferences(file: string): Promise<string[]> {
+    const text = await readIfExists(file);
+    if (text === undefined) return [];
+    return [...(parseIni(text).get('Contents')?.keys() ?? [])];
+  }
+
+  /** Makes `def` the package's current content, unless PkgLib already names a newer version. */
+  async #makeCurrent(def: ContentDefinition): Promise<void> {
+    await this.#packageLocks.run(def.packageId, async () => {
+      const file = path.join(this.#pkgLib, `${def.packageId}.INI`);
+      const listed = await this.#readPackageList(file);
+      if (listed === def.contentId) return;
+      // A late retry of an older version must not roll a package back.
+      if (listed !== undefined && parseContentId(listed).version > def.version) return;
+      await fsp.mkdir(this.#pkgLib, { recursive: true });
+      await writeFileAtomic(file, formatIni('Packages', [[def.contentId, '']]));
+    });
+  }
+
+  async #readPackageList(file: string): Promise<string | undefined> {
+    const text = await readIfExists(file);
+    if (text === undefined) return undefined;
+    const ids = [...(parseIni(text).get('Packages')?.keys() ?? [])];
+    // One line is the rule; should a hand-edited file list several, the highest version wins.
+    let best: { id: string; version: number } | undefined;
+    for (const id of ids) {
+      const { version } = parseContentId(id);
+      if (!best || version > best.version) best = { id, version };
+    }
+    return best?.id;
+  }
+
+  async #readInfo(contentId: string): Promise<ContentInfo | undefined> {
+    const file = path.join(this.#dataLib, `${contentId}.INI`);
+    const text = await readIfExists(file);
+    if (text === undefined) return undefined;
+    const info = parseIni(text).get('Info');
+    if (!info) throw damaged(file, 'no [Info] section');
+    let hash: string;
+    try {
+      hash = validateHash(info.get('Hash'));
+    } catch {
+      throw damaged(file, 'Hash is not a hash');
+    }
+    return {
+      hash,
+      size: iniNumber(info, 'Size', file),
+      fileCount: iniNumber(info, 'FileCount', file),
+      version: iniNumber(info, 'Version', file),
+      packageId: info.get('PackageID') ?? '',
+    };
+  }
+
+  #remember(def: ContentDefinition): void {
+    this.#cache.delete(def.contentId);
+    this.#cache.set(def.contentId, def);
+    while (this.#cache.size > this.#cacheLimit) {
+      const oldest = this.#cache.keys().next();
+      if (oldest.done) break;
+      this.#cache.delete(oldest.value);
+    }
+  }
+
+  async getContent(contentId: string): Promise<ContentDefinition | undefined> {
+    const id = parseContentId(contentId).contentId;
+    const cached = this.#cache.get(id);
+    if (cached) {
+      this.#remember(cached);
+      return cached;
+    }
+    const info = await this.#readInfo(id);
+    if (!info) return undefined;
+    const def = (await this.#loadJson(id, info)) ?? (await this.#loadIniTree(id, info));
+    const frozen = freezeDefinition(def);
+    this.#remember(frozen);
+    return frozen;
+  }
+
+  /** The JSON copy, when it exists, is valid and matches the content's INI; otherwise undefined. */
+  async #loadJson(contentId: string, info: ContentInfo): Promise<ContentDefinition | undefined> {
+    const text = await readIfExists(path.join(this.#dataLib, `${contentId}.json`));
+    if (text === undefined) return undefined;
+    try {
+      const def = parseContentDefinition(JSON.parse(text));
+      return def.contentId === contentId && def.hash === info.hash ? def : undefined;
+    } catch {
+      // A damaged copy is only a lost shortcut: the INI tree is the record.
+      return undefined;
+    }
+  }
+
+  /** Rebuilds a definition from DataLib/<ContentID>/ (the documented layout) and checks it against [Info] Hash. */
+  async #loadIniTree(contentId: string, info: ContentInfo): Promise<ContentDefinition> {
+    const dir = path.join(this.#dataLib, contentId);
+    const folders: string[] = [];
+    const iniFiles: string[] = [];
+    const walk = async (rel: string): Promise<void> => {
+      const entries = await fsp.readdir(rel === '' ? dir : path.join(dir, rel), { withFileTypes: true });
+      for (const e of entries) {
+        const p = rel === '' ? e.name : `${rel}/${e.name}`;
+        if (e.isDirectory()) {
+          folders.push(p);
+          await walk(p);
+        } else if (e.isFile() && p.endsWith('.INI')) {
+          iniFiles.push(p);
+        }
+      }
+    };
+    try {
+      await walk('');
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) throw damaged(dir, 'the folder is missing');
+      throw err;
+    }
+    const files: FileEntry[] = [];
+    await forEachLimited(iniFiles, IO_CONCURRENCY, async (rel) => {
+      const file = path.join(dir, rel);
+      const section = parseIni(await fsp.readFile(file, 'utf8')).get('File');
+      if (!section) throw damaged(file, 'no [File] section');
+      let hash: string;
+      try {
+        hash = validateHash(section.get('Hash'));
+      } catch {
+        throw damaged(file, 'Hash is not a hash');
+      }
+      files.push({
+        path: rel.slice(0, -'.INI'.length),
+        hash,
+        size: iniNumber(section, 'Size', file),
+        mode: iniNumber(section, 'Attributes', file, 8),
+        mtime: section.get('TimeModified') ?? '',
+      });
+    });
+    folders.sort(comparePaths);
+    files.sort((a, b) => comparePaths(a.path, b.path));
+    const { packageId, version } = parseContentId(contentId);
+    const def: ContentDefinition = {
+      contentId,
+      packageId,
+      version,
+      hash: info.hash,
+      size: files.reduce((sum, f) => sum + f.size, 0),
+      folders,
+      files,
+    };
+    if (files.length !== info.fileCount) throw damaged(dir, `${files.length} file records, [Info] says ${info.fileCount}`);
+    if (definitionHash(def) !== info.hash) throw damaged(dir, 'the files listed do not hash to [Info] Hash');
+    return def;
+  }
+
+  async currentContent(packageId: string): Promise<ContentDefinition | undefined> {
+    const id = await this.#readPackageList(path.join(this.#pkgLib, `${validatePackageId(packageId)}.INI`));
+    return id === undefined ? undefined : this.getContent(id);
+  }
+
+  async fileReferences(hash: string): Promise<string[]> {
+    return this.#readReferences(`${this.filePath(hash)}.INI`);
+  }
+}
+
+/** Opens (without touching the disk) the content library rooted at `root`; folders are created as needed. */
+export function createContentLibrary(root: string, options: ContentLibraryOptions = {}): ContentLibrary {
+  return new DefaultContentLibrary(root, options);
+}

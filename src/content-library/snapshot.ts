@@ -1,0 +1,317 @@
+/**
+ * The snapshot of a package source folder (spec 10, distribution manager:
+ * "copies the source folder into the content library … creates the per-file
+ * signatures used for delta transfer and the package hash"): walks the
+ * folder, stores every file in FileLib and returns the content definition
+ * and the files' block signatures.
+ *
+ * It owns nothing on disk but its temporary files in FileLib/.tmp/. It does
+ * not record the content (no addContent): the distribution manager does that
+ * after it has logged the definition. It must never read a file on the main
+ * thread: each file is read exactly once, in a hash worker, which hashes it,
+ * computes its block signature and copies it to a temporary file in one pass;
+ * the main thread only walks folders and renames.
+ *
+ * Source rules (what is refused, with which code):
+ * - the folder is missing: CAIRN_PACKAGE_SOURCE_MISSING;
+ * - it is not a folder, or an entry cannot be listed, opened or read (EACCES
+ *   …), or changes while it is read: CAIRN_PACKAGE_SOURCE_UNREADABLE;
+ * - a symbolic link whose target (realpath) lies outside the source folder:
+ *   CAIRN_PACKAGE_SOURCE_ESCAPES, naming the link;
+ * - a symbolic link to a file inside the folder is followed: the content gets
+ *   a regular file with the target's bytes, mode and time (clients get the
+ *   same bytes under both names; FileLib stores them once);
+ * - a symbolic link to a folder is refused (UNREADABLE): following it would
+ *   copy the subtree twice and can loop; a broken link is refused too;
+ * - sockets, FIFOs and devices are refused (UNREADABLE);
+ * - a name the library cannot store is refused (UNREADABLE): not valid
+ *   UTF-8, a control character (tab and newline delimit the definition text),
+ *   longer than 251 bytes (the data library appends `.INI`). Names with
+ *   spaces, non-ASCII letters, leading dots or ending in `.INI` are fine.
+ *
+ * Signatures are kept beside the content in SigLib/<ContentID>.json
+ * (`writeSignatures`/`readSignatures`); `signatureHash` gives the figure the
+ * distribution manager logs.
+ */
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import type { ContentDefinition, ContentLibrary, FileEntry, FileSignature } from './types.ts';
+import type { HashPool } from './hash-pool.ts';
+import { CairnError } from '../shared/errors.ts';
+import { sharedHashPool, SIGNATURE_BLOCK_SIZE } from './hash-pool.ts';
+import { fileLibTempDir, forEachLimited, writeFileAtomic } from './content-library.ts';
+import {
+  checkDefinitionConsistent,
+  comparePaths,
+  contentIdOf,
+  definitionHash,
+  parseContentId,
+  segmentProblem,
+  validateHash,
+  validatePackageId,
+  validateRelativePath,
+} from './definition.ts';
+
+export interface SnapshotResult {
+  readonly definition: ContentDefinition;
+  /** One signature per distinct file hash, sorted by hash. */
+  readonly signatures: readonly FileSignature[];
+  /** Bytes read from the source (each file once). */
+  readonly bytesRead: number;
+}
+
+export interface SnapshotOptions {
+  readonly packageId: string;
+  readonly version: number;
+  /** Called with a file's relative path once the file is stored in FileLib. */
+  readonly onFile?: (path: string) => void;
+  /** The hash workers to use; the process's shared pool when left out. */
+  readonly pool?: HashPool;
+}
+
+interface SourceFile {
+  readonly rel: string;
+  /** What to read: the entry itself, or the resolved target of a symbolic link. */
+  readonly abs: string;
+}
+
+/** The subset of fs.Dirent and fs.Stats that classifies an entry. */
+interface EntryKind {
+  isFile(): boolean;
+  isDirectory(): boolean;
+  isSymbolicLink(): boolean;
+  isFIFO(): boolean;
+  isSocket(): boolean;
+  isBlockDevice(): boolean;
+  isCharacterDevice(): boolean;
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+function errnoCode(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+function reason(err: unknown): string {
+  const code = errnoCode(err);
+  const message = err instanceof Error ? err.message : String(err);
+  return code && !message.startsWith(code) ? `${code}: ${message}` : message;
+}
+
+function unreadable(where: string, why: string, cause?: unknown): CairnError {
+  return new CairnError('CAIRN_PACKAGE_SOURCE_UNREADABLE', `${where}: ${why}`, cause === undefined ? undefined : { cause });
+}
+
+function specialKind(k: EntryKind): string | undefined {
+  if (k.isFIFO()) return 'a FIFO';
+  if (k.isSocket()) return 'a socket';
+  if (k.isBlockDevice() || k.isCharacterDevice()) return 'a device';
+  return undefined;
+}
+
+function isInside(root: string, target: string): boolean {
+  const rel = path.relative(root, target);
+  return rel !== '' && rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
+}
+
+/** Lists the source tree: every folder and every file (symbolic links to files resolved), or throws a source error. */
+async function walkSource(sourceDir: string): Promise<{ folders: string[]; files: SourceFile[] }> {
+  let root: string;
+  try {
+    const st = await fsp.stat(sourceDir);
+    if (!st.isDirectory()) throw unreadable(sourceDir, 'not a folder');
+    root = await fsp.realpath(sourceDir);
+  } catch (err) {
+    if (err instanceof CairnError) throw err;
+    const code = errnoCode(err);
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new CairnError('CAIRN_PACKAGE_SOURCE_MISSING', sourceDir, { cause: err });
+    throw unreadable(sourceDir, reason(err), err);
+  }
+
+  const folders: string[] = [];
+  const files: SourceFile[] = [];
+  const walk = async (relDir: string): Promise<void> => {
+    const absDir = relDir === '' ? root : path.join(root, relDir);
+    let entries;
+    try {
+      entries = await fsp.readdir(absDir, { withFileTypes: true, encoding: 'buffer' });
+    } catch (err) {
+      throw unreadable(absDir, reason(err), err);
+    }
+    for (const entry of entries) {
+      let name: string;
+      try {
+        name = UTF8.decode(entry.name);
+      } catch {
+        throw unreadable(path.join(absDir, entry.name.toString('utf8')), 'the name is not valid UTF-8');
+      }
+      const abs = path.join(absDir, name);
+      const problem = segmentProblem(name);
+      if (problem) throw unreadable(abs, `the name cannot be stored: ${problem}`);
+      const rel = relDir === '' ? name : `${relDir}/${name}`;
+      try {
+        validateRelativePath(rel);
+      } catch (err) {
+        throw unreadable(abs, (err as CairnError).detail ?? 'the path cannot be stored', err);
+      }
+      let kind: EntryKind = entry;
+      if (!entry.isFile() && !entry.isDirectory() && !entry.isSymbolicLink() && !specialKind(entry)) {
+        // Some file systems do not report the type in the listing.
+        try {
+          kind = await fsp.lstat(abs);
+        } catch (err) {
+          throw unreadable(abs, reason(err), err);
+        }
+      }
+      if (kind.isDirectory()) {
+        folders.push(rel);
+        await walk(rel);
+      } else if (kind.isFile()) {
+        files.push({ rel, abs });
+      } else if (kind.isSymbolicLink()) {
+        files.push({ rel, abs: await resolveLink(root, abs, rel) });
+      } else {
+        throw unreadable(abs, `${specialKind(kind) ?? 'an unknown kind of entry'} cannot be distributed`);
+      }
+    }
+  };
+  await walk('');
+  return { folders, files };
+}
+
+/** The target of a symbolic link to a file inside the source folder; anything else is refused. */
+async function resolveLink(root: string, abs: string, rel: string): Promise<string> {
+  let target: string;
+  try {
+    target = await fsp.realpath(abs);
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOENT') throw unreadable(abs, 'broken symbolic link', err);
+    if (code === 'ELOOP') throw unreadable(abs, 'symbolic link loop', err);
+    throw unreadable(abs, reason(err), err);
+  }
+  if (!isInside(root, target)) throw new CairnError('CAIRN_PACKAGE_SOURCE_ESCAPES', `${rel} → ${target}`);
+  let st;
+  try {
+    st = await fsp.stat(target);
+  } catch (err) {
+    throw unreadable(abs, reason(err), err);
+  }
+  if (st.isDirectory()) throw unreadable(abs, 'a symbolic link to a folder is not supported');
+  if (!st.isFile()) throw unreadable(abs, `it links to ${specialKind(st) ?? 'an unknown kind of entry'}`);
+  return target;
+}
+
+/**
+ * Snapshots `sourceDir` as content `<packageId>.<version>`: stores every file
+ * in the library's FileLib and returns the definition (not yet recorded: the
+ * caller calls `lib.addContent`), the block signatures and the bytes read.
+ * Files already stored earlier may remain in FileLib when it fails partway;
+ * they are unreferenced until a content that uses them is added.
+ */
+export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opts: SnapshotOptions): Promise<SnapshotResult> {
+  const packageId = validatePackageId(opts.packageId);
+  if (!Number.isSafeInteger(opts.version) || opts.version < 0) throw new CairnError('CAIRN_REQUEST_INVALID', `version ${opts.version} is not a non-negative integer`);
+  const contentId = contentIdOf(packageId, opts.version);
+  const pool = opts.pool ?? sharedHashPool();
+
+  const { folders, files: sources } = await walkSource(sourceDir);
+
+  const tmpDir = fileLibTempDir(lib.root);
+  await fsp.mkdir(tmpDir, { recursive: true });
+  const files: FileEntry[] = [];
+  const signatures = new Map<string, FileSignature>();
+  let bytesRead = 0;
+  // Twice the pool size keeps every worker busy while the main thread renames.
+  await forEachLimited(sources, pool.size * 2, async (src) => {
+    const temp = path.join(tmpDir, `${randomBytes(12).toString('hex')}.tmp`);
+    const reply = await pool.hashFile(src.abs, { temp, blockSize: SIGNATURE_BLOCK_SIZE });
+    if (!reply.ok) {
+      if (reply.side === 'temp') throw new CairnError('CAIRN_INTERNAL', `cannot store ${src.rel} in the content library: ${reply.message}`);
+      if (reply.code === 'ENOENT') throw unreadable(src.abs, 'the file disappeared while the folder was read');
+      throw unreadable(src.abs, reply.code === 'CHANGED' || reply.code === 'NOT_A_FILE' ? reply.message : `${reply.code}: ${reply.message}`);
+    }
+    try {
+      await lib.adoptFile(temp, reply.hash);
+    } catch (err) {
+      await fsp.rm(temp, { force: true });
+      throw err;
+    }
+    files.push({ path: src.rel, hash: reply.hash, size: reply.size, mode: reply.mode, mtime: new Date(reply.mtimeMs).toISOString() });
+    signatures.set(reply.hash, { hash: reply.hash, blockSize: SIGNATURE_BLOCK_SIZE, blocks: reply.blocks });
+    bytesRead += reply.size;
+    opts.onFile?.(src.rel);
+  });
+
+  folders.sort(comparePaths);
+  files.sort((a, b) => comparePaths(a.path, b.path));
+  const draft = { contentId, packageId, version: opts.version, size: files.reduce((sum, f) => sum + f.size, 0), folders, files };
+  const definition: ContentDefinition = { ...draft, hash: definitionHash(draft) };
+  try {
+    checkDefinitionConsistent(definition);
+  } catch (err) {
+    // Only a name clash the data library cannot hold (a file `x` beside a folder `x.INI`) gets here.
+    throw unreadable(sourceDir, (err as CairnError).detail ?? 'the tree cannot be stored', err);
+  }
+  const sorted = [...signatures.values()].sort((a, b) => comparePaths(a.hash, b.hash));
+  return { definition, signatures: sorted, bytesRead };
+}
+
+const SIGNATURES_FORMAT = 'cairn-signatures/1';
+
+function signaturesFile(root: string, contentId: string): string {
+  return path.join(path.resolve(root), 'SigLib', `${parseContentId(contentId).contentId}.json`);
+}
+
+function canonicalSignatures(signatures: readonly FileSignature[]): FileSignature[] {
+  return [...signatures]
+    .sort((a, b) => comparePaths(a.hash, b.hash))
+    .map((s) => ({ hash: s.hash, blockSize: s.blockSize, blocks: [...s.blocks] }));
+}
+
+/** SHA-256 (upper-case hex) over the canonical JSON of the signatures: sorted by hash, members in a fixed order. */
+export function signatureHash(signatures: readonly FileSignature[]): string {
+  return createHash('sha256').update(JSON.stringify(canonicalSignatures(signatures)), 'utf8').digest('hex').toUpperCase();
+}
+
+/** Validates untrusted signatures (JSON array). Throws CAIRN_REQUEST_INVALID or CAIRN_HASH_INVALID. */
+export function parseSignatures(json: unknown): FileSignature[] {
+  if (!Array.isArray(json)) throw new CairnError('CAIRN_REQUEST_INVALID', 'signatures must be an array');
+  return json.map((s: unknown, i) => {
+    if (typeof s !== 'object' || s === null) throw new CairnError('CAIRN_REQUEST_INVALID', `signatures[${i}] is not an object`);
+    const { hash, blockSize, blocks } = s as Record<string, unknown>;
+    if (typeof blockSize !== 'number' || !Number.isSafeInteger(blockSize) || blockSize < 1) {
+      throw new CairnError('CAIRN_REQUEST_INVALID', `signatures[${i}].blockSize is not a positive integer`);
+    }
+    if (!Array.isArray(blocks)) throw new CairnError('CAIRN_REQUEST_INVALID', `signatures[${i}].blocks is not an array`);
+    return { hash: validateHash(hash), blockSize, blocks: blocks.map((b: unknown) => validateHash(b)) };
+  });
+}
+
+/** Stores a content's signatures at `<root>/SigLib/<ContentID>.json` (written atomically). */
+export async function writeSignatures(root: string, contentId: string, signatures: readonly FileSignature[]): Promise<void> {
+  const file = signaturesFile(root, contentId);
+  await fsp.mkdir(path.dirname(file), { recursive: true });
+  const body = { format: SIGNATURES_FORMAT, contentId, signatures: canonicalSignatures(signatures) };
+  await writeFileAtomic(file, JSON.stringify(body));
+}
+
+/** A content's stored signatures, or undefined when none are stored. */
+export async function readSignatures(root: string, contentId: string): Promise<FileSignature[] | undefined> {
+  const file = signaturesFile(root, contentId);
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const body = JSON.parse(text) as Record<string, unknown>;
+    if (body.format !== SIGNATURES_FORMAT || body.contentId !== contentId) throw new Error('wrong format or content ID');
+    return parseSignatures(body.signatures);
+  } catch (err) {
+    throw new CairnError('CAIRN_INTERNAL', `signature file ${file} is damaged: ${reason(err)}`, { cause: err });
+  }
+}
