@@ -35,6 +35,7 @@ export const ERRORS = {
   CAIRN_CONTENT_PATH_INVALID: { message: 'a content path is absolute, empty or leads outside its content', status: 400, callerFault: true },
   CAIRN_HASH_INVALID: { message: 'a hash is not 64 hexadecimal characters', status: 400, callerFault: true },
   CAIRN_DATABASE_URL_INVALID: { message: 'the database URL is not sqlite: or postgres(ql)://', status: 400, callerFault: true },
+  CAIRN_SITE_UNREACHABLE: { message: 'the site admin API cannot be reached', status: 502, callerFault: false },
   CAIRN_CONFIG_MISSING: { message: 'no site address or admin token was found (set CAIRN_URL and CAIRN_TOKEN, or run in the folder of `cairn start`)', status: 400, callerFault: true },
   CAIRN_INTERNAL: { message: 'an internal error occurred', status: 500, callerFault: false },
 } as const satisfies Record<string, ErrorDefinition>;

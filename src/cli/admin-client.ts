@@ -1,0 +1,63 @@
+/**
+ * The admin CLI's connection to the admin API: finds the site's address and
+ * token in CAIRN_URL and CAIRN_TOKEN, or in the data folder of `cairn start`
+ * (`./cairn-data` unless `--data` says otherwise), and turns API errors into
+ * CairnErrors with the API's code.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { CairnError, ERRORS } from '../shared/errors.ts';
+
+export interface AdminConnection {
+  readonly url: string;
+  readonly token: string;
+}
+
+export function findAdminConnection(dataDir = './cairn-data', env: NodeJS.ProcessEnv = process.env): AdminConnection {
+  let url = env.CAIRN_URL;
+  let token = env.CAIRN_TOKEN;
+  if (!url || !token) {
+    const data = path.resolve(dataDir);
+    try {
+      url ??= (JSON.parse(fs.readFileSync(path.join(data, 'site.json'), 'utf8')) as { adminUrl?: string }).adminUrl;
+    } catch {
+      /* reported below */
+    }
+    try {
+      token ??= fs.readFileSync(path.join(data, 'admin.token'), 'utf8').trim();
+    } catch {
+      /* reported below */
+    }
+  }
+  if (!url || !token) throw new CairnError('CAIRN_CONFIG_MISSING');
+  return { url: url.replace(/\/+$/, ''), token };
+}
+
+export async function callAdmin<T>(conn: AdminConnection, method: 'GET' | 'POST', route: string, body?: unknown): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(`${conn.url}${route}`, {
+      method,
+      headers: { authorization: `Bearer ${conn.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    throw new CairnError('CAIRN_SITE_UNREACHABLE', `${conn.url} cannot be reached (${cause?.code ?? cause?.message ?? (err as Error).message})`);
+  }
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = text ? JSON.parse(text) : {};
+  } catch {
+    throw new CairnError('CAIRN_INTERNAL', `the admin API answered ${res.status} with a body that is not JSON`);
+  }
+  if (!res.ok) {
+    const o = json as { code?: string; message?: string };
+    const code = (o.code && o.code in ERRORS ? o.code : 'CAIRN_INTERNAL') as keyof typeof ERRORS;
+    const err = new CairnError(code);
+    err.message = o.message ?? ERRORS[code].message;
+    throw err;
+  }
+  return json as T;
+}

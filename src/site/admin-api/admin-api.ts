@@ -1,0 +1,142 @@
+/**
+ * The admin API (the seeds' SMS Provider): the only way administrators change
+ * anything. Token authentication on every route but `/api/v1/health`; every
+ * call, allowed or refused, is audited in `SMSProv.log` with the caller's
+ * address, the route and the outcome. Transport only: handlers decode the
+ * request, call a service, and encode the answer; errors become
+ * `{ code, message }` with the registry's HTTP status.
+ */
+import { timingSafeEqual, createHash } from 'node:crypto';
+import Fastify from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ComponentLog } from '../../shared/cmtrace-log.ts';
+import { CairnError, ERRORS, describeError, isCairnError } from '../../shared/errors.ts';
+import { queryStatusMessages } from '../../datastore/status-messages.ts';
+import type { SiteContext } from '../site-context.ts';
+import { createPackage, distributePackage, listPackageViews, packageStatus, packageView, requirePackage } from '../services/packages.ts';
+import { addDistributionPoint, listDpViews } from '../services/distribution-points.ts';
+
+export interface AdminApiOptions {
+  readonly ctx: SiteContext;
+  readonly token: string;
+  readonly log: ComponentLog;
+}
+
+function sameSecret(a: string, b: string): boolean {
+  const x = createHash('sha256').update(a).digest();
+  const y = createHash('sha256').update(b).digest();
+  return timingSafeEqual(x, y);
+}
+
+function body(request: FastifyRequest): Record<string, unknown> {
+  const b = request.body;
+  if (b === undefined || b === null) return {};
+  if (typeof b !== 'object' || Array.isArray(b)) throw new CairnError('CAIRN_REQUEST_INVALID', 'the body must be a JSON object');
+  return b as Record<string, unknown>;
+}
+
+function str(o: Record<string, unknown>, key: string, required = true): string | undefined {
+  const v = o[key];
+  if (v === undefined && !required) return undefined;
+  if (typeof v !== 'string' || !v) throw new CairnError('CAIRN_REQUEST_INVALID', `${key} must be a non-empty string`);
+  return v;
+}
+
+export async function buildAdminApi(opts: AdminApiOptions): Promise<FastifyInstance> {
+  const { ctx, log } = opts;
+  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.url === '/api/v1/health') return;
+    const header = request.headers.authorization;
+    const token = header?.startsWith('Bearer ') ? header.slice(7) : undefined;
+    if (!token || !sameSecret(token, opts.token)) {
+      const code = token ? 'CAIRN_AUTH_INVALID' : 'CAIRN_AUTH_MISSING';
+      log.warn(`Audit: refused ${request.method} ${request.url} from ${request.ip}: ${code}`);
+      await reply.code(401).send({ code, message: ERRORS[code].message });
+    }
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    if (request.url === '/api/v1/health' || reply.statusCode === 401) return;
+    const outcome = (request as FastifyRequest & { auditNote?: string }).auditNote;
+    log.info(`Audit: User admin (${request.ip}) called ${request.method} ${request.url}: ${reply.statusCode}${outcome ? `, ${outcome}` : ''}`);
+  });
+
+  app.setErrorHandler(async (err: unknown, request, reply: FastifyReply) => {
+    if (isCairnError(err)) {
+      (request as FastifyRequest & { auditNote?: string }).auditNote = err.code;
+      return reply.code(err.status).send(err.toJSON());
+    }
+    const e = err as { statusCode?: number; message?: string };
+    if (e.statusCode && e.statusCode < 500) return reply.code(e.statusCode).send({ code: 'CAIRN_REQUEST_INVALID', message: e.message ?? 'bad request' });
+    log.error(`Unexpected error in ${request.method} ${request.url}: ${describeError(err)}`);
+    return reply.code(500).send({ code: 'CAIRN_INTERNAL', message: ERRORS.CAIRN_INTERNAL.message });
+  });
+  app.setNotFoundHandler(async (_request, reply) => reply.code(404).send({ code: 'CAIRN_NOT_FOUND', message: ERRORS.CAIRN_NOT_FOUND.message }));
+
+  const note = (request: FastifyRequest, text: string) => {
+    (request as FastifyRequest & { auditNote?: string }).auditNote = text;
+  };
+
+  app.get('/api/v1/health', async () => ({ ok: true, siteCode: ctx.siteCode }));
+
+  app.get('/api/v1/distribution-points', async () => ({ distributionPoints: await listDpViews(ctx) }));
+
+  app.post('/api/v1/distribution-points', async (request, reply) => {
+    const b = body(request);
+    const priority = b.priority === undefined ? undefined : Number(b.priority);
+    if (priority !== undefined && (!Number.isInteger(priority) || priority < 0)) throw new CairnError('CAIRN_REQUEST_INVALID', 'priority must be a non-negative integer');
+    const result = await addDistributionPoint(ctx, { name: str(b, 'name')!, url: str(b, 'url')!, ...(priority === undefined ? {} : { priority }) });
+    note(request, `added distribution point ${result.dp.name} (${result.dp.url})`);
+    return reply.code(201).send(result);
+  });
+
+  app.get('/api/v1/packages', async () => ({ packages: await listPackageViews(ctx) }));
+
+  app.post('/api/v1/packages', async (request, reply) => {
+    const b = body(request);
+    const priority = str(b, 'priority', false);
+    if (priority !== undefined && !['high', 'medium', 'low'].includes(priority)) throw new CairnError('CAIRN_REQUEST_INVALID', 'priority must be high, medium or low');
+    const pkg = await createPackage(ctx, {
+      name: str(b, 'name')!,
+      source: str(b, 'source')!,
+      ...(typeof b.description === 'string' ? { description: b.description } : {}),
+      ...(priority ? { priority: priority as 'high' | 'medium' | 'low' } : {}),
+    });
+    log.info(`Processed insert instance notification: SMS_Package.PackageID="${pkg.PkgID}"`);
+    note(request, `created package ${pkg.PkgID} (${pkg.Name}) from ${pkg.Source}`);
+    return reply.code(201).send(packageView(pkg));
+  });
+
+  app.get<{ Params: { id: string } }>('/api/v1/packages/:id', async (request) => packageView(await requirePackage(ctx, request.params.id)));
+
+  app.post<{ Params: { id: string } }>('/api/v1/packages/:id/distribute', async (request) => {
+    const b = body(request);
+    const dps = b.distributionPoints;
+    if (!Array.isArray(dps) || !dps.every((d) => typeof d === 'string' && d)) throw new CairnError('CAIRN_REQUEST_INVALID', 'distributionPoints must be a list of DP names');
+    const result = await distributePackage(ctx, request.params.id, dps as string[]);
+    note(request, `distributing ${result.packageId} to ${result.distributionPoints.join(', ')}`);
+    return result;
+  });
+
+  app.get<{ Params: { id: string } }>('/api/v1/packages/:id/status', async (request) => packageStatus(ctx, request.params.id));
+
+  app.get<{ Querystring: { package?: string; component?: string; id?: string; limit?: string } }>('/api/v1/status-messages', async (request) => {
+    const q = request.query;
+    const messageId = q.id === undefined ? undefined : Number(q.id);
+    const limit = q.limit === undefined ? undefined : Number(q.limit);
+    if (messageId !== undefined && !Number.isInteger(messageId)) throw new CairnError('CAIRN_REQUEST_INVALID', 'id must be an integer');
+    if (limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > 100000)) throw new CairnError('CAIRN_REQUEST_INVALID', 'limit must be 1-100000');
+    if (q.package) await requirePackage(ctx, q.package);
+    const messages = await queryStatusMessages(ctx.db, {
+      ...(q.package ? { packageId: q.package } : {}),
+      ...(q.component ? { component: q.component } : {}),
+      ...(messageId !== undefined ? { messageId } : {}),
+      ...(limit !== undefined ? { limit } : {}),
+    });
+    return { statusMessages: messages };
+  });
+
+  return app;
+}

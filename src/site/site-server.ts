@@ -1,0 +1,170 @@
+/**
+ * Starts a site: opens and migrates the site database, writes the bootstrap
+ * files (`site.json` with the admin API address, `admin.token`), starts the
+ * components (DB monitor, distribution manager, package transfer manager,
+ * status manager) and the admin API, and, for the all-in-one `cairn start`,
+ * a distribution point of its own in the same process, registered
+ * automatically. Components talk to that DP over HTTP like any other: nothing
+ * works only when co-located.
+ */
+import fs from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createComponentLog } from '../shared/cmtrace-log.ts';
+import { openDatabase } from '../datastore/engine.ts';
+import type { SiteDatabase } from '../datastore/engine.ts';
+import { migrateToLatest } from '../datastore/migrate.ts';
+import { ensureSite, readSettings } from '../datastore/site-control.ts';
+import { findDistributionPoint } from '../datastore/distribution-points.ts';
+import { createContentLibrary } from '../content-library/content-library.ts';
+import { startDp } from '../dp/dp-server.ts';
+import { sitePaths } from './site-paths.ts';
+import type { SitePaths } from './site-paths.ts';
+import type { SiteContext } from './site-context.ts';
+import { DbMonitor } from './components/smsdbmon/db-monitor.ts';
+import { DistributionManager } from './components/distmgr/distribution-manager.ts';
+import { PackageTransferManager } from './components/pkgxfermgr/package-transfer-manager.ts';
+import { StatusManager } from './components/statmgr/status-manager.ts';
+import { buildAdminApi } from './admin-api/admin-api.ts';
+import { addDistributionPoint } from './services/distribution-points.ts';
+
+export interface SiteOptions {
+  readonly dataDir: string;
+  /** Admin API port; 0 picks a free one. Default 8340. */
+  readonly port?: number;
+  readonly host?: string;
+  /** Site code, 3 characters; default `CS1`, kept in site.json after the first start. */
+  readonly siteCode?: string;
+  /** Start and register a DP in this process (all-in-one). */
+  readonly localDp?: boolean;
+  /** Port of the local DP; default admin port + 1 (0 when the admin port is 0). */
+  readonly dpPort?: number;
+  /** Database URL; default CAIRN_DATABASE_URL, then site.json's `databaseUrl`, then SQLite in the data folder. */
+  readonly databaseUrl?: string;
+}
+
+export interface SiteJson {
+  readonly siteCode: string;
+  readonly siteName: string;
+  readonly databaseUrl?: string;
+  readonly adminUrl?: string;
+  readonly localDpUrl?: string;
+}
+
+export interface RunningSite {
+  readonly adminUrl: string;
+  readonly localDpUrl: string | undefined;
+  readonly paths: SitePaths;
+  readonly ctx: SiteContext;
+  readonly database: SiteDatabase;
+  close(): Promise<void>;
+}
+
+function readSiteJson(file: string): Partial<SiteJson> {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<SiteJson>;
+  } catch {
+    return {};
+  }
+}
+
+function writeFileAtomic(file: string, data: string, mode = 0o644): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, data, { mode });
+  fs.renameSync(tmp, file);
+}
+
+export async function startSite(opts: SiteOptions): Promise<RunningSite> {
+  const paths = sitePaths(opts.dataDir);
+  fs.mkdirSync(paths.data, { recursive: true });
+  const saved = readSiteJson(paths.siteJson);
+  const siteCode = (saved.siteCode ?? opts.siteCode ?? 'CS1').toUpperCase();
+  if (!/^[A-Z0-9]{3}$/.test(siteCode)) throw new Error(`site code ${siteCode} must be 3 letters or digits`);
+  const databaseUrl = opts.databaseUrl ?? process.env.CAIRN_DATABASE_URL ?? saved.databaseUrl ?? `sqlite:${paths.sqlite}`;
+  const provLog = createComponentLog({ dir: paths.logs, name: 'SMSProv', component: 'SMS Provider' });
+
+  const database = openDatabase(databaseUrl);
+  await migrateToLatest(database.db, database.engine);
+  await ensureSite(database.db, siteCode, saved.siteName ?? `Cairn site ${siteCode}`);
+  const settings = await readSettings(database.db);
+
+  let token: string;
+  try {
+    token = fs.readFileSync(paths.adminToken, 'utf8').trim();
+  } catch {
+    token = randomBytes(32).toString('base64url');
+    writeFileAtomic(paths.adminToken, `${token}\n`, 0o600);
+  }
+
+  const library = createContentLibrary(paths.contentLibrary);
+  let dbmon: DbMonitor | undefined;
+  const ctx: SiteContext = Object.freeze({
+    db: database.db,
+    engine: database.engine,
+    paths,
+    siteCode,
+    settings,
+    library,
+    wake: { dbmon: () => dbmon?.wake() },
+  });
+
+  const distmgr = new DistributionManager(ctx);
+  const xfer = new PackageTransferManager(ctx, () => distmgr.wakeStatusThread());
+  const statmgr = new StatusManager(ctx);
+  dbmon = new DbMonitor(ctx, (inbox) => {
+    if (inbox === paths.distmgrBox) distmgr.wake();
+    if (inbox === paths.pkgTransferMgrBox) xfer.wake();
+  });
+
+  const api = await buildAdminApi({ ctx, token, log: provLog });
+  const host = opts.host ?? '127.0.0.1';
+  await api.listen({ port: opts.port ?? 8340, host });
+  const address = api.server.address();
+  const port = typeof address === 'object' && address ? address.port : opts.port ?? 8340;
+  const adminUrl = `http://${host}:${port}`;
+
+  let localDp: { url: string; close(): Promise<void> } | undefined;
+  if (opts.localDp) {
+    const existing = await findDistributionPoint(database.db, { name: 'local' });
+    const key = existing?.SharedKey ?? randomBytes(32).toString('base64url');
+    const dpPort = opts.dpPort ?? (port === 0 || opts.port === 0 ? 0 : port + 1);
+    localDp = await startDp({ dataDir: paths.localDp, port: dpPort, host, key, name: 'local' });
+    if (!existing) {
+      await addDistributionPoint(ctx, { name: 'local', url: localDp.url, key });
+      provLog.info(`Registered this site's own distribution point 'local' at ${localDp.url}`);
+    } else if (existing.URL !== localDp.url) {
+      await database.db.updateTable('DistributionPoints').set({ URL: localDp.url }).where('DPID', '=', existing.DPID).execute();
+      provLog.info(`This site's own distribution point 'local' moved to ${localDp.url}`);
+    }
+  }
+
+  writeFileAtomic(
+    paths.siteJson,
+    JSON.stringify({ ...saved, siteCode, siteName: saved.siteName ?? `Cairn site ${siteCode}`, adminUrl, ...(localDp ? { localDpUrl: localDp.url } : {}) }, null, 2) + '\n',
+  );
+  provLog.info(`SMS Provider (admin API) listening on ${adminUrl}; site ${siteCode}; database ${database.display}`);
+
+  statmgr.start();
+  dbmon.start();
+  distmgr.start();
+  xfer.start();
+
+  let closed = false;
+  return {
+    adminUrl,
+    localDpUrl: localDp?.url,
+    paths,
+    ctx,
+    database,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await api.close();
+      await xfer.stop();
+      await distmgr.stop();
+      await dbmon!.stop();
+      await statmgr.stop();
+      await localDp?.close();
+      await database.destroy();
+    },
+  };
+}
