@@ -33,6 +33,7 @@ export interface HashSuccess {
   readonly blocks: string[];
   /** Permission bits of the source (mode & 0o7777). */
   readonly mode: number;
+  /** Modification time, rounded to the nearest millisecond. */
   readonly mtimeMs: number;
 }
 
@@ -80,9 +81,11 @@ export function hashFileSync(task: HashTask, buf: Buffer): HashReply {
       // O_NONBLOCK: if the entry turned into a FIFO since the walk, open must not hang.
       src = fs.openSync(task.source, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     } catch (err) {
-      throw new TaskError(errnoCode(err), 'source', `cannot open: ${(err as Error).message}`);
+      throw new TaskError(errnoCode(err), 'source', (err as Error).message);
     }
-    const before = fs.fstatSync(src);
+    // bigint, to round the time to the nearest millisecond exactly: a time set
+    // from a JS Date is often stored a hair below it (….088999 for .089).
+    const before = fs.fstatSync(src, { bigint: true });
     if (!before.isFile()) throw new TaskError('NOT_A_FILE', 'source', 'not a regular file');
     if (task.temp !== undefined) {
       try {
@@ -102,7 +105,7 @@ export function hashFileSync(task: HashTask, buf: Buffer): HashReply {
       try {
         n = fs.readSync(src, buf, 0, Math.min(buf.length, task.blockSize - inBlock), null);
       } catch (err) {
-        throw new TaskError(errnoCode(err), 'source', `cannot read: ${(err as Error).message}`);
+        throw new TaskError(errnoCode(err), 'source', (err as Error).message);
       }
       if (n === 0) break;
       const chunk = buf.subarray(0, n);
@@ -124,8 +127,8 @@ export function hashFileSync(task: HashTask, buf: Buffer): HashReply {
       }
     }
     if (inBlock > 0) blocks.push(upperHex(block));
-    const after = fs.fstatSync(src);
-    if (size !== before.size || after.size !== before.size || after.mtimeMs !== before.mtimeMs) {
+    const after = fs.fstatSync(src, { bigint: true });
+    if (BigInt(size) !== before.size || after.size !== before.size || after.mtimeNs !== before.mtimeNs) {
       throw new TaskError('CHANGED', 'source', 'the file changed while it was read');
     }
     if (dst !== undefined) {
@@ -138,7 +141,7 @@ export function hashFileSync(task: HashTask, buf: Buffer): HashReply {
         throw new TaskError(errnoCode(err), 'temp', `cannot write ${task.temp}: ${(err as Error).message}`);
       }
     }
-    return { id: task.id, ok: true, hash: upperHex(whole), size, blocks, mode: before.mode & 0o7777, mtimeMs: before.mtimeMs };
+    return { id: task.id, ok: true, hash: upperHex(whole), size, blocks, mode: Number(before.mode) & 0o7777, mtimeMs: Number((before.mtimeNs + 500_000n) / 1_000_000n) };
   } catch (err) {
     if (dst !== undefined) {
       fs.closeSync(dst);

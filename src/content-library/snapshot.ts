@@ -230,7 +230,7 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
     if (!reply.ok) {
       if (reply.side === 'temp') throw new CairnError('CAIRN_INTERNAL', `cannot store ${src.rel} in the content library: ${reply.message}`);
       if (reply.code === 'ENOENT') throw unreadable(src.abs, 'the file disappeared while the folder was read');
-      throw unreadable(src.abs, reply.code === 'CHANGED' || reply.code === 'NOT_A_FILE' ? reply.message : `${reply.code}: ${reply.message}`);
+      throw unreadable(src.abs, reply.message.includes(reply.code) ? reply.message : `${reply.code}: ${reply.message}`);
     }
     try {
       await lib.adoptFile(temp, reply.hash);

@@ -1,0 +1,311 @@
+/**
+ * The content library on real folders (no mocks): the on-disk layout, single
+ * instance storage, companion lists, idempotent and all-or-nothing
+ * addContent, definitions read back from disk, and the validation of
+ * definitions that arrive from the network.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import type { ContentDefinition, FileEntry } from '../../src/content-library/types.ts';
+import { createContentLibrary } from '../../src/content-library/content-library.ts';
+import {
+  canonicalDefinitionText,
+  definitionHash,
+  parseContentDefinition,
+  validateHash,
+  validateRelativePath,
+} from '../../src/content-library/definition.ts';
+import { CairnError } from '../../src/shared/errors.ts';
+
+const MTIME = '2024-05-01T12:00:00.000Z';
+
+function sha(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex').toUpperCase();
+}
+
+async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'cairn-lib-'));
+  t.after(() => fsp.rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Puts `data` into the library's FileLib the way a transfer does: a file, then adoptFile. */
+async function store(lib: ReturnType<typeof createContentLibrary>, scratch: string, data: string): Promise<string> {
+  const hash = sha(data);
+  const tmp = path.join(scratch, `${hash}.${Math.random().toString(16).slice(2)}`);
+  await fsp.writeFile(tmp, data);
+  await lib.adoptFile(tmp, hash);
+  return hash;
+}
+
+function entry(p: string, data: string, mode = 0o644): FileEntry {
+  return { path: p, hash: sha(data), size: Buffer.byteLength(data), mode, mtime: MTIME };
+}
+
+function definition(packageId: string, version: number, folders: string[], files: FileEntry[]): ContentDefinition {
+  const contentId = `${packageId}.${version}`;
+  const draft = { contentId, packageId, version, folders, files, size: files.reduce((s, f) => s + f.size, 0) };
+  return { ...draft, hash: definitionHash(draft) };
+}
+
+/** Every file under `dir` with its bytes, to prove that nothing changed. */
+async function treeState(dir: string): Promise<Map<string, string>> {
+  const state = new Map<string, string>();
+  for (const rel of (await fsp.readdir(dir, { recursive: true })).sort()) {
+    const st = await fsp.stat(path.join(dir, rel));
+    state.set(rel, st.isDirectory() ? 'dir' : `${await fsp.readFile(path.join(dir, rel), 'utf8')}|${st.mtimeMs}`);
+  }
+  return state;
+}
+
+async function withScratch(t: { after: (fn: () => Promise<void>) => void }): Promise<{ root: string; scratch: string }> {
+  const dir = await tempDir(t);
+  const scratch = path.join(dir, 'scratch');
+  await fsp.mkdir(scratch);
+  return { root: path.join(dir, 'lib'), scratch };
+}
+
+const SAMPLE_FILES = [entry('a b/ünïcödé ✓.txt', 'unicode', 0o600), entry('a b/.hidden', 'dot'), entry('bin/run.sh', '#!/bin/sh\n', 0o755), entry('empty.dat', '')];
+const SAMPLE_FOLDERS = ['a b', 'bin', 'nothing here'];
+
+test('adoptFile moves a file to FileLib/<first 4 hex>/<HASH> and a second copy only deletes its source', async (t) => {
+  const { root, scratch } = await withScratch(t);
+  const lib = createContentLibrary(root);
+  const hash = await store(lib, scratch, 'payload');
+  assert.equal(lib.filePath(hash), path.join(root, 'FileLib', hash.slice(0, 4), hash));
+  assert.equal(await fsp.readFile(lib.filePath(hash), 'utf8'), 'payload');
+  const again = path.join(scratch, 'again');
+  await fsp.writeFile(again, 'payload');
+  await lib.adoptFile(again, hash);
+  assert.equal(fs.existsSync(again), false);
+  assert.deepEqual(await fsp.readdir(path.join(root, 'FileLib', hash.slice(0, 4))), [hash]);
+  assert.equal(await lib.hasFile(hash), true);
+  assert.equal(await lib.hasFile(sha('other')), false);
+});
+
+test('missingFiles lists absent hashes once each, in the order given, upper-cased', async (t) => {
+  const { root, scratch } = await withScratch(t);
+  const lib = createContentLibrary(root);
+  const held = await store(lib, scratch, 'held');
+  const a = sha('a');
+  const b = sha('b');
+  assert.deepEqual(await lib.missingFiles([b, held, a.toLowerCase(), b]), [b, a]);
+  await assert.rejects(lib.missingFiles(['XYZ']), (err: unknown) => err instanceof CairnError && err.code === 'CAIRN_HASH_INVALID');
+});
+
+test('addContent writes the documented INI layout, mirroring folders (empty ones too) and odd names', async (t) => {
+  const { root, scratch } = await withScratch(t);
+  const lib = createContentLibrary(root);
+  for (const data of ['unicode', 'dot', '#!/bin/sh\n', '']) await store(lib, scratch, data);
+  const def = definition('CS100001', 1, SAMPLE_FOLDERS, SAMPLE_FILES);
+  await lib.addContent(def);
+
+  assert.equal(await fsp.readFile(path.join(root, 'PkgLib', 'CS100001.INI'), 'utf8'), '[Packages]\nCS100001.1=\n');
+  assert.equal(
+    await fsp.readFile(path.join(root, 'DataLib', 'CS100001.1.INI'), 'utf8'),
+    `[Info]\nHash=${def.hash}\nSize=${7 + 3 + 10}\nFileCount=4\nVersion=1\nPackageID=CS100001\n`,
+  );
+  assert.equal(
+    await fsp.readFile(path.join(root, 'DataLib', 'CS100001.1', 'a b', 'ünïcödé ✓.txt.INI'), 'utf8'),
+    `[File]\nHash=${sha('unicode')}\nSize=7\nAttributes=0600\nTimeModified=${MTIME}\n`,
+  );
+  assert.match(await fsp.readFile(path.join(root, 'DataLib', 'CS100001.1', 'bin', 'run.sh.INI'), 'utf8'), /^Attributes=0755$/m);
+  assert.equal(fs.existsSync(path.join(root, 'DataLib', 'CS100001.1', 'a b', '.hidden.INI')), true);
+  assert.deepEqual(await fsp.readdir(path.join(root, 'DataLib', 'CS100001.1', 'nothing here')), []);
+  assert.equal(await fsp.readFile(`${lib.filePath(sha('dot'))}.INI`, 'utf8'), '[Contents]\nCS100001.1=\n');
+});
+
+test('two paths with identical bytes are stored once and the companion list names the content once', async (t) => {
+  const { root, scratch } = await withScratch(t);
+  const lib = createContentLibrary(root);
+  const hash = await store(lib, scratch, 'same bytes');
+  await store(lib, scratch, 'same bytes');
+  const def = definition('CS100002', 1, ['x'], [entry('one.txt', 'same bytes'), entry('x/two.txt', 'same bytes')]);
+  await lib.addContent(def);
+  assert.deepEqual(await fsp.readdir(path.join(root, 'FileLib', hash.slice(0, 4))), [hash, `${hash}.INI`]);
+  assert.deepEqual(await lib.fileReferences(hash), ['CS100002.1']);
+});
+
+test('a file shared by two contents has both in its companion list', async (t) => {
+  const { root, scratch } = await withScratch(t);
+  const lib = createContentLibrary(root);
+  const shared = await store(lib, scratch, 'shared');
+  await store(lib, scratch, 'only in B');
+  await lib.addContent(definition('CS10000A', 1, [], [entry('s.txt', 'shared')]));
+  await lib.addContent(definition('CS10000B', 3, [], [entry('s.txt', 'shared'), entry('b.txt', 'only in B')]));
+  assert.deepEqual(await lib.fileReferences(shared), ['CS10000A.1', 'CS10000B.3']);
+  assert.deepEqual(await lib.fileReferences(sha('only in B')), ['CS10000B.3']);
+  assert.deepEqual(await lib.fileReferences(sha('never stored')), []);
+});
+
+test('adding the same content twice changes nothing on disk', async (t) => {
+  const { root, scratch } = await withScratch(t);
+  const lib = createContentLibrary(root);
+  for (const data of ['unicode', 'dot', '#!/bin/sh\n', '']) await store(lib, scratch, data);
+  const def = definition('CS100003', 2, SAMPLE_FOLDERS, SAMPLE_FILES);
+  await lib.addContent(def);
+  const before = await treeState(root);
+  await lib.addContent(def);
+  await createContentLibrary(root).addContent(def);
+  assert.deepEqual(await treeState(root), before);
+});
+
+test('concurrent addContent of contents sharing a file loses no companion list entry', async (t) => {
+  const { root, scratch } = await withScratch(t);
+  const lib = createContentLibrary(root);
+  const hash = await store(lib, scratch, 'popular');
+  const ids = Array.from({ length: 12 }, (_, i) => `CS2000${i.toString(16).toUpperCase().padStart(2, '0')}`);
+  await Promise.all(ids.map((id) => lib.addContent(definition(id, 1, [], [entry('p.txt', 'popular')]))));
+  assert.deepEqual(await lib.fileReferences(hash), ids.map((id) => `${id}.1`).sort());
+});
+
+test('addContent with a file not in FileLib fails naming it and writes nothing to PkgLib or DataLib', async (t) => {
+  const { root, scratch } = await withScratch(t);
+  const lib = createContentLibrary(root);
+  await store(lib, scratch, 'present');
+  const def = definition('CS100004', 1, ['sub'], [entry('present.txt', 'present'), entry('sub/absent file.bin', 'absent')]);
+  await assert.rejects(lib.addContent(def), (err: unknown) => {
+    assert.ok(err instanceof CairnError);
+    assert.equal(err.code, 'CAIRN_DP_CONTENT_INCOMPLETE');
+    assert.match(err.message, /sub\/absent file\.bin/);
+    assert.match(err.message, new RegExp(sha('absent')));
+    assert.doesNotMatch(err.message, /present\.txt/);
+    return true;
+  });
+  assert.equal(fs.existsSync(path.join(root, 'PkgLib', 'CS100004.INI')), false);
+  assert.equal(fs.existsSync(path.join(root, 'DataLib', 'CS100004.1.INI')), false);
+  assert.deepEqual(await lib.fileReferences(sha('present')), []);
+  assert.equal(await lib.getContent('CS100004.1'), undefined);
+  assert.equal(await lib.currentContent('CS100004'), undefined);
+});
+
+test('getContent returns the stored definition unchanged, from the cache, a fresh instance and the INI tree alone', async (t) => {
+  const { root, scratch } = await withScratch(t);
+  const lib = createContentLibrary(root);
+  for (const data of ['unicode', 'dot', '#!/bin/sh\n', '']) await store(lib, scratch, data);
+  // Given out of order: the library records them sorted.
+  const def = definition('CS100005', 7, [...SAMPLE_FOLDERS].reverse(), [...SAMPLE_FILES].reverse());
+  const sorted = { ...def, folders: [...SAMPLE_FOLDERS].sort(), files: [...SAMPLE_FILES].sort((a, b) => (a.path < b.path ? -1 : 1)) };
+  await lib.addContent(def);
+
+  assert.deepEqual(await lib.getContent('CS100005.7'), sorted);
+  const fresh = await createContentLibrary(root).getContent('CS100005.7');
+  assert.deepEqual(fresh, sorted);
+  assert.equal(fresh?.hash, definitionHash(sorted));
+
+  await fsp.rm(path.join(root, 'DataLib', 'CS100005.7.json'));
+  assert.deepEqual(await createContentLibrary(root).getContent('CS100005.7'), sorted);
+  assert.deepEqual(await createContentLibrary(root).currentContent('CS100005'), sorted);
+  assert.equal(await lib.getContent('CS100005.8'), undefined);
+});
+
+test('getContent refuses an INI tree that no longer matches its [Info] Hash', async (t) => {
+  const { root, scratch } = await withScratch(t);
+  const lib = createContentLibrary(root);
+  await store(lib, scratch, 'x');
+  await lib.addContent(definition('CS100006', 1, [], [entry('x.txt', 'x')]));
+  await fsp.rm(path.join(root, 'DataLib', 'CS100006.1.json'));
+  await fsp.rename(path.join(root, 'DataLib', 'CS100006.1', 'x.txt.INI'), path.join(root, 'DataLib', 'CS100006.1', 'y.txt.INI'));
+  await assert.rejects(createContentLibrary(root).getContent('CS100006.1'), (err: unknown) => err instanceof CairnError && err.code === 'CAIRN_INTERNAL');
+});
+
+test('a new version replaces the package line in PkgLib, and a late older version does not roll it back', async (t) => {
+  const { root, scratch } = await withScratch(t);
+  const lib = createContentLibrary(root);
+  await store(lib, scratch, 'v1');
+  await store(lib, scratch, 'v2');
+  const v1 = definition('CS100007', 1, [], [entry('f', 'v1')]);
+  const v2 = definition('CS100007', 2, [], [entry('f', 'v2')]);
+  await lib.addContent(v1);
+  assert.equal((await lib.currentContent('CS100007'))?.contentId, 'CS100007.1');
+  await lib.addContent(v2);
+  assert.equal(await fsp.readFile(path.join(root, 'PkgLib', 'CS100007.INI'), 'utf8'), '[Packages]\nCS100007.2=\n');
+  await createContentLibrary(root).addContent(v1);
+  assert.equal((await createContentLibrary(root).currentContent('CS100007'))?.hash, v2.hash);
+  assert.notEqual(await lib.getContent('CS100007.1'), undefined);
+});
+
+test('addContent refuses a different definition under an ID already stored', async (t) => {
+  const { root, scratch } = await withScratch(t);
+  const lib = createContentLibrary(root);
+  await store(lib, scratch, 'one');
+  await store(lib, scratch, 'two');
+  await lib.addContent(definition('CS100008', 1, [], [entry('f', 'one')]));
+  await assert.rejects(
+    lib.addContent(definition('CS100008', 1, [], [entry('f', 'two')])),
+    (err: unknown) => err instanceof CairnError && err.code === 'CAIRN_REQUEST_INVALID' && /already stored/.test(err.message),
+  );
+  assert.equal((await createContentLibrary(root).getContent('CS100008.1'))?.files[0]?.hash, sha('one'));
+});
+
+test('the definition hash is SHA-256 of the documented canonical text', () => {
+  const def = definition('CS100009', 4, ['z', 'a'], [entry('z/b', 'bb'), entry('a/c d', 'c')]);
+  const text = `cairn-content/1\nCS100009.4\nD\ta\nD\tz\nF\ta/c d\t${sha('c')}\t1\nF\tz/b\t${sha('bb')}\t2\n`;
+  assert.equal(canonicalDefinitionText(def), text);
+  assert.equal(def.hash, sha(text));
+  // Mode and time are not part of the identity of a content.
+  assert.equal(definitionHash({ ...def, files: def.files.map((f) => ({ ...f, mode: 0o777, mtime: '2000-01-01T00:00:00.000Z' })) }), def.hash);
+});
+
+function rejectsWith(code: string, value: unknown): void {
+  assert.throws(
+    () => parseContentDefinition(value),
+    (err: unknown) => err instanceof CairnError && err.code === code,
+    `expected ${code} for ${JSON.stringify(value)}`,
+  );
+}
+
+test('parseContentDefinition accepts a valid definition and returns it sorted', () => {
+  const def = definition('CS10000C', 1, ['b', 'a'], [entry('b/x', 'x'), entry('a/y', 'y')]);
+  const parsed = parseContentDefinition(JSON.parse(JSON.stringify(def)));
+  assert.deepEqual(parsed.folders, ['a', 'b']);
+  assert.deepEqual(parsed.files.map((f) => f.path), ['a/y', 'b/x']);
+  assert.equal(parsed.hash, def.hash);
+});
+
+test('parseContentDefinition rejects bad paths, hashes, sizes and inconsistent definitions', () => {
+  const good = definition('CS10000D', 1, ['a'], [entry('a/f', 'f')]);
+  const withFile = (p: Partial<FileEntry>): unknown => ({ ...good, files: [{ ...good.files[0], ...p }] });
+  rejectsWith('CAIRN_CONTENT_PATH_INVALID', withFile({ path: '../x' }));
+  rejectsWith('CAIRN_CONTENT_PATH_INVALID', withFile({ path: '/abs' }));
+  rejectsWith('CAIRN_CONTENT_PATH_INVALID', withFile({ path: 'a//b' }));
+  rejectsWith('CAIRN_CONTENT_PATH_INVALID', withFile({ path: 'a/./b' }));
+  rejectsWith('CAIRN_CONTENT_PATH_INVALID', withFile({ path: '' }));
+  rejectsWith('CAIRN_CONTENT_PATH_INVALID', withFile({ path: 'a/line\nbreak' }));
+  rejectsWith('CAIRN_CONTENT_PATH_INVALID', { ...good, folders: ['a', 'a/..'] });
+  rejectsWith('CAIRN_HASH_INVALID', withFile({ hash: 'ABC' }));
+  rejectsWith('CAIRN_HASH_INVALID', withFile({ hash: `${sha('f').slice(0, 63)}G` }));
+  rejectsWith('CAIRN_HASH_INVALID', { ...good, hash: 42 });
+  rejectsWith('CAIRN_REQUEST_INVALID', withFile({ size: -1 }));
+  rejectsWith('CAIRN_REQUEST_INVALID', withFile({ size: 1.5 }));
+  rejectsWith('CAIRN_REQUEST_INVALID', withFile({ mode: 0o10000 }));
+  rejectsWith('CAIRN_REQUEST_INVALID', withFile({ mtime: 'yesterday' }));
+  rejectsWith('CAIRN_REQUEST_INVALID', { ...good, size: -1 });
+  rejectsWith('CAIRN_REQUEST_INVALID', { ...good, size: 2 });
+  rejectsWith('CAIRN_REQUEST_INVALID', { ...good, hash: sha('not the definition') });
+  rejectsWith('CAIRN_REQUEST_INVALID', { ...good, folders: [] });
+  rejectsWith('CAIRN_REQUEST_INVALID', { ...good, files: [good.files[0], good.files[0]] });
+  rejectsWith('CAIRN_REQUEST_INVALID', { ...good, contentId: '../../etc/passwd.1' });
+  rejectsWith('CAIRN_REQUEST_INVALID', { ...good, version: 2 });
+  rejectsWith('CAIRN_REQUEST_INVALID', 'not an object');
+  rejectsWith('CAIRN_REQUEST_INVALID', { ...good, files: 'f' });
+});
+
+test('validateRelativePath accepts spaces, non-ASCII and leading dots; validateHash upper-cases', () => {
+  for (const p of ['a b/c d.txt', 'ünïcödé/日本語.txt', '.config/.env', 'x.INI']) assert.equal(validateRelativePath(p), p);
+  assert.throws(() => validateRelativePath(`${'é'.repeat(126)}`), (err: unknown) => err instanceof CairnError && err.code === 'CAIRN_CONTENT_PATH_INVALID');
+  assert.equal(validateHash(sha('q').toLowerCase()), sha('q'));
+});
+
+test('library methods refuse content and package IDs that are not safe file names', async (t) => {
+  const { root } = await withScratch(t);
+  const lib = createContentLibrary(root);
+  await assert.rejects(lib.getContent('../PkgLib/x.1'), (err: unknown) => err instanceof CairnError && err.code === 'CAIRN_REQUEST_INVALID');
+  await assert.rejects(lib.currentContent('../x'), (err: unknown) => err instanceof CairnError && err.code === 'CAIRN_REQUEST_INVALID');
+  assert.throws(() => lib.filePath('../../etc/passwd'), (err: unknown) => err instanceof CairnError && err.code === 'CAIRN_HASH_INVALID');
+});

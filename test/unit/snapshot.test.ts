@@ -1,0 +1,248 @@
+/**
+ * Snapshots of real source folders in temporary directories (no mocks): the
+ * definition and the FileLib copies, block signatures, the refusal of links
+ * that escape and of entries that cannot be distributed, and the hash pool.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { createContentLibrary } from '../../src/content-library/content-library.ts';
+import { definitionHash } from '../../src/content-library/definition.ts';
+import { HashPool } from '../../src/content-library/hash-pool.ts';
+import { readSignatures, signatureHash, snapshotFolder, writeSignatures } from '../../src/content-library/snapshot.ts';
+import { CairnError } from '../../src/shared/errors.ts';
+
+const MiB = 1024 * 1024;
+
+function sha(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex').toUpperCase();
+}
+
+async function setup(t: { after: (fn: () => Promise<void>) => void }): Promise<{ src: string; root: string }> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'cairn-snap-'));
+  t.after(() => fsp.rm(dir, { recursive: true, force: true }));
+  const src = path.join(dir, 'source');
+  await fsp.mkdir(src);
+  return { src, root: path.join(dir, 'lib') };
+}
+
+async function write(src: string, rel: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const file = path.join(src, rel);
+  await fsp.mkdir(path.dirname(file), { recursive: true });
+  await fsp.writeFile(file, data);
+  await fsp.chmod(file, mode);
+}
+
+function isCode(code: string, detail?: RegExp): (err: unknown) => boolean {
+  return (err: unknown) => {
+    assert.ok(err instanceof CairnError, `expected a CairnError, got ${String(err)}`);
+    assert.equal(err.code, code);
+    if (detail) assert.match(err.message, detail);
+    return true;
+  };
+}
+
+async function tempLeftovers(root: string): Promise<string[]> {
+  try {
+    return await fsp.readdir(path.join(root, 'FileLib', '.tmp'));
+  } catch {
+    return [];
+  }
+}
+
+test('a snapshot lists nested and empty folders and every file, and stores each file in FileLib', async (t) => {
+  const { src, root } = await setup(t);
+  const big = randomBytes(3 * MiB + 123);
+  await write(src, 'top.txt', 'top');
+  await write(src, 'nested/deeper/deepest/leaf.bin', big, 0o600);
+  await write(src, 'with space/ünïcödé ✓ 名前.txt', 'unicode name', 0o755);
+  await write(src, '.hidden/.env', 'dot');
+  await write(src, 'empty file', '');
+  await fsp.mkdir(path.join(src, 'empty folder'));
+  const mtime = new Date('2023-03-04T05:06:07.089Z');
+  await fsp.utimes(path.join(src, 'top.txt'), mtime, mtime);
+
+  const lib = createContentLibrary(root);
+  const seen: string[] = [];
+  const result = await snapshotFolder(lib, src, { packageId: 'CS100010', version: 3, onFile: (p) => seen.push(p) });
+  const def = result.definition;
+
+  assert.equal(def.contentId, 'CS100010.3');
+  assert.equal(def.packageId, 'CS100010');
+  assert.equal(def.version, 3);
+  assert.deepEqual(def.folders, ['.hidden', 'empty folder', 'nested', 'nested/deeper', 'nested/deeper/deepest', 'with space']);
+  assert.deepEqual(
+    def.files.map((f) => [f.path, f.hash, f.size, f.mode]),
+    [
+      ['.hidden/.env', sha('dot'), 3, 0o644],
+      ['empty file', sha(''), 0, 0o644],
+      ['nested/deeper/deepest/leaf.bin', sha(big), big.length, 0o600],
+      ['top.txt', sha('top'), 3, 0o644],
+      ['with space/ünïcödé ✓ 名前.txt', sha('unicode name'), 12, 0o755],
+    ],
+  );
+  assert.equal(def.files.find((f) => f.path === 'top.txt')?.mtime, '2023-03-04T05:06:07.089Z');
+  assert.equal(def.size, 3 + 0 + big.length + 3 + 12);
+  assert.equal(def.hash, definitionHash(def));
+  assert.equal(result.bytesRead, def.size);
+  assert.deepEqual([...seen].sort(), def.files.map((f) => f.path));
+  for (const f of def.files) {
+    assert.ok(sha(await fsp.readFile(lib.filePath(f.hash))) === f.hash, `FileLib copy of ${f.path} has the wrong bytes`);
+  }
+  assert.deepEqual(await tempLeftovers(root), []);
+
+  // The snapshot does not record the content; the caller does.
+  assert.equal(await lib.getContent('CS100010.3'), undefined);
+  await lib.addContent(def);
+  assert.deepEqual(await createContentLibrary(root).getContent('CS100010.3'), def);
+});
+
+test('identical files in a source are stored once and their companion list names the content', async (t) => {
+  const { src, root } = await setup(t);
+  await write(src, 'a/copy.txt', 'twin');
+  await write(src, 'b/copy.txt', 'twin');
+  await write(src, 'c.txt', 'twin');
+  const lib = createContentLibrary(root);
+  const { definition, signatures } = await snapshotFolder(lib, src, { packageId: 'CS100011', version: 1 });
+  await lib.addContent(definition);
+  const hash = sha('twin');
+  assert.deepEqual(definition.files.map((f) => f.hash), [hash, hash, hash]);
+  assert.deepEqual(await fsp.readdir(path.join(root, 'FileLib')), ['.tmp', hash.slice(0, 4)]);
+  assert.deepEqual(await fsp.readdir(path.join(root, 'FileLib', hash.slice(0, 4))), [hash, `${hash}.INI`]);
+  assert.deepEqual(await lib.fileReferences(hash), ['CS100011.1']);
+  assert.equal(signatures.length, 1);
+});
+
+test('a 2.5 MiB file has three 1 MiB block signatures matching the bytes of each block', async (t) => {
+  const { src, root } = await setup(t);
+  const data = randomBytes(2.5 * MiB);
+  await write(src, 'blocks.bin', data);
+  await write(src, 'small.txt', 'small');
+  const { signatures } = await snapshotFolder(createContentLibrary(root), src, { packageId: 'CS100012', version: 1 });
+  const sig = signatures.find((s) => s.hash === sha(data));
+  assert.ok(sig);
+  assert.equal(sig.blockSize, MiB);
+  assert.deepEqual(sig.blocks, [sha(data.subarray(0, MiB)), sha(data.subarray(MiB, 2 * MiB)), sha(data.subarray(2 * MiB))]);
+  assert.deepEqual(signatures.find((s) => s.hash === sha('small'))?.blocks, [sha('small')]);
+});
+
+test('signatures survive a write and read in SigLib, and their hash ignores their order', async (t) => {
+  const { src, root } = await setup(t);
+  await write(src, 'a', randomBytes(MiB + 1));
+  await write(src, 'b', 'b');
+  await write(src, 'c', '');
+  const { signatures } = await snapshotFolder(createContentLibrary(root), src, { packageId: 'CS100013', version: 2 });
+  await writeSignatures(root, 'CS100013.2', signatures);
+  assert.equal(fs.existsSync(path.join(root, 'SigLib', 'CS100013.2.json')), true);
+  assert.deepEqual(await readSignatures(root, 'CS100013.2'), signatures);
+  assert.equal(await readSignatures(root, 'CS100013.1'), undefined);
+  const h = signatureHash(signatures);
+  assert.match(h, /^[0-9A-F]{64}$/);
+  assert.equal(signatureHash([...signatures].reverse()), h);
+  const changed = signatures.map((s, i) => (i === 0 ? { ...s, blocks: [...s.blocks, sha('extra')] } : s));
+  assert.notEqual(signatureHash(changed), h);
+});
+
+test('a symbolic link that leads outside the source is refused, naming the link', async (t) => {
+  const { src, root } = await setup(t);
+  const outside = path.join(path.dirname(src), 'outside.txt');
+  await fsp.writeFile(outside, 'secret');
+  await write(src, 'ok.txt', 'ok');
+  await fsp.mkdir(path.join(src, 'sub'));
+  await fsp.symlink('../../outside.txt', path.join(src, 'sub', 'sneaky link'));
+  await assert.rejects(
+    snapshotFolder(createContentLibrary(root), src, { packageId: 'CS100014', version: 1 }),
+    isCode('CAIRN_PACKAGE_SOURCE_ESCAPES', /sub\/sneaky link/),
+  );
+});
+
+test('a symbolic link to a file inside the source is stored as that file; one to a folder is refused', async (t) => {
+  const { src, root } = await setup(t);
+  await write(src, 'real/target.txt', 'target bytes', 0o640);
+  await fsp.symlink('real/target.txt', path.join(src, 'alias.txt'));
+  const lib = createContentLibrary(root);
+  const { definition } = await snapshotFolder(lib, src, { packageId: 'CS100015', version: 1 });
+  const alias = definition.files.find((f) => f.path === 'alias.txt');
+  assert.deepEqual(alias && { hash: alias.hash, size: alias.size, mode: alias.mode }, { hash: sha('target bytes'), size: 12, mode: 0o640 });
+
+  await fsp.symlink('real', path.join(src, 'folder link'));
+  await assert.rejects(snapshotFolder(lib, src, { packageId: 'CS100015', version: 2 }), isCode('CAIRN_PACKAGE_SOURCE_UNREADABLE', /folder link/));
+});
+
+test('a missing source folder is CAIRN_PACKAGE_SOURCE_MISSING; a file in its place is unreadable', async (t) => {
+  const { src, root } = await setup(t);
+  const lib = createContentLibrary(root);
+  const missing = path.join(src, 'not there');
+  await assert.rejects(snapshotFolder(lib, missing, { packageId: 'CS100016', version: 1 }), isCode('CAIRN_PACKAGE_SOURCE_MISSING', /not there/));
+  await write(src, 'plain.txt', 'x');
+  await assert.rejects(
+    snapshotFolder(lib, path.join(src, 'plain.txt'), { packageId: 'CS100016', version: 1 }),
+    isCode('CAIRN_PACKAGE_SOURCE_UNREADABLE', /plain\.txt: not a folder/),
+  );
+});
+
+test('a FIFO in the source is refused as unreadable', { skip: process.platform === 'win32' }, async (t) => {
+  const { src, root } = await setup(t);
+  await write(src, 'ok.txt', 'ok');
+  execFileSync('mkfifo', [path.join(src, 'pipe')]);
+  await assert.rejects(snapshotFolder(createContentLibrary(root), src, { packageId: 'CS100017', version: 1 }), isCode('CAIRN_PACKAGE_SOURCE_UNREADABLE', /pipe: a FIFO/));
+});
+
+test('a name with a newline is refused as unreadable', async (t) => {
+  const { src, root } = await setup(t);
+  await write(src, 'bad\nname.txt', 'x');
+  await assert.rejects(snapshotFolder(createContentLibrary(root), src, { packageId: 'CS100018', version: 1 }), isCode('CAIRN_PACKAGE_SOURCE_UNREADABLE', /control character/));
+});
+
+test('a folder or file the server may not read is refused as unreadable', { skip: process.getuid?.() === 0 ? 'root reads every folder' : false }, async (t) => {
+  const { src, root } = await setup(t);
+  await write(src, 'locked/inside.txt', 'x');
+  await fsp.chmod(path.join(src, 'locked'), 0o000);
+  try {
+    await assert.rejects(snapshotFolder(createContentLibrary(root), src, { packageId: 'CS100019', version: 1 }), isCode('CAIRN_PACKAGE_SOURCE_UNREADABLE', /locked: EACCES/));
+  } finally {
+    // Put the permission back, or the clean-up could not delete the folder.
+    await fsp.chmod(path.join(src, 'locked'), 0o755);
+  }
+  await write(src, 'locked/secret.txt', 'x', 0o000);
+  await assert.rejects(snapshotFolder(createContentLibrary(root), src, { packageId: 'CS100019', version: 1 }), isCode('CAIRN_PACKAGE_SOURCE_UNREADABLE', /secret\.txt: EACCES/));
+  assert.deepEqual(await tempLeftovers(root), []);
+});
+
+test('a file that vanishes before it is read fails the snapshot and leaves no temporary file', async (t) => {
+  const { src, root } = await setup(t);
+  const pool = new HashPool(1);
+  t.after(() => pool.close());
+  for (let i = 0; i < 20; i++) await write(src, `f${String(i).padStart(2, '0')}`, randomBytes(64 * 1024));
+  let deleted = false;
+  const promise = snapshotFolder(createContentLibrary(root), src, {
+    packageId: 'CS10001A',
+    version: 1,
+    pool,
+    onFile: () => {
+      // With one worker the last files are still queued when the first is done.
+      if (!deleted) fs.rmSync(path.join(src, 'f19'));
+      deleted = true;
+    },
+  });
+  await assert.rejects(promise, isCode('CAIRN_PACKAGE_SOURCE_UNREADABLE', /f19: the file disappeared/));
+  assert.deepEqual(await tempLeftovers(root), []);
+});
+
+test('the hash pool answers a failing file without affecting the next task, and lets go of the process when idle', async (t) => {
+  const { src } = await setup(t);
+  const pool = new HashPool(1);
+  t.after(() => pool.close());
+  const bad = await pool.hashFile(path.join(src, 'nope'));
+  assert.deepEqual(bad.ok ? 'ok' : [bad.code, bad.side], ['ENOENT', 'source']);
+  await write(src, 'yes', 'yes');
+  const good = await pool.hashFile(path.join(src, 'yes'));
+  assert.deepEqual(good.ok ? [good.hash, good.size, good.blocks] : good, [sha('yes'), 3, [sha('yes')]]);
+  await pool.close();
+  await assert.rejects(pool.hashFile(path.join(src, 'yes')), /closed/);
+});
