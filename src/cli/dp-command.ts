@@ -1,0 +1,45 @@
+/**
+ * `cairn dp`: runs the distribution point role in the foreground on its own
+ * machine (ARCHITECTURE.md, one site-system role per process). It starts the
+ * DP server, says where it listens and where its content library is, and
+ * stops cleanly on SIGINT or SIGTERM. It owns nothing but the process's
+ * signal handlers while it runs; it must never exit the process itself, so
+ * that the CLI entry point decides the exit code.
+ */
+import path from 'node:path';
+import { CONTENT_LIBRARY_FOLDER, startDp } from '../dp/dp-server.ts';
+
+export interface DpCommandOptions {
+  /** Data folder holding ContentLib/, SMS_DP$/ and logs/. */
+  readonly data: string;
+  readonly port: number;
+  /** Shared key, as given to `cairn dp-add` on the site. */
+  readonly key: string;
+  /** Interface to listen on; default every interface. */
+  readonly host?: string;
+  /** Name the DP reports in its status; default the host name. */
+  readonly name?: string;
+}
+
+/** Runs until SIGINT or SIGTERM, then closes the server and resolves. */
+export async function runDpCommand(opts: DpCommandOptions): Promise<void> {
+  const dp = await startDp({
+    dataDir: opts.data,
+    port: opts.port,
+    key: opts.key,
+    logEcho: true,
+    ...(opts.host !== undefined ? { host: opts.host } : {}),
+    ...(opts.name !== undefined ? { name: opts.name } : {}),
+  });
+  process.stdout.write(`Cairn distribution point listening on ${dp.url} (content library ${path.join(path.resolve(opts.data), CONTENT_LIBRARY_FOLDER)})\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  await dp.close();
+}

@@ -1,0 +1,278 @@
+/**
+ * The site's side of the DP protocol (`protocol.ts`), used by the package
+ * transfer manager to send content to a distribution point (spec 10, flow 2
+ * step 7): ask which files the DP lacks, upload each one to its temporary
+ * name (resuming from what the DP already holds), then record the content
+ * definition.
+ *
+ * It owns one keep-alive connection pool per client. Every request is signed,
+ * and every answer must carry the DP's proof; an answer without a valid proof
+ * is treated as coming from something that is not the DP. It turns every
+ * failure into a CairnError with a DP code, so callers decide on retries by
+ * code alone.
+ *
+ * It must never buffer a file in memory (files are streamed from disk) and
+ * never send the shared key itself.
+ */
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import type { Readable } from 'node:stream';
+import type { ContentDefinition } from '../content-library/types.ts';
+import { CairnError, describeError } from '../shared/errors.ts';
+import type { ErrorCode } from '../shared/errors.ts';
+import { PROOF_HEADER, signRequest, verifyProof } from './protocol.ts';
+import type { DpStatus } from './protocol.ts';
+
+export interface DpClient {
+  status(): Promise<DpStatus>;
+  missing(hashes: readonly string[]): Promise<string[]>;
+  /**
+   * Uploads one library file; resumes from the DP's offset; returns the bytes
+   * sent by the request that completed the file (not counting what the DP
+   * already held). Throws CairnError.
+   */
+  upload(hash: string, contentId: string, filePath: string, size: number): Promise<number>;
+  putContent(def: ContentDefinition): Promise<void>;
+}
+
+export interface DpClientOptions {
+  /** The DP's base URL, e.g. `http://dp1.example:8090`. */
+  readonly url: string;
+  readonly key: string;
+  /** Socket inactivity limit per request; default 60 s. */
+  readonly timeoutMs?: number;
+}
+
+/** Largest JSON answer the client reads; DP answers are small. */
+const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+/** Hashes per `files/missing` request (the DP accepts at most 100 000). */
+const MISSING_BATCH = 50_000;
+
+type Body = { readonly kind: 'json'; readonly value: unknown } | { readonly kind: 'file'; readonly path: string; readonly start: number; readonly length: number };
+
+interface Answer {
+  readonly status: number;
+  readonly body: unknown;
+}
+
+/** A transport failure before any answer arrived; `retryable` when it hit a reused keep-alive socket. */
+class TransportError extends Error {
+  readonly retryable: boolean;
+  constructor(message: string, retryable: boolean, cause: unknown) {
+    super(message, { cause });
+    this.retryable = retryable;
+  }
+}
+
+function field(body: unknown, name: string): unknown {
+  return typeof body === 'object' && body !== null ? (body as Record<string, unknown>)[name] : undefined;
+}
+
+function dpMessage(body: unknown, status: number): string {
+  const code = field(body, 'code');
+  const message = field(body, 'message');
+  const text = typeof message === 'string' ? message : `HTTP ${status}`;
+  return typeof code === 'string' ? `${code}: ${text}` : text;
+}
+
+export function createDpClient(opts: DpClientOptions): DpClient {
+  const base = new URL(opts.url);
+  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new CairnError('CAIRN_DP_URL_INVALID', opts.url);
+  const secure = base.protocol === 'https:';
+  const mod = secure ? https : http;
+  const agent = new mod.Agent({ keepAlive: true, maxSockets: 8 });
+  const prefix = base.pathname.replace(/\/+$/, '');
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  const where = base.origin;
+
+  function once(method: string, route: string, body: Body | undefined): Promise<Answer> {
+    const pathWithQuery = prefix + route;
+    const signed = signRequest(opts.key, method, pathWithQuery);
+    const headers: Record<string, string | number> = { authorization: signed.authorization, accept: 'application/json' };
+    let payload: Buffer | undefined;
+    if (body?.kind === 'json') {
+      payload = Buffer.from(JSON.stringify(body.value));
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = payload.length;
+    } else if (body?.kind === 'file') {
+      headers['content-type'] = 'application/octet-stream';
+      headers['content-length'] = body.length;
+    }
+    return new Promise<Answer>((resolve, reject) => {
+      let settled = false;
+      let answered = false;
+      const fail = (err: Error): void => {
+        if (settled) return;
+        settled = true;
+        reject(err);
+      };
+      const req = mod.request({ protocol: base.protocol, hostname: base.hostname, port: base.port, method, path: pathWithQuery, headers, agent });
+      req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no activity for ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        if (answered) return;
+        fail(new TransportError(`${where}: ${describeError(err)}`, req.reusedSocket && err.code === 'ECONNRESET', err));
+      });
+      req.on('response', (res) => {
+        answered = true;
+        const status = res.statusCode ?? 0;
+        const proof = res.headers[PROOF_HEADER];
+        const chunks: Buffer[] = [];
+        let length = 0;
+        res.on('data', (chunk: Buffer) => {
+          length += chunk.length;
+          if (length > MAX_RESPONSE_BYTES) {
+            res.destroy();
+            fail(new CairnError('CAIRN_DP_REJECTED', `${where}: the answer to ${method} ${route} is larger than ${MAX_RESPONSE_BYTES} bytes`));
+            return;
+          }
+          chunks.push(chunk);
+        });
+        res.on('error', (err) => fail(new CairnError('CAIRN_DP_UNREACHABLE', `${where}: the connection failed while reading the answer: ${describeError(err)}`, { cause: err })));
+        res.on('end', () => {
+          if (settled) return;
+          settled = true;
+          // A 401 carries no proof: the DP refused our signature (wrong key or clock).
+          if (status === 401) {
+            let body: unknown;
+            try {
+              body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+            } catch {
+              body = undefined;
+            }
+            reject(new CairnError('CAIRN_DP_AUTH_FAILED', `${where} refused the request (${dpMessage(body, status)})`));
+            return;
+          }
+          if (!verifyProof(opts.key, signed.nonce, status, typeof proof === 'string' ? proof : undefined)) {
+            reject(new CairnError('CAIRN_DP_AUTH_FAILED', `the answer from ${where} (HTTP ${status}) carries no valid proof: it is not this DP, or the DP holds another key`));
+            return;
+          }
+          const text = Buffer.concat(chunks).toString('utf8');
+          let parsed: unknown;
+          try {
+            parsed = text === '' ? undefined : JSON.parse(text);
+          } catch {
+            reject(new CairnError('CAIRN_DP_REJECTED', `${where}: the answer to ${method} ${route} (HTTP ${status}) is not JSON`));
+            return;
+          }
+          resolve({ status, body: parsed });
+        });
+      });
+      if (body?.kind === 'file') {
+        if (body.length === 0) {
+          req.end();
+          return;
+        }
+        const file: Readable = fs.createReadStream(body.path, { start: body.start, end: body.start + body.length - 1 });
+        file.on('error', (err) => {
+          req.destroy();
+          fail(new CairnError('CAIRN_INTERNAL', `cannot read ${body.path}: ${describeError(err)}`, { cause: err }));
+        });
+        file.pipe(req);
+      } else {
+        req.end(payload);
+      }
+    });
+  }
+
+  /** One request; retried once when a reused keep-alive socket turns out to be closed. */
+  async function call(method: string, route: string, body?: Body): Promise<Answer> {
+    try {
+      return await once(method, route, body);
+    } catch (err) {
+      if (err instanceof TransportError && err.retryable) {
+        try {
+          return await once(method, route, body);
+        } catch (again) {
+          throw toCairn(again);
+        }
+      }
+      throw toCairn(err);
+    }
+  }
+
+  function toCairn(err: unknown): CairnError {
+    if (err instanceof CairnError) return err;
+    return new CairnError('CAIRN_DP_UNREACHABLE', err instanceof Error ? err.message : String(err), { cause: err });
+  }
+
+  /** Maps a non-2xx answer to the registry code the caller acts on. */
+  function rejection(answer: Answer, what: string): CairnError {
+    const text = `${where}: ${what}: ${dpMessage(answer.body, answer.status)}`;
+    const byStatus: Partial<Record<number, ErrorCode>> = { 507: 'CAIRN_DP_DISK_FULL', 422: 'CAIRN_DP_HASH_MISMATCH' };
+    const code = byStatus[answer.status] ?? (field(answer.body, 'code') === 'CAIRN_DP_CONTENT_INCOMPLETE' ? 'CAIRN_DP_CONTENT_INCOMPLETE' : 'CAIRN_DP_REJECTED');
+    return new CairnError(code, text);
+  }
+
+  const ok = (a: Answer): boolean => a.status >= 200 && a.status < 300;
+
+  async function uploadOffset(hash: string, contentId: string): Promise<number> {
+    const a = await call('GET', `/dp/v1/uploads/${hash}?content=${encodeURIComponent(contentId)}`);
+    const offset = field(a.body, 'offset');
+    if (!ok(a)) throw rejection(a, `asking for the upload offset of ${hash}`);
+    if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) throw new CairnError('CAIRN_DP_REJECTED', `${where}: malformed upload offset for ${hash}`);
+    return offset;
+  }
+
+  return {
+    async status() {
+      const a = await call('GET', '/dp/v1/status');
+      if (!ok(a)) throw rejection(a, 'status');
+      const name = field(a.body, 'name');
+      const freeBytes = field(a.body, 'freeBytes');
+      const contents = field(a.body, 'contents');
+      if (typeof name !== 'string' || typeof freeBytes !== 'number' || typeof contents !== 'number') throw new CairnError('CAIRN_DP_REJECTED', `${where}: malformed status`);
+      return { name, freeBytes, contents };
+    },
+
+    async missing(hashes) {
+      const out: string[] = [];
+      for (let i = 0; i < hashes.length; i += MISSING_BATCH) {
+        const batch = hashes.slice(i, i + MISSING_BATCH).map((h) => h.toUpperCase());
+        const a = await call('POST', '/dp/v1/files/missing', { kind: 'json', value: { hashes: batch } });
+        if (!ok(a)) throw rejection(a, 'asking which files are missing');
+        const missing = field(a.body, 'missing');
+        if (!Array.isArray(missing) || !missing.every((h): h is string => typeof h === 'string')) throw new CairnError('CAIRN_DP_REJECTED', `${where}: malformed missing list`);
+        out.push(...missing);
+      }
+      return [...new Set(out)];
+    },
+
+    async upload(hash, contentId, filePath, size) {
+      const h = hash.toUpperCase();
+      let actual: number;
+      try {
+        actual = (await fsp.stat(filePath)).size;
+      } catch (err) {
+        throw new CairnError('CAIRN_INTERNAL', `cannot read ${filePath}: ${describeError(err)}`, { cause: err });
+      }
+      if (actual !== size) throw new CairnError('CAIRN_INTERNAL', `${filePath} holds ${actual} bytes, not the ${size} its content says`);
+      // A 409 means the DP holds a different number of bytes than we were
+      // told a moment ago (another sender, or a write still settling): ask
+      // again and continue once; a second 409 is an error.
+      for (let attempt = 0; ; attempt++) {
+        let start = await uploadOffset(h, contentId);
+        // The DP discards a temporary file longer than the file, so start over.
+        if (start > size) start = 0;
+        const route = `/dp/v1/uploads/${h}?content=${encodeURIComponent(contentId)}&offset=${start}&size=${size}`;
+        const a = await call('PUT', route, { kind: 'file', path: filePath, start, length: size - start });
+        if (a.status === 409 && attempt === 0) continue;
+        if (a.status === 201 && field(a.body, 'stored') === true) return size - start;
+        if (ok(a)) throw new CairnError('CAIRN_DP_REJECTED', `${where}: the upload of ${h} ended without the file being stored (${JSON.stringify(a.body)})`);
+        throw rejection(a, `uploading ${h} for ${contentId}`);
+      }
+    },
+
+    async putContent(def) {
+      const a = await call('PUT', `/dp/v1/contents/${encodeURIComponent(def.contentId)}`, { kind: 'json', value: def });
+      if (ok(a)) return;
+      const missing = field(a.body, 'missing');
+      const err = rejection(a, `recording content ${def.contentId}`);
+      if (err.code === 'CAIRN_DP_CONTENT_INCOMPLETE' && Array.isArray(missing)) {
+        throw new CairnError('CAIRN_DP_CONTENT_INCOMPLETE', `${where}: content ${def.contentId} lacks ${missing.length} file(s): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`);
+      }
+      throw err;
+    },
+  };
+}
