@@ -126,7 +126,7 @@ export async function writeFileAtomic(file: string, text: string): Promise<void>
   }
 }
 
-/** One INI section as ordered key/value pairs. Lines are `key=value`; `;` starts a comment. */
+/** Parses INI text into sections of ordered key/value pairs. Lines are `key=value`; `;` starts a comment. */
 export function parseIni(text: string): Map<string, Map<string, string>> {
   const sections = new Map<string, Map<string, string>>();
   let current: Map<string, string> | undefined;
@@ -256,7 +256,7 @@ class DefaultContentLibrary implements ContentLibrary {
     }
     if (!existing) {
       await this.#writeDataLib(def);
-      await forEachLimited(def.files.map((f) => f.hash), IO_CONCURRENCY, (h) => this.#addReference(h, def.contentId));
+      await forEachLimited([...new Set(def.files.map((f) => f.hash))], IO_CONCURRENCY, (h) => this.#addReference(h, def.contentId));
       const info: [string, string | number][] = [
         ['Hash', def.hash],
         ['Size', def.size],

@@ -226,7 +226,14 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
   // Twice the pool size keeps every worker busy while the main thread renames.
   await forEachLimited(sources, pool.size * 2, async (src) => {
     const temp = path.join(tmpDir, `${randomBytes(12).toString('hex')}.tmp`);
-    const reply = await pool.hashFile(src.abs, { temp, blockSize: SIGNATURE_BLOCK_SIZE });
+    let reply;
+    try {
+      reply = await pool.hashFile(src.abs, { temp, blockSize: SIGNATURE_BLOCK_SIZE });
+    } catch (err) {
+      // The worker died (or the pool closed) mid-file and could not clean up after itself.
+      await fsp.rm(temp, { force: true });
+      throw new CairnError('CAIRN_INTERNAL', `hashing ${src.rel} failed: ${reason(err)}`, { cause: err });
+    }
     if (!reply.ok) {
       if (reply.side === 'temp') throw new CairnError('CAIRN_INTERNAL', `cannot store ${src.rel} in the content library: ${reply.message}`);
       if (reply.code === 'ENOENT') throw unreadable(src.abs, 'the file disappeared while the folder was read');
