@@ -4,7 +4,7 @@
  * uploads (whole, resumed, interrupted, corrupt, too long, disk full), content
  * records, and the public download URLs (ranges, HEAD, odd names, traversal).
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -590,5 +590,37 @@ describe('DP out of disk space', () => {
     } finally {
       await execFileAsync('umount', [mountPoint]);
     }
+  });
+});
+
+describe('cairn dp command', () => {
+  test('runs as its own process, says where it listens, serves, and stops cleanly on SIGTERM', async () => {
+    const data = await fsp.mkdtemp(path.join(root, 'cmd-'));
+    const key = newSharedKey();
+    const args = JSON.stringify({ data, port: 0, key, host: '127.0.0.1', name: 'DP-CMD' });
+    const child = spawn(process.execPath, ['--import', 'tsx', '-e', `import('./src/cli/dp-command.ts').then((m) => m.runDpCommand(${args})).then(() => console.log('stopped'))`], {
+      cwd: path.resolve(import.meta.dirname, '../..'),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const started = Date.now();
+      let m: RegExpExecArray | null = null;
+      while (!(m = /Cairn distribution point listening on (http:\/\/127\.0\.0\.1:\d+) \(content library (.*)\)/.exec(out)) && Date.now() - started < 20_000) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.ok(m, `no listening line in: ${out}`);
+      assert.equal(m[2], path.join(data, 'ContentLib'));
+      const status = await createDpClient({ url: m[1] ?? '', key }).status();
+      assert.equal(status.name, 'DP-CMD');
+    } finally {
+      child.kill('SIGTERM');
+    }
+    assert.equal(await exited, 0);
+    assert.match(out, /stopped/);
+    assert.match(await fsp.readFile(path.join(data, 'logs', 'SMSDPProv.log'), 'utf8'), /Distribution point 'DP-CMD' stopped/);
   });
 });

@@ -1,0 +1,229 @@
+/**
+ * The site's DP client against a real DP server on loopback (and, where the
+ * point is that the peer is not a DP, against plain HTTP servers and closed
+ * ports): that it proves who it talks to, maps every failure to the DP error
+ * codes the package transfer manager acts on, and resumes uploads.
+ */
+import { createHash } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { FastifyInstance } from 'fastify';
+import { createContentLibrary } from '../../src/content-library/content-library.ts';
+import { definitionHash } from '../../src/content-library/definition.ts';
+import type { ContentDefinition, FileEntry } from '../../src/content-library/types.ts';
+import { createDpClient } from '../../src/dp/dp-client.ts';
+import { buildDpServer, uploadTempPath } from '../../src/dp/dp-server.ts';
+import { newSharedKey, signRequest } from '../../src/dp/protocol.ts';
+import { isCairnError } from '../../src/shared/errors.ts';
+import type { ErrorCode } from '../../src/shared/errors.ts';
+
+const sha256 = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex').toUpperCase();
+
+async function rejectsWith(promise: Promise<unknown>, code: ErrorCode, message?: RegExp): Promise<void> {
+  await assert.rejects(promise, (err: unknown) => {
+    assert.ok(isCairnError(err), `expected a CairnError, got ${String(err)}`);
+    assert.equal(err.code, code, err.message);
+    if (message) assert.match(err.message, message);
+    return true;
+  });
+}
+
+function portOf(server: http.Server | FastifyInstance['server']): number {
+  return (server.address() as AddressInfo).port;
+}
+
+function entry(p: string, bytes: Buffer): FileEntry {
+  return { path: p, hash: sha256(bytes), size: bytes.length, mode: 0o644, mtime: '2026-01-02T03:04:05.000Z' };
+}
+
+function definition(packageId: string, version: number, files: FileEntry[], folders: string[] = []): ContentDefinition {
+  const contentId = `${packageId}.${version}`;
+  return { contentId, packageId, version, folders, files, size: files.reduce((n, f) => n + f.size, 0), hash: definitionHash({ contentId, folders, files }) };
+}
+
+let root: string;
+let app: FastifyInstance;
+let url: string;
+let dataDir: string;
+const key = newSharedKey();
+
+before(async () => {
+  root = await fsp.mkdtemp(path.join(os.tmpdir(), 'cairn-dp-client-'));
+  dataDir = path.join(root, 'dp');
+  app = await buildDpServer({ dataDir, key, name: 'DP-CLIENT-TEST' });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  url = `http://127.0.0.1:${portOf(app.server)}`;
+});
+after(async () => {
+  await app.close();
+  await fsp.rm(root, { recursive: true, force: true });
+});
+
+async function writeSource(name: string, bytes: Buffer): Promise<string> {
+  const file = path.join(root, name);
+  await fsp.writeFile(file, bytes);
+  return file;
+}
+
+describe('DP client authentication', () => {
+  test('a client holding the DP key gets the status, the DP proof checked', async () => {
+    const status = await createDpClient({ url, key }).status();
+    assert.equal(status.name, 'DP-CLIENT-TEST');
+    assert.ok(status.freeBytes > 0);
+  });
+
+  test('a client with another key than the DP gets CAIRN_DP_AUTH_FAILED', async () => {
+    await rejectsWith(createDpClient({ url, key: newSharedKey() }).status(), 'CAIRN_DP_AUTH_FAILED');
+  });
+
+  test('an answer without a valid proof (something else on the DP address) is CAIRN_DP_AUTH_FAILED', async () => {
+    // A process squatting on the address that answers like a DP but cannot prove the key.
+    const impostor = http.createServer((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      if (req.url?.startsWith('/dp/v1/files/missing')) {
+        res.end(JSON.stringify({ missing: [] }));
+        return;
+      }
+      res.setHeader('x-cairn-dp-proof', 'ab'.repeat(32));
+      res.end(JSON.stringify({ name: 'fake', freeBytes: 1, contents: 0 }));
+    });
+    await new Promise<void>((r) => impostor.listen(0, '127.0.0.1', r));
+    try {
+      const client = createDpClient({ url: `http://127.0.0.1:${portOf(impostor)}`, key });
+      await rejectsWith(client.status(), 'CAIRN_DP_AUTH_FAILED', /no valid proof/);
+      // Without the proof check, "nothing is missing" would make the site skip every file.
+      await rejectsWith(client.missing([sha256('x')]), 'CAIRN_DP_AUTH_FAILED');
+    } finally {
+      await new Promise((r) => impostor.close(r));
+    }
+  });
+});
+
+describe('DP client transport failures', () => {
+  test('a DP on a closed port is CAIRN_DP_UNREACHABLE naming the reason', async () => {
+    const probe = http.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = portOf(probe);
+    await new Promise((r) => probe.close(r));
+    await rejectsWith(createDpClient({ url: `http://127.0.0.1:${port}`, key }).status(), 'CAIRN_DP_UNREACHABLE', /ECONNREFUSED/);
+  });
+
+  test('a DP that accepts but never answers is CAIRN_DP_UNREACHABLE after the timeout', async () => {
+    const silent = http.createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const started = Date.now();
+      await rejectsWith(createDpClient({ url: `http://127.0.0.1:${portOf(silent)}`, key, timeoutMs: 300 }).status(), 'CAIRN_DP_UNREACHABLE', /ETIMEDOUT/);
+      assert.ok(Date.now() - started < 5000);
+    } finally {
+      silent.closeAllConnections();
+      await new Promise((r) => silent.close(r));
+    }
+  });
+
+  test('a DP that drops the connection is CAIRN_DP_UNREACHABLE', async () => {
+    const dropper = http.createServer((req) => req.socket.destroy());
+    await new Promise<void>((r) => dropper.listen(0, '127.0.0.1', r));
+    try {
+      await rejectsWith(createDpClient({ url: `http://127.0.0.1:${portOf(dropper)}`, key }).status(), 'CAIRN_DP_UNREACHABLE');
+    } finally {
+      await new Promise((r) => dropper.close(r));
+    }
+  });
+});
+
+describe('DP client transfers', () => {
+  const client = (): ReturnType<typeof createDpClient> => createDpClient({ url, key });
+  const lib = (): ReturnType<typeof createContentLibrary> => createContentLibrary(path.join(dataDir, 'ContentLib'));
+
+  test('missing() reports only the hashes the DP lacks, in order and once', async () => {
+    const present = Buffer.from('present on the DP');
+    await client().upload(sha256(present), 'CS200001.1', await writeSource('present.bin', present), present.length);
+    const a = sha256('absent a');
+    const b = sha256('absent b');
+    assert.deepEqual(await client().missing([a, sha256(present), b, a.toLowerCase()]), [a, b]);
+    assert.deepEqual(await client().missing([]), []);
+  });
+
+  test('upload stores the file and returns the bytes sent; a whole upload sends the whole file', async () => {
+    const bytes = Buffer.alloc(2 * 1024 * 1024 + 3, 0x5a);
+    const hash = sha256(bytes);
+    assert.equal(await client().upload(hash.toLowerCase(), 'CS200002.1', await writeSource('whole.bin', bytes), bytes.length), bytes.length);
+    assert.ok(await lib().hasFile(hash));
+    assert.equal(await fsp.stat(uploadTempPath(dataDir, hash, 'CS200002.1')).catch(() => undefined), undefined);
+  });
+
+  test('upload resumes from what the DP already holds and sends only the rest', async () => {
+    const bytes = Buffer.from('abcdefghijklmnopqrstuvwxyz'.repeat(4000));
+    const hash = sha256(bytes);
+    const held = 30_000;
+    // The first part arrived earlier (an interrupted transfer).
+    const pathWithQuery = `/dp/v1/uploads/${hash}?content=CS200003.1&offset=0&size=${bytes.length}`;
+    const s = signRequest(key, 'PUT', pathWithQuery);
+    const res = await fetch(url + pathWithQuery, { method: 'PUT', headers: { authorization: s.authorization, 'content-type': 'application/octet-stream' }, body: new Uint8Array(bytes.subarray(0, held)) });
+    assert.equal(res.status, 200);
+    const sent = await client().upload(hash, 'CS200003.1', await writeSource('resume.bin', bytes), bytes.length);
+    assert.equal(sent, bytes.length - held);
+    assert.deepEqual(await fsp.readFile(lib().filePath(hash)), bytes);
+  });
+
+  test('upload of bytes that do not match the hash is CAIRN_DP_HASH_MISMATCH and nothing is stored', async () => {
+    const bytes = Buffer.from('the bytes on disk changed after hashing');
+    const claimed = sha256('the bytes when they were hashed');
+    await rejectsWith(client().upload(claimed, 'CS200004.1', await writeSource('changed.bin', bytes), bytes.length), 'CAIRN_DP_HASH_MISMATCH');
+    assert.equal(await lib().hasFile(claimed), false);
+  });
+
+  test('putContent records a content whose files are all on the DP', async () => {
+    const a = Buffer.from('file a');
+    const b = Buffer.from('file b in a folder');
+    for (const [name, bytes] of [
+      ['a', a],
+      ['b', b],
+    ] as const) {
+      await client().upload(sha256(bytes), 'CS200005.1', await writeSource(`${name}.src`, bytes), bytes.length);
+    }
+    const def = definition('CS200005', 1, [entry('a.txt', a), entry('sub/b.txt', b)], ['sub']);
+    await client().putContent(def);
+    assert.equal((await lib().currentContent('CS200005'))?.contentId, 'CS200005.1');
+    assert.equal((await client().status()).contents >= 1, true);
+  });
+
+  test('putContent with a file the DP lacks is CAIRN_DP_CONTENT_INCOMPLETE naming it', async () => {
+    const lacking = Buffer.from('never uploaded to the DP');
+    const def = definition('CS200006', 1, [entry('lacking.bin', lacking)]);
+    await rejectsWith(client().putContent(def), 'CAIRN_DP_CONTENT_INCOMPLETE', new RegExp(sha256(lacking)));
+    assert.equal(await lib().getContent('CS200006.1'), undefined);
+  });
+
+  test('a definition the DP finds malformed is CAIRN_DP_REJECTED carrying the DP code', async () => {
+    const def = { ...definition('CS200007', 1, [entry('x.txt', Buffer.from(''))]), hash: 'F'.repeat(64) };
+    await rejectsWith(client().putContent(def), 'CAIRN_DP_REJECTED', /CAIRN_REQUEST_INVALID/);
+  });
+
+  test('upload of a file whose size differs from the content fails before sending', async () => {
+    const bytes = Buffer.from('short');
+    await rejectsWith(client().upload(sha256(bytes), 'CS200008.1', await writeSource('short.bin', bytes), 99), 'CAIRN_INTERNAL', /holds 5 bytes/);
+  });
+
+  test('uploads over one client run in parallel on a keep-alive pool', async () => {
+    const sources = await Promise.all(
+      Array.from({ length: 12 }, async (_, i) => {
+        const bytes = Buffer.alloc(200_000 + i, i + 1);
+        return { bytes, hash: sha256(bytes), file: await writeSource(`par-${i}.bin`, bytes) };
+      }),
+    );
+    const c = client();
+    const sent = await Promise.all(sources.map((s) => c.upload(s.hash, 'CS200009.1', s.file, s.bytes.length)));
+    assert.deepEqual(
+      sent,
+      sources.map((s) => s.bytes.length),
+    );
+    assert.deepEqual(await c.missing(sources.map((s) => s.hash)), []);
+  });
+});
