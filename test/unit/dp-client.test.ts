@@ -227,3 +227,76 @@ describe('DP client transfers', () => {
     assert.deepEqual(await c.missing(sources.map((s) => s.hash)), []);
   });
 });
+
+describe('DP client upload conflicts', () => {
+  /**
+   * A pass-through proxy in front of the real DP. Before forwarding the n-th
+   * upload PUT it runs `beforePut(n)`, which lets a test change what the DP
+   * holds between the client's offset query and its PUT, as a second sender
+   * would. It records every request line it forwards.
+   */
+  async function startProxy(beforePut: (n: number) => Promise<void>): Promise<{ url: string; seen: string[]; close(): Promise<void> }> {
+    const seen: string[] = [];
+    const target = new URL(url);
+    let puts = 0;
+    const proxy = http.createServer((req, res) => {
+      void (async () => {
+        seen.push(`${req.method} ${req.url}`);
+        if (req.method === 'PUT' && req.url?.startsWith('/dp/v1/uploads/')) await beforePut(puts++);
+        const up = http.request({ hostname: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (dpRes) => {
+          res.writeHead(dpRes.statusCode ?? 502, dpRes.headers);
+          dpRes.pipe(res);
+        });
+        up.on('error', () => res.destroy());
+        req.pipe(up);
+      })();
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    return {
+      url: `http://127.0.0.1:${portOf(proxy)}`,
+      seen,
+      close: () => {
+        proxy.closeAllConnections();
+        return new Promise((r) => proxy.close(() => r()));
+      },
+    };
+  }
+
+  test('a 409 on upload makes the client ask for the offset again and continue from it', async () => {
+    const bytes = Buffer.from('0123456789'.repeat(5000));
+    const hash = sha256(bytes);
+    const temp = uploadTempPath(dataDir, hash, 'CS200010.1');
+    // Another sender delivers the first 20 000 bytes after the client has asked for the offset.
+    const proxy = await startProxy(async (n) => {
+      if (n === 0) await fsp.writeFile(temp, bytes.subarray(0, 20_000));
+    });
+    try {
+      const sent = await createDpClient({ url: proxy.url, key }).upload(hash, 'CS200010.1', await writeSource('conflict.bin', bytes), bytes.length);
+      assert.equal(sent, bytes.length - 20_000);
+      const lines = proxy.seen.map((l) => l.replace(/\?.*$/, (q) => q.replace(/content=[^&]*&?/, '')));
+      assert.deepEqual(lines, [
+        `GET /dp/v1/uploads/${hash}?`,
+        `PUT /dp/v1/uploads/${hash}?offset=0&size=${bytes.length}`,
+        `GET /dp/v1/uploads/${hash}?`,
+        `PUT /dp/v1/uploads/${hash}?offset=20000&size=${bytes.length}`,
+      ]);
+      assert.deepEqual(await fsp.readFile(createContentLibrary(path.join(dataDir, 'ContentLib')).filePath(hash)), bytes);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('a second 409 in a row is CAIRN_DP_REJECTED', async () => {
+    const bytes = Buffer.from('abcdefghij'.repeat(5000));
+    const hash = sha256(bytes);
+    const temp = uploadTempPath(dataDir, hash, 'CS200011.1');
+    // Every PUT finds the DP holding more than the client was just told.
+    const proxy = await startProxy((n) => fsp.writeFile(temp, bytes.subarray(0, 1000 * (n + 1))));
+    try {
+      await rejectsWith(createDpClient({ url: proxy.url, key }).upload(hash, 'CS200011.1', await writeSource('conflict2.bin', bytes), bytes.length), 'CAIRN_DP_REJECTED', /offset 1000 does not match the 2000 bytes held/);
+      assert.equal(proxy.seen.filter((l) => l.startsWith('PUT')).length, 2, 'one retry only');
+    } finally {
+      await proxy.close();
+    }
+  });
+});
