@@ -50,7 +50,16 @@ const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 /** Hashes per `files/missing` request (the DP accepts at most 100 000). */
 const MISSING_BATCH = 50_000;
 
-type Body = { readonly kind: 'json'; readonly value: unknown } | { readonly kind: 'file'; readonly path: string; readonly start: number; readonly length: number };
+/** A file body; `total` is the whole file's size, which the DP may re-hash before it answers. */
+type Body = { readonly kind: 'json'; readonly value: unknown } | { readonly kind: 'file'; readonly path: string; readonly start: number; readonly length: number; readonly total: number };
+
+/**
+ * After the last byte of a resumed upload, the DP re-reads the whole file to
+ * hash it before it answers, so the connection is silent for a while. Allow
+ * one extra second per 50 MiB of file (a slow disk) on top of the usual
+ * inactivity limit rather than mistake a large file for a dead DP.
+ */
+const HASH_BYTES_PER_SECOND = 50 * 1024 * 1024;
 
 interface Answer {
   readonly status: number;
@@ -160,6 +169,7 @@ export function createDpClient(opts: DpClientOptions): DpClient {
         });
       });
       if (body?.kind === 'file') {
+        req.on('finish', () => req.setTimeout(timeoutMs + Math.ceil(body.total / HASH_BYTES_PER_SECOND) * 1000));
         if (body.length === 0) {
           req.end();
           return;
@@ -256,7 +266,7 @@ export function createDpClient(opts: DpClientOptions): DpClient {
         // The DP discards a temporary file longer than the file, so start over.
         if (start > size) start = 0;
         const route = `/dp/v1/uploads/${h}?content=${encodeURIComponent(contentId)}&offset=${start}&size=${size}`;
-        const a = await call('PUT', route, { kind: 'file', path: filePath, start, length: size - start });
+        const a = await call('PUT', route, { kind: 'file', path: filePath, start, length: size - start, total: size });
         if (a.status === 409 && attempt === 0) continue;
         if (a.status === 201 && field(a.body, 'stored') === true) return size - start;
         if (ok(a)) throw new CairnError('CAIRN_DP_REJECTED', `${where}: the upload of ${h} ended without the file being stored (${JSON.stringify(a.body)})`);
