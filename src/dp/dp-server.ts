@@ -273,8 +273,10 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
       // Fastify's own rejections: malformed JSON, body too large, unsupported media type.
       return reply.code(ERRORS.CAIRN_REQUEST_INVALID.status).send(new CairnError('CAIRN_REQUEST_INVALID', err.message).toJSON());
     }
-    log.error(`${request.method} ${request.url} failed: ${describeError(err)}`);
-    return reply.code(500).send(new CairnError('CAIRN_INTERNAL', describeError(err)).toJSON());
+    // A sender that went away mid-upload was already logged where it happened.
+    if (!request.raw.destroyed) log.error(`${request.method} ${request.url} failed: ${describeError(err)}`);
+    // The details (paths, errno) stay in the log: public routes answer anyone.
+    return reply.code(500).send(new CairnError('CAIRN_INTERNAL', `see ${path.join('logs', 'SMSDPProv.log')} on the distribution point`).toJSON());
   });
 
   app.setNotFoundHandler((request, reply) => {
