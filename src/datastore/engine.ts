@@ -50,6 +50,9 @@ export function openDatabase(url: string): SiteDatabase {
   // BIGINT counts and sums come back from pg as strings; our counts fit a double.
   pg.types.setTypeParser(20, (v) => Number(v));
   const pool = new pg.Pool({ connectionString: url, max: 10 });
+  // An idle connection that the server drops (restart, admin command) must not
+  // crash the site: the pool replaces it on the next query.
+  pool.on('error', (err) => process.stderr.write(`cairn: PostgreSQL connection lost: ${err.message}\n`));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { engine, db, display: url.replace(/:[^:@/]*@/, ':***@'), destroy: () => db.destroy() };
 }
