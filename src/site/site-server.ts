@@ -96,7 +96,7 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
   }
 
   const library = createContentLibrary(paths.contentLibrary);
-  let dbmon: DbMonitor | undefined;
+  const wakeDbmon = { fn: (): void => undefined };
   const ctx: SiteContext = Object.freeze({
     db: database.db,
     engine: database.engine,
@@ -104,16 +104,17 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
     siteCode,
     settings,
     library,
-    wake: { dbmon: () => dbmon?.wake() },
+    wake: { dbmon: () => wakeDbmon.fn() },
   });
 
   const distmgr = new DistributionManager(ctx);
   const xfer = new PackageTransferManager(ctx, () => distmgr.wakeStatusThread());
   const statmgr = new StatusManager(ctx);
-  dbmon = new DbMonitor(ctx, (inbox) => {
+  const dbmon = new DbMonitor(ctx, (inbox) => {
     if (inbox === paths.distmgrBox) distmgr.wake();
     if (inbox === paths.pkgTransferMgrBox) xfer.wake();
   });
+  wakeDbmon.fn = () => dbmon.wake();
 
   const api = await buildAdminApi({ ctx, token, log: provLog });
   const host = opts.host ?? '127.0.0.1';
@@ -161,7 +162,7 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
       await api.close();
       await xfer.stop();
       await distmgr.stop();
-      await dbmon!.stop();
+      await dbmon.stop();
       await statmgr.stop();
       await localDp?.close();
       await database.destroy();

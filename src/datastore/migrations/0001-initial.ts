@@ -4,7 +4,7 @@
  * Forward-only: never edit once landed; add a new migration instead.
  */
 import { sql } from 'kysely';
-import type { ColumnDataType, Kysely } from 'kysely';
+import type { ColumnDataType, ColumnDefinitionBuilder, Kysely } from 'kysely';
 import type { Engine } from '../engine.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- migrations run against whatever the schema was then, not today's types
@@ -12,10 +12,7 @@ type AnyDb = Kysely<any>;
 
 export async function up(db: AnyDb, engine: Engine): Promise<void> {
   const idType: ColumnDataType = engine === 'sqlite' ? 'integer' : 'bigserial';
-  const id = (name: string) => (c: import('kysely').ColumnDefinitionBuilder) => {
-    void name;
-    return engine === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey();
-  };
+  const id = () => (c: ColumnDefinitionBuilder) => (engine === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey());
 
   await db.schema
     .createTable('Sites')
@@ -62,7 +59,7 @@ export async function up(db: AnyDb, engine: Engine): Promise<void> {
 
   await db.schema
     .createTable('DistributionPoints')
-    .addColumn('DPID', idType, id('DPID'))
+    .addColumn('DPID', idType, id())
     .addColumn('Name', 'text', (c) => c.notNull().unique())
     .addColumn('NALPath', 'text', (c) => c.notNull().unique())
     .addColumn('URL', 'text', (c) => c.notNull().unique())
@@ -89,7 +86,7 @@ export async function up(db: AnyDb, engine: Engine): Promise<void> {
 
   await db.schema
     .createTable('PkgNotification')
-    .addColumn('NotificationID', idType, id('NotificationID'))
+    .addColumn('NotificationID', idType, id())
     .addColumn('PkgID', 'varchar(8)', (c) => c.notNull())
     .addColumn('Priority', 'integer', (c) => c.notNull())
     .addColumn('Type', 'integer', (c) => c.notNull())
@@ -99,7 +96,7 @@ export async function up(db: AnyDb, engine: Engine): Promise<void> {
 
   await db.schema
     .createTable('PkgStatus')
-    .addColumn('PkgStatusID', idType, id('PkgStatusID'))
+    .addColumn('PkgStatusID', idType, id())
     .addColumn('ID', 'varchar(8)', (c) => c.notNull())
     .addColumn('Type', 'integer', (c) => c.notNull())
     .addColumn('SiteCode', 'varchar(3)', (c) => c.notNull())
@@ -119,7 +116,7 @@ export async function up(db: AnyDb, engine: Engine): Promise<void> {
 
   await db.schema
     .createTable('DistributionJobs')
-    .addColumn('JobID', idType, id('JobID'))
+    .addColumn('JobID', idType, id())
     .addColumn('DPID', 'bigint', (c) => c.notNull().references('DistributionPoints.DPID'))
     .addColumn('PkgID', 'varchar(8)', (c) => c.notNull().references('SMSPackages.PkgID'))
     .addColumn('PackageVersion', 'integer', (c) => c.notNull())
@@ -136,7 +133,7 @@ export async function up(db: AnyDb, engine: Engine): Promise<void> {
 
   await db.schema
     .createTable('ChangeNotifications')
-    .addColumn('ChangeID', idType, id('ChangeID'))
+    .addColumn('ChangeID', idType, id())
     .addColumn('TableName', 'text', (c) => c.notNull())
     .addColumn('Operation', 'text', (c) => c.notNull())
     .addColumn('TriggerName', 'text', (c) => c.notNull())
@@ -146,7 +143,7 @@ export async function up(db: AnyDb, engine: Engine): Promise<void> {
 
   await db.schema
     .createTable('StatusMessages')
-    .addColumn('RecordID', idType, id('RecordID'))
+    .addColumn('RecordID', idType, id())
     .addColumn('MessageID', 'integer', (c) => c.notNull())
     .addColumn('Severity', 'varchar(1)', (c) => c.notNull())
     .addColumn('Level', 'varchar(1)', (c) => c.notNull())
