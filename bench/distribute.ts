@@ -1,0 +1,99 @@
+/**
+ * Benchmark: distribute a 1 GiB tree (1,000 small files and a few large
+ * ones) to one DP on loopback, and compare with `cp -r` of the same tree
+ * measured in the same run. Prints seconds and MB/s; not a test, never gates
+ * CI. Usage: `npm run bench:distribute [-- --mib 1024]`.
+ *
+ * What is timed: from `cairn admin package distribute` to the DP's
+ * PkgStatus reaching 3 (installed): the transfer manager's uploads, the DP's
+ * hashing and library work, the .STA round trip. The snapshot into the site's
+ * library (package create) is timed and printed separately.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { api, cli, freePort, startDp, startSite, tempDir, waitFor } from '../test/helpers/processes.ts';
+
+const run = promisify(execFile);
+const args = process.argv.slice(2);
+const mib = Number(args[args.indexOf('--mib') + 1] ?? 1024) || 1024;
+const totalBytes = mib * 1024 * 1024;
+
+async function makeBenchTree(dir: string): Promise<number> {
+  await fsp.mkdir(dir, { recursive: true });
+  let written = 0;
+  // 1,000 small files of 1-64 KiB in 10 folders.
+  for (let i = 0; i < 1000; i += 1) {
+    const folder = path.join(dir, `folder-${i % 10}`);
+    await fsp.mkdir(folder, { recursive: true });
+    const size = 1024 + ((i * 7919) % (63 * 1024));
+    const buf = Buffer.alloc(size);
+    for (let j = 0; j < size; j += 4) buf.writeUInt32LE((i * 2654435761 + j) >>> 0, j - (j + 4 > size ? j + 4 - size : 0));
+    await fsp.writeFile(path.join(folder, `small-${i}.dat`), buf);
+    written += size;
+  }
+  // The rest in four large files.
+  const large = Math.max(0, Math.floor((totalBytes - written) / 4));
+  const block = Buffer.alloc(4 * 1024 * 1024);
+  for (let f = 0; f < 4; f += 1) {
+    const fd = await fsp.open(path.join(dir, `large-${f}.bin`), 'w');
+    for (let done = 0; done < large; done += block.length) {
+      for (let j = 0; j < block.length; j += 4) block.writeUInt32LE((f * 7 + done + j) * 2246822519 >>> 0, j);
+      await fd.write(block, 0, Math.min(block.length, large - done));
+    }
+    await fd.close();
+    written += large;
+  }
+  return written;
+}
+
+const fmt = (s: number) => s.toFixed(2);
+const rate = (bytes: number, s: number) => (bytes / 1e6 / s).toFixed(1);
+
+const work = await tempDir('bench');
+try {
+  const source = path.join(work, 'source');
+  const bytes = await makeBenchTree(source);
+  process.stdout.write(`tree: ${(bytes / 1048576).toFixed(0)} MiB in ${1000 + 4} files, ${os.cpus().length} cores, Node ${process.version}\n`);
+
+  // Baseline: cp -r of the same tree, page cache warm for both (the tree was just written).
+  let t = performance.now();
+  await run('cp', ['-r', source, path.join(work, 'cp-copy')]);
+  await run('sync');
+  const cpSeconds = (performance.now() - t) / 1000;
+  await fsp.rm(path.join(work, 'cp-copy'), { recursive: true });
+  await run('sync');
+
+  const site = await startSite(path.join(work, 'site'), ['--no-local-dp']);
+  const port = await freePort();
+  const key = (await cli(site, ['dp', 'add', '--name', 'bench', '--url', `http://127.0.0.1:${port}`])).stdout.trim();
+  const dp = await startDp(path.join(work, 'dp'), port, key, 'bench');
+  try {
+    t = performance.now();
+    const pkgId = (await cli(site, ['package', 'create', '--name', 'Bench', '--source', source])).stdout.trim();
+    await waitFor('the snapshot', async () => (await api<{ storedVersion: number }>(site, 'GET', `/api/v1/packages/${pkgId}`)).json.storedVersion === 1, 1_800_000);
+    const snapSeconds = (performance.now() - t) / 1000;
+    await run('sync');
+
+    t = performance.now();
+    await cli(site, ['package', 'distribute', pkgId, '--dp', 'bench']);
+    await waitFor('installed', async () => {
+      const s = (await api<{ distributionPoints: { status: number }[] }>(site, 'GET', `/api/v1/packages/${pkgId}/status`)).json;
+      return s.distributionPoints[0]?.status === 3;
+    }, 1_800_000);
+    await run('sync');
+    const distSeconds = (performance.now() - t) / 1000;
+
+    process.stdout.write(`cp -r (+sync)            ${fmt(cpSeconds)} s  ${rate(bytes, cpSeconds)} MB/s\n`);
+    process.stdout.write(`snapshot (package create) ${fmt(snapSeconds)} s  ${rate(bytes, snapSeconds)} MB/s\n`);
+    process.stdout.write(`distribute to one DP (+sync) ${fmt(distSeconds)} s  ${rate(bytes, distSeconds)} MB/s\n`);
+    process.stdout.write(`distribute / cp -r       ${(distSeconds / cpSeconds).toFixed(2)}x (target: at most 2x)\n`);
+  } finally {
+    await site.kill();
+    await dp.kill();
+  }
+} finally {
+  await fsp.rm(work, { recursive: true, force: true });
+}
