@@ -6,11 +6,15 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import fsp from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { openDatabase } from '../../src/datastore/engine.ts';
 import { migrateToLatest } from '../../src/datastore/migrate.ts';
 import { writeSetting } from '../../src/datastore/site-control.ts';
 import { api, cli, freePort, listFiles, makeTree, readLog, sha256File, startDp, startSite, tempDir, waitFor } from '../helpers/processes.ts';
 import type { Proc } from '../helpers/processes.ts';
+
+const run = promisify(execFile);
 
 interface StatusView {
   package: { storedVersion: number; lastError: string };
@@ -125,6 +129,41 @@ describe('resilience', () => {
     const target = path.join(work, 'large.bin');
     await fsp.writeFile(target, Buffer.from(await res.arrayBuffer()));
     assert.equal(await sha256File(target), await sha256File(path.join(source, 'large file.bin')));
+  });
+
+  test('[CD2.14][CD2.15] a DP out of disk space fails the distribution with the reason and status message 2328', async (t) => {
+    const work = await prepared('full', { 'components.rescanMs': 300 });
+    const dpDir = path.join(work, 'small-dp');
+    await fsp.mkdir(dpDir);
+    try {
+      await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dpDir]);
+    } catch (err) {
+      t.skip(`cannot mount a small tmpfs here (${(err as Error).message.split('\n')[0]})`);
+      return;
+    }
+    cleanups.push(async () => {
+      await run('umount', ['-l', dpDir]).catch(() => undefined);
+    });
+    const source = path.join(work, 'source');
+    await makeTree(source, 4 * 1024 * 1024);
+    const site = track(await startSite(path.join(work, 'site'), ['--no-local-dp']));
+    const port = await freePort();
+    const key = (await cli(site, ['dp', 'add', '--name', 'tiny', '--url', `http://127.0.0.1:${port}`])).stdout.trim();
+    track(await startDp(dpDir, port, key, 'tiny'));
+    const pkgId = (await cli(site, ['package', 'create', '--name', 'Too big', '--source', source])).stdout.trim();
+    assert.equal((await cli(site, ['package', 'distribute', pkgId, '--dp', 'tiny'])).code, 0);
+    const failed = await waitFor('the DP to fail', async () => {
+      const s = (await api<StatusView>(site, 'GET', `/api/v1/packages/${pkgId}/status`)).json;
+      return s.distributionPoints[0]?.status === 5 ? s.distributionPoints[0] : undefined;
+    });
+    assert.equal(failed.state, 'failed');
+    assert.match(failed.lastError, /CAIRN_DP_DISK_FULL/);
+    const m = await waitFor('2328', async () => {
+      const r = (await api<{ statusMessages: Msg[] }>(site, 'GET', `/api/v1/status-messages?package=${pkgId}&id=2328`)).json.statusMessages;
+      return r.length ? r : undefined;
+    });
+    assert.equal(m[0]!.severity, 'E');
+    assert.match(m[0]!.istr[2]!, /CAIRN_DP_DISK_FULL/);
   });
 
   test('bad input gets a clear error code and changes nothing', async () => {
