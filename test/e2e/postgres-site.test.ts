@@ -7,8 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import fsp from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { createPgDatabase } from '../helpers/engines.ts';
 import { api, cli, freePort, makeTree, startDp, startSite, tempDir, waitFor } from '../helpers/processes.ts';
 
 const base = process.env.CAIRN_TEST_PG_URL;
@@ -16,18 +16,13 @@ const required = process.env.CAIRN_REQUIRE_PG === '1';
 
 test('[CD1.1][CD1.10][CD2.6][CD2.15] a site on PostgreSQL creates a package and distributes it to a DP', { skip: !base && !required ? 'set CAIRN_TEST_PG_URL to run on PostgreSQL' : false }, async () => {
   assert.ok(base, 'CAIRN_REQUIRE_PG=1 but CAIRN_TEST_PG_URL is not set');
-  const name = `cairn_e2e_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: base });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  const url = new URL(base);
-  url.pathname = `/${name}`;
+  const scratch = await createPgDatabase(base);
   const work = await tempDir('pg');
   const procs: { kill(): Promise<void> }[] = [];
   try {
     const source = path.join(work, 'source');
     await makeTree(source, 3 * 1024 * 1024);
-    const site = await startSite(path.join(work, 'site'), ['--no-local-dp'], { CAIRN_DATABASE_URL: url.toString() });
+    const site = await startSite(path.join(work, 'site'), ['--no-local-dp'], { CAIRN_DATABASE_URL: scratch.url });
     procs.push(site);
     assert.match(site.output(), /database:\s+postgres:\/\/cairn:\*\*\*@/);
     const port = await freePort();
@@ -40,7 +35,7 @@ test('[CD1.1][CD1.10][CD2.6][CD2.15] a site on PostgreSQL creates a package and 
       const s = (await api<{ distributionPoints: { status: number; version: number }[] }>(site, 'GET', `/api/v1/packages/${pkgId}/status`)).json;
       return s.distributionPoints[0]?.status === 3 && s.distributionPoints[0].version === 1;
     });
-    const check = new pg.Client({ connectionString: url.toString() });
+    const check = new pg.Client({ connectionString: scratch.url });
     await check.connect();
     try {
       const ids = await waitFor('2330 stored in PostgreSQL', async () => {
@@ -57,8 +52,7 @@ test('[CD1.1][CD1.10][CD2.6][CD2.15] a site on PostgreSQL creates a package and 
     }
   } finally {
     for (const p of procs.reverse()) await p.kill();
-    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await admin.end();
+    await scratch.drop();
     await fsp.rm(work, { recursive: true, force: true });
   }
 });

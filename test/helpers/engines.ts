@@ -24,21 +24,31 @@ export async function withDatabase<T>(engine: 'sqlite' | 'postgres', fn: (db: Si
       await fsp.rm(dir, { recursive: true, force: true });
     }
   }
-  const base = process.env.CAIRN_TEST_PG_URL!;
+  const scratch = await createPgDatabase(process.env.CAIRN_TEST_PG_URL!);
+  const db = openDatabase(scratch.url);
+  try {
+    return await fn(db);
+  } finally {
+    await db.destroy();
+    await scratch.drop();
+  }
+}
+
+/** A fresh, empty PostgreSQL database on the server of `base`, and how to drop it. */
+export async function createPgDatabase(base: string): Promise<{ url: string; drop(): Promise<void> }> {
   const name = `cairn_t_${randomBytes(6).toString('hex')}`;
   const admin = new pg.Client({ connectionString: base });
   await admin.connect();
   await admin.query(`CREATE DATABASE ${name}`);
   const url = new URL(base);
   url.pathname = `/${name}`;
-  const db = openDatabase(url.toString());
-  try {
-    return await fn(db);
-  } finally {
-    await db.destroy();
-    await admin.query(`DROP DATABASE ${name} WITH (FORCE)`);
-    await admin.end();
-  }
+  return {
+    url: url.toString(),
+    async drop() {
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.end();
+    },
+  };
 }
 
 /** Declares `name` once per engine. */
