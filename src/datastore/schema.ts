@@ -3,9 +3,7 @@
  * names follow the seeds (spec 10, "Tables the seeds show") so that the
  * documented queries mean something to an administrator. Times are ISO 8601
  * text in UTC on both engines, so they sort and compare the same way.
- *
- * The committed snapshot of the schema these types describe is
- * `docs/schema.sql`; a migration test keeps it honest.
+ * Migration 0001 creates them; `test/datastore/` checks it on both engines.
  */
 import type { Generated, Insertable, Selectable } from 'kysely';
 
