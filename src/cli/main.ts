@@ -4,6 +4,7 @@
  * calls a role's start function or the admin API, prints, and turns errors
  * into `cairn: CODE: message` on stderr with exit code 1.
  */
+import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { describeError } from '../shared/errors.ts';
 import { startSite } from '../site/site-server.ts';
@@ -106,8 +107,7 @@ export function buildProgram(): Command {
     .option('--priority <p>', 'high, medium or low', 'medium')
     .option('--json', 'JSON output')
     .action(async (o: { name: string; source: string; description?: string; priority: string; json?: boolean }) => {
-      const { resolve } = await import('node:path');
-      const r = await callAdmin<PackageView>(conn(), 'POST', '/api/v1/packages', { name: o.name, source: resolve(o.source), priority: o.priority, ...(o.description ? { description: o.description } : {}) });
+      const r = await callAdmin<PackageView>(conn(), 'POST', '/api/v1/packages', { name: o.name, source: path.resolve(o.source), priority: o.priority, ...(o.description ? { description: o.description } : {}) });
       print(!!o.json, r, () => `${r.packageId}\n`);
     });
   pkg

@@ -27,7 +27,8 @@ export async function upsertPkgStatus(db: Db, key: { ID: string; Type: number; S
     .execute();
 }
 
-export async function siteStatusKey(pkgId: string, siteCode: string): Promise<{ ID: string; Type: number; SiteCode: string; PkgServer: string }> {
+/** The key of a package's site row (Type 1). */
+export function siteStatusKey(pkgId: string, siteCode: string): { ID: string; Type: number; SiteCode: string; PkgServer: string } {
   return { ID: pkgId, Type: PKG_STATUS_TYPE.site, SiteCode: siteCode, PkgServer: '' };
 }
 

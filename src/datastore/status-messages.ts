@@ -1,7 +1,7 @@
 /** SQL for status messages with their insertion strings and attributes. */
 import type { Kysely, Transaction } from 'kysely';
 import type { Database } from './schema.ts';
-import type { StatusMessage } from '../shared/status-message.ts';
+import type { Level, Severity, StatusMessage } from '../shared/status-message.ts';
 import { ATTR } from '../shared/status-message.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -33,21 +33,8 @@ export async function insertStatusMessage(trx: Db, msg: StatusMessage, dedupKey:
   return true;
 }
 
-export interface StoredStatusMessage {
-  readonly recordId: number;
-  readonly id: number;
-  readonly severity: string;
-  readonly level: string;
-  readonly source: string;
-  readonly component: string;
-  readonly machine: string;
-  readonly site: string;
-  readonly pid: number;
-  readonly tid: number;
-  readonly time: string;
-  readonly istr: string[];
-  readonly attrs: { id: number; value: string }[];
-}
+/** A stored message: what was raised, plus the row's record ID. */
+export type StoredStatusMessage = StatusMessage & { readonly recordId: number };
 
 export async function queryStatusMessages(db: Db, filter: { packageId?: string; component?: string; messageId?: number; limit?: number }): Promise<StoredStatusMessage[]> {
   let q = db.selectFrom('StatusMessages as m').selectAll('m');
@@ -76,8 +63,8 @@ export async function queryStatusMessages(db: Db, filter: { packageId?: string; 
     return {
       recordId: id,
       id: r.MessageID,
-      severity: r.Severity,
-      level: r.Level,
+      severity: r.Severity as Severity,
+      level: r.Level as Level,
       source: r.Source,
       component: r.Component,
       machine: r.MachineName,

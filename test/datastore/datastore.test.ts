@@ -132,7 +132,7 @@ describe('site database', () => {
     const found = await queryStatusMessages(d.db, { packageId: 'CS100001' });
     assert.equal(found.length, 1);
     assert.deepEqual(found[0]!.istr, ['CS100001', 'nal']);
-    assert.deepEqual(found[0]!.attrs.sort((a, b) => a.id - b.id), msg.attrs);
+    assert.deepEqual([...found[0]!.attrs].sort((a, b) => a.id - b.id), msg.attrs);
     assert.equal((await queryStatusMessages(d.db, { messageId: 2300 })).length, 1);
   });
 

@@ -39,7 +39,7 @@ import {
 } from '../../../datastore/packages.ts';
 import { cancelOlderJobs, insertJob } from '../../../datastore/distribution-jobs.ts';
 import { findDistributionPoint } from '../../../datastore/distribution-points.ts';
-import { upsertPkgStatus } from '../../../datastore/pkg-status.ts';
+import { siteStatusKey, upsertPkgStatus } from '../../../datastore/pkg-status.ts';
 import { JOB_ACTION, PKG_STATUS, PKG_STATUS_TYPE } from '../../../datastore/enums.ts';
 import type { PackageRow, PkgServerRow } from '../../../datastore/schema.ts';
 import { newThreadId } from '../../site-context.ts';
@@ -213,7 +213,7 @@ export class DistributionManager {
       if (sourceProblem) await this.#status.raise(DISTMGR_MESSAGES.sourceMissing, { severity: 'E', istr: [pkgId, pkg.Source, reason], attrs: [{ id: ATTR.packageId, value: pkgId }], tid });
       await this.#status.raise(DISTMGR_MESSAGES.failed, { severity: 'E', istr: [pkg.Name, pkgId, reason], attrs: [{ id: ATTR.packageId, value: pkgId }], tid });
       await recordPackageError(db, pkgId, reason);
-      await upsertPkgStatus(db, { ID: pkgId, Type: PKG_STATUS_TYPE.site, SiteCode: this.#ctx.siteCode, PkgServer: '' }, { Status: PKG_STATUS.failed, LastError: reason });
+      await upsertPkgStatus(db, siteStatusKey(pkgId, this.#ctx.siteCode), { Status: PKG_STATUS.failed, LastError: reason });
       return false;
     }
     const def = result.definition;
@@ -232,7 +232,7 @@ export class DistributionManager {
     }
     await db.transaction().execute(async (trx) => {
       await recordStoredVersion(trx, pkgId, { version, sizeKb: Math.ceil(def.size / 1024), fileCount: def.files.length, hash: def.hash, storedPath: path.join(library.root, 'PkgLib', `${pkgId}.INI`) });
-      await upsertPkgStatus(trx, { ID: pkgId, Type: PKG_STATUS_TYPE.site, SiteCode: this.#ctx.siteCode, PkgServer: '' }, { Status: PKG_STATUS.received, SourceVersion: version, LastError: '' });
+      await upsertPkgStatus(trx, siteStatusKey(pkgId, this.#ctx.siteCode), { Status: PKG_STATUS.received, SourceVersion: version, LastError: '' });
     });
     this.log.info(`StoredPkgVersion (${version}) of package ${pkgId}. StoredPkgVersion in database is ${version}.`, tid);
     this.log.info(`SourceVersion (${version}) of package ${pkgId}. SourceVersion in database is ${version}.`, tid);
