@@ -1,7 +1,10 @@
 /**
  * Forward-only versioned migrations (STYLE.md, convention 7), run by Kysely's
  * Migrator in name order. Each migration gets the engine, because triggers
- * are written in each engine's own dialect.
+ * are written in each engine's own dialect. Unordered migrations are allowed
+ * because independent features land from parallel branches with reserved
+ * numbers (0002 package lifecycle, 0003 management point and state system,
+ * 0004 update catalog); each migration only adds its own tables.
  */
 import { Migrator } from 'kysely';
 import type { Kysely, Migration, MigrationProvider } from 'kysely';
@@ -37,7 +40,7 @@ class StaticProvider implements MigrationProvider {
 
 /** Brings the database to the latest schema (or up to `upTo`, for migration tests). */
 export async function migrateToLatest(db: Kysely<Database>, engine: Engine, upTo?: string): Promise<string[]> {
-  const migrator = new Migrator({ db, provider: new StaticProvider(engine, upTo), migrationTableName: 'CairnMigrations', migrationLockTableName: 'CairnMigrationsLock' });
+  const migrator = new Migrator({ db, provider: new StaticProvider(engine, upTo), migrationTableName: 'CairnMigrations', migrationLockTableName: 'CairnMigrationsLock', allowUnorderedMigrations: true });
   const { error, results } = await migrator.migrateToLatest();
   if (error) throw error;
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
