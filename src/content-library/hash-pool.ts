@@ -23,9 +23,6 @@ import type { HashReply, HashTask } from './hash-worker.ts';
 
 export type { HashFailure, HashReply, HashSuccess } from './hash-worker.ts';
 
-/** Block size of file signatures: 1 MiB. */
-export const SIGNATURE_BLOCK_SIZE = 1024 * 1024;
-
 const WORKER_URL = new URL('./hash-worker.ts', import.meta.url);
 
 function workerBootstrap(): string {
@@ -61,10 +58,10 @@ export class HashPool {
    * a per-file failure); rejects only when the worker itself died or the pool
    * was closed.
    */
-  hashFile(source: string, opts: { temp?: string; blockSize?: number } = {}): Promise<HashReply> {
+  hashFile(source: string, opts: { temp?: string } = {}): Promise<HashReply> {
     if (this.#closed) return Promise.reject(new Error('the hash pool is closed'));
     return new Promise<HashReply>((resolve, reject) => {
-      this.#queue.push({ task: { source, temp: opts.temp, blockSize: opts.blockSize ?? SIGNATURE_BLOCK_SIZE }, resolve, reject });
+      this.#queue.push({ task: { source, temp: opts.temp }, resolve, reject });
       this.#dispatch();
     });
   }

@@ -1,8 +1,9 @@
 /**
  * The hash worker: a worker thread (started by hash-pool.ts) that reads one
- * file at a time, once, in blocks, and computes its SHA-256, the SHA-256 of
- * each block (the file's signature for delta transfer), and optionally copies
- * the bytes to a temporary file for the content library to adopt.
+ * file at a time, once, and computes its SHA-256, for a file of at least
+ * SIGNATURE_MIN_FILE_SIZE its content-defined chunks (the file's signature
+ * for delta transfer, chunker.ts), and optionally copies the bytes to a
+ * temporary file for the content library to adopt.
  *
  * It owns nothing but the temporary file of the task in hand, which it
  * removes when the task fails. It must never write anywhere but the
@@ -16,13 +17,17 @@
 import fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
+import { CHUNK_HASH_HEX, GearChunker, SIGNATURE_MIN_FILE_SIZE } from './chunker.ts';
+import type { Chunk } from './chunker.ts';
+
+/** Bytes read at a time. */
+export const READ_BUFFER_SIZE = 1024 * 1024;
 
 /** One task: hash `source`; when `temp` is given, copy the bytes there (a new file). */
 export interface HashTask {
   readonly id: number;
   readonly source: string;
   readonly temp: string | undefined;
-  readonly blockSize: number;
 }
 
 export interface HashSuccess {
@@ -30,7 +35,8 @@ export interface HashSuccess {
   readonly ok: true;
   readonly hash: string;
   readonly size: number;
-  readonly blocks: string[];
+  /** The content-defined chunks, for a file of at least SIGNATURE_MIN_FILE_SIZE bytes; otherwise undefined. */
+  readonly chunks: Chunk[] | undefined;
   /** Permission bits of the source (mode & 0o7777). */
   readonly mode: number;
   /** Modification time, rounded to the nearest millisecond. */
@@ -95,28 +101,35 @@ export function hashFileSync(task: HashTask, buf: Buffer): HashReply {
       }
     }
     const whole = createHash('sha256');
-    const blocks: string[] = [];
-    let block = createHash('sha256');
-    let inBlock = 0;
+    const chunking = before.size >= BigInt(SIGNATURE_MIN_FILE_SIZE);
+    const chunker = new GearChunker();
+    const chunks: Chunk[] = [];
+    let chunkHash = createHash('sha256');
+    const endChunk = (): void => {
+      chunks.push([chunker.length, chunkHash.digest('hex').slice(0, CHUNK_HASH_HEX).toUpperCase()]);
+      chunker.reset();
+      chunkHash = createHash('sha256');
+    };
     let size = 0;
     for (;;) {
-      // Never read across a block boundary, so each chunk belongs to one block.
       let n: number;
       try {
-        n = fs.readSync(src, buf, 0, Math.min(buf.length, task.blockSize - inBlock), null);
+        n = fs.readSync(src, buf, 0, buf.length, null);
       } catch (err) {
         throw new TaskError(errnoCode(err), 'source', (err as Error).message);
       }
       if (n === 0) break;
       const chunk = buf.subarray(0, n);
       whole.update(chunk);
-      block.update(chunk);
-      inBlock += n;
       size += n;
-      if (inBlock === task.blockSize) {
-        blocks.push(upperHex(block));
-        block = createHash('sha256');
-        inBlock = 0;
+      if (chunking) {
+        for (let pos = 0; pos < n; ) {
+          const cut = chunker.feed(buf, pos, n);
+          const end = cut === -1 ? n : cut;
+          chunkHash.update(buf.subarray(pos, end));
+          if (cut !== -1) endChunk();
+          pos = end;
+        }
       }
       if (dst !== undefined) {
         try {
@@ -126,7 +139,7 @@ export function hashFileSync(task: HashTask, buf: Buffer): HashReply {
         }
       }
     }
-    if (inBlock > 0) blocks.push(upperHex(block));
+    if (chunking && chunker.length > 0) endChunk();
     const after = fs.fstatSync(src, { bigint: true });
     if (BigInt(size) !== before.size || after.size !== before.size || after.mtimeNs !== before.mtimeNs) {
       throw new TaskError('CHANGED', 'source', 'the file changed while it was read');
@@ -141,7 +154,7 @@ export function hashFileSync(task: HashTask, buf: Buffer): HashReply {
         throw new TaskError(errnoCode(err), 'temp', `cannot write ${task.temp}: ${(err as Error).message}`);
       }
     }
-    return { id: task.id, ok: true, hash: upperHex(whole), size, blocks, mode: Number(before.mode) & 0o7777, mtimeMs: Number((before.mtimeNs + 500_000n) / 1_000_000n) };
+    return { id: task.id, ok: true, hash: upperHex(whole), size, chunks: chunking ? chunks : undefined, mode: Number(before.mode) & 0o7777, mtimeMs: Number((before.mtimeNs + 500_000n) / 1_000_000n) };
   } catch (err) {
     if (dst !== undefined) {
       fs.closeSync(dst);
@@ -159,14 +172,8 @@ export function hashFileSync(task: HashTask, buf: Buffer): HashReply {
 if (parentPort) {
   const port = parentPort;
   // One buffer per worker, reused for every read.
-  const buffers = new Map<number, Buffer>();
+  const buf = Buffer.allocUnsafe(READ_BUFFER_SIZE);
   port.on('message', (task: HashTask) => {
-    let buf = buffers.get(task.blockSize);
-    if (!buf) {
-      buf = Buffer.allocUnsafe(Math.min(task.blockSize, 4 * 1024 * 1024));
-      buffers.clear();
-      buffers.set(task.blockSize, buf);
-    }
     port.postMessage(hashFileSync(task, buf));
   });
 }

@@ -10,7 +10,8 @@
  * after it has logged the definition. It must never read a file on the main
  * thread: each file is read exactly once, in a hash worker, which hashes it,
  * computes its block signature and copies it to a temporary file in one pass;
- * the main thread only walks folders and renames.
+ * the main thread only walks folders and renames. Files of at least 1 MiB
+ * get a signature of content-defined chunks (chunker.ts).
  *
  * Source rules (what is refused, with which code):
  * - the folder is missing: CAIRN_PACKAGE_SOURCE_MISSING;
@@ -39,7 +40,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { ContentDefinition, ContentLibrary, FileEntry, FileSignature } from './types.ts';
 import type { HashPool } from './hash-pool.ts';
 import { CairnError } from '../shared/errors.ts';
-import { sharedHashPool, SIGNATURE_BLOCK_SIZE } from './hash-pool.ts';
+import { sharedHashPool } from './hash-pool.ts';
+import { CHUNK_HASH_HEX, CHUNKING } from './chunker.ts';
 import { fileLibTempDir, forEachLimited, writeFileAtomic } from './content-library.ts';
 import {
   checkDefinitionConsistent,
@@ -228,7 +230,7 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
     const temp = path.join(tmpDir, `${randomBytes(12).toString('hex')}.tmp`);
     let reply;
     try {
-      reply = await pool.hashFile(src.abs, { temp, blockSize: SIGNATURE_BLOCK_SIZE });
+      reply = await pool.hashFile(src.abs, { temp });
     } catch (err) {
       // The worker died (or the pool closed) mid-file and could not clean up after itself.
       await fsp.rm(temp, { force: true });
@@ -246,7 +248,7 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
       throw err;
     }
     files.push({ path: src.rel, hash: reply.hash, size: reply.size, mode: reply.mode, mtime: new Date(reply.mtimeMs).toISOString() });
-    signatures.set(reply.hash, { hash: reply.hash, blockSize: SIGNATURE_BLOCK_SIZE, blocks: reply.blocks });
+    if (reply.chunks) signatures.set(reply.hash, { hash: reply.hash, size: reply.size, chunks: reply.chunks });
     bytesRead += reply.size;
     opts.onFile?.(src.rel);
   });
@@ -265,7 +267,8 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
   return { definition, signatures: sorted, bytesRead };
 }
 
-const SIGNATURES_FORMAT = 'cairn-signatures/1';
+const SIGNATURES_FORMAT = 'cairn-signatures/2';
+const CHUNK_HASH_RE = new RegExp(`^[0-9A-F]{${CHUNK_HASH_HEX}}$`);
 
 function signaturesFile(root: string, contentId: string): string {
   return path.join(path.resolve(root), 'SigLib', `${parseContentId(contentId).contentId}.json`);
@@ -274,7 +277,7 @@ function signaturesFile(root: string, contentId: string): string {
 function canonicalSignatures(signatures: readonly FileSignature[]): FileSignature[] {
   return [...signatures]
     .sort((a, b) => comparePaths(a.hash, b.hash))
-    .map((s) => ({ hash: s.hash, blockSize: s.blockSize, blocks: [...s.blocks] }));
+    .map((s) => ({ hash: s.hash, size: s.size, chunks: s.chunks.map(([l, h]) => [l, h] as const) }));
 }
 
 /** SHA-256 (upper-case hex) over the canonical JSON of the signatures: sorted by hash, members in a fixed order. */
@@ -282,29 +285,53 @@ export function signatureHash(signatures: readonly FileSignature[]): string {
   return createHash('sha256').update(JSON.stringify(canonicalSignatures(signatures)), 'utf8').digest('hex').toUpperCase();
 }
 
-/** Validates untrusted signatures (JSON array). Throws CAIRN_REQUEST_INVALID or CAIRN_HASH_INVALID. */
+/** Validates untrusted signatures (JSON array): chunk lengths within the chunking limits and adding up to the size. Throws CAIRN_REQUEST_INVALID or CAIRN_HASH_INVALID. */
 export function parseSignatures(json: unknown): FileSignature[] {
   if (!Array.isArray(json)) throw new CairnError('CAIRN_REQUEST_INVALID', 'signatures must be an array');
   return json.map((s: unknown, i) => {
     if (typeof s !== 'object' || s === null) throw new CairnError('CAIRN_REQUEST_INVALID', `signatures[${i}] is not an object`);
-    const { hash, blockSize, blocks } = s as Record<string, unknown>;
-    if (typeof blockSize !== 'number' || !Number.isSafeInteger(blockSize) || blockSize < 1) {
-      throw new CairnError('CAIRN_REQUEST_INVALID', `signatures[${i}].blockSize is not a positive integer`);
-    }
-    if (!Array.isArray(blocks)) throw new CairnError('CAIRN_REQUEST_INVALID', `signatures[${i}].blocks is not an array`);
-    return { hash: validateHash(hash), blockSize, blocks: blocks.map((b: unknown) => validateHash(b)) };
+    const { hash, size, chunks } = s as Record<string, unknown>;
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw new CairnError('CAIRN_REQUEST_INVALID', `signatures[${i}].size is not a non-negative integer`);
+    if (!Array.isArray(chunks)) throw new CairnError('CAIRN_REQUEST_INVALID', `signatures[${i}].chunks is not an array`);
+    let total = 0;
+    const parsed = chunks.map((c: unknown, j) => {
+      const ok = Array.isArray(c) && c.length === 2 && Number.isSafeInteger(c[0]) && c[0] > 0 && c[0] <= CHUNKING.maxSize && typeof c[1] === 'string' && CHUNK_HASH_RE.test(c[1]);
+      if (!ok) throw new CairnError('CAIRN_REQUEST_INVALID', `signatures[${i}].chunks[${j}] is not [length, hash]`);
+      total += c[0] as number;
+      return [c[0] as number, c[1] as string] as const;
+    });
+    if (total !== size) throw new CairnError('CAIRN_REQUEST_INVALID', `signatures[${i}]: chunks add up to ${total} bytes, not ${size}`);
+    return { hash: validateHash(hash), size, chunks: parsed };
   });
+}
+
+/** The signature file's text, as stored in SigLib and sent to DPs. */
+export function formatSignatures(contentId: string, signatures: readonly FileSignature[]): string {
+  return JSON.stringify({ format: SIGNATURES_FORMAT, contentId, chunking: CHUNKING, signatures: canonicalSignatures(signatures) });
+}
+
+/** Parses a signature file's JSON; undefined when it was made with other chunking parameters (then it cannot serve deltas). Throws CAIRN_REQUEST_INVALID when malformed. */
+export function parseSignatureFile(json: unknown, contentId: string): FileSignature[] | undefined {
+  const body = (typeof json === 'object' && json !== null ? json : {}) as Record<string, unknown>;
+  if (body.format !== SIGNATURES_FORMAT || body.contentId !== contentId) throw new CairnError('CAIRN_REQUEST_INVALID', `not a ${SIGNATURES_FORMAT} file for ${contentId}`);
+  const c = body.chunking as Record<string, unknown> | undefined;
+  if (!c || c.algorithm !== CHUNKING.algorithm || c.minSize !== CHUNKING.minSize || c.avgSize !== CHUNKING.avgSize || c.maxSize !== CHUNKING.maxSize) return undefined;
+  return parseSignatures(body.signatures);
 }
 
 /** Stores a content's signatures at `<root>/SigLib/<ContentID>.json` (written atomically). */
 export async function writeSignatures(root: string, contentId: string, signatures: readonly FileSignature[]): Promise<void> {
   const file = signaturesFile(root, contentId);
   await fsp.mkdir(path.dirname(file), { recursive: true });
-  const body = { format: SIGNATURES_FORMAT, contentId, signatures: canonicalSignatures(signatures) };
-  await writeFileAtomic(file, JSON.stringify(body));
+  await writeFileAtomic(file, formatSignatures(contentId, signatures));
 }
 
-/** A content's stored signatures, or undefined when none are stored. */
+/** The path of a content's signature file (it may not exist). */
+export function signaturesPath(root: string, contentId: string): string {
+  return signaturesFile(root, contentId);
+}
+
+/** A content's stored signatures, or undefined when none are stored (or they were made with other chunking parameters). */
 export async function readSignatures(root: string, contentId: string): Promise<FileSignature[] | undefined> {
   const file = signaturesFile(root, contentId);
   let text: string;
@@ -315,9 +342,7 @@ export async function readSignatures(root: string, contentId: string): Promise<F
     throw err;
   }
   try {
-    const body = JSON.parse(text) as Record<string, unknown>;
-    if (body.format !== SIGNATURES_FORMAT || body.contentId !== contentId) throw new Error('wrong format or content ID');
-    return parseSignatures(body.signatures);
+    return parseSignatureFile(JSON.parse(text), contentId);
   } catch (err) {
     throw new CairnError('CAIRN_INTERNAL', `signature file ${file} is damaged: ${reason(err)}`, { cause: err });
   }

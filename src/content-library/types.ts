@@ -20,11 +20,15 @@ export interface FileEntry {
   readonly mtime: string;
 }
 
-/** Per-file block signature: SHA-256 of each fixed-size block, for later delta transfer. */
+/**
+ * Per-file signature for delta transfer: the file's content-defined chunks
+ * (chunker.ts), each as [length, truncated SHA-256], in file order. Only
+ * files of at least SIGNATURE_MIN_FILE_SIZE bytes have one.
+ */
 export interface FileSignature {
   readonly hash: string;
-  readonly blockSize: number;
-  readonly blocks: readonly string[];
+  readonly size: number;
+  readonly chunks: readonly (readonly [number, string])[];
 }
 
 /** A content: one version of (part of) a package. ID `<PkgID>.<version>`. */

@@ -15,6 +15,7 @@ import { createContentLibrary } from '../../src/content-library/content-library.
 import { definitionHash } from '../../src/content-library/definition.ts';
 import { HashPool } from '../../src/content-library/hash-pool.ts';
 import { readSignatures, signatureHash, snapshotFolder, writeSignatures } from '../../src/content-library/snapshot.ts';
+import { chunkBuffer } from '../../src/content-library/chunker.ts';
 import { CairnError } from '../../src/shared/errors.ts';
 
 const MiB = 1024 * 1024;
@@ -115,10 +116,10 @@ test('identical files in a source are stored once and their companion list names
   assert.deepEqual(await fsp.readdir(path.join(root, 'FileLib')), ['.tmp', hash.slice(0, 4)]);
   assert.deepEqual(await fsp.readdir(path.join(root, 'FileLib', hash.slice(0, 4))), [hash, `${hash}.INI`]);
   assert.deepEqual(await lib.fileReferences(hash), ['CS100011.1']);
-  assert.equal(signatures.length, 1);
+  assert.equal(signatures.length, 0);
 });
 
-test('a 2.5 MiB file has three 1 MiB block signatures matching the bytes of each block', async (t) => {
+test('a 2.5 MiB file gets a signature of content-defined chunks covering its bytes; a small file gets none', async (t) => {
   const { src, root } = await setup(t);
   const data = randomBytes(2.5 * MiB);
   await write(src, 'blocks.bin', data);
@@ -126,15 +127,16 @@ test('a 2.5 MiB file has three 1 MiB block signatures matching the bytes of each
   const { signatures } = await snapshotFolder(createContentLibrary(root), src, { packageId: 'CS100012', version: 1 });
   const sig = signatures.find((s) => s.hash === sha(data));
   assert.ok(sig);
-  assert.equal(sig.blockSize, MiB);
-  assert.deepEqual(sig.blocks, [sha(data.subarray(0, MiB)), sha(data.subarray(MiB, 2 * MiB)), sha(data.subarray(2 * MiB))]);
-  assert.deepEqual(signatures.find((s) => s.hash === sha('small'))?.blocks, [sha('small')]);
+  assert.equal(sig.size, data.length);
+  // The worker streams through 1 MiB reads; cutting the whole buffer at once must give the same chunks.
+  assert.deepEqual(sig.chunks, chunkBuffer(data));
+  assert.equal(signatures.length, 1);
 });
 
 test('signatures survive a write and read in SigLib, and their hash ignores their order', async (t) => {
   const { src, root } = await setup(t);
   await write(src, 'a', randomBytes(MiB + 1));
-  await write(src, 'b', 'b');
+  await write(src, 'b', randomBytes(2 * MiB));
   await write(src, 'c', '');
   const { signatures } = await snapshotFolder(createContentLibrary(root), src, { packageId: 'CS100013', version: 2 });
   await writeSignatures(root, 'CS100013.2', signatures);
@@ -144,7 +146,7 @@ test('signatures survive a write and read in SigLib, and their hash ignores thei
   const h = signatureHash(signatures);
   assert.match(h, /^[0-9A-F]{64}$/);
   assert.equal(signatureHash([...signatures].reverse()), h);
-  const changed = signatures.map((s, i) => (i === 0 ? { ...s, blocks: [...s.blocks, sha('extra')] } : s));
+  const changed = signatures.map((s, i) => (i === 0 ? { ...s, chunks: [...s.chunks.slice(1), s.chunks[0]!] } : s));
   assert.notEqual(signatureHash(changed), h);
 });
 
@@ -242,7 +244,7 @@ test('the hash pool answers a failing file without affecting the next task, and 
   assert.deepEqual(bad.ok ? 'ok' : [bad.code, bad.side], ['ENOENT', 'source']);
   await write(src, 'yes', 'yes');
   const good = await pool.hashFile(path.join(src, 'yes'));
-  assert.deepEqual(good.ok ? [good.hash, good.size, good.blocks] : good, [sha('yes'), 3, [sha('yes')]]);
+  assert.deepEqual(good.ok ? [good.hash, good.size, good.chunks] : good, [sha('yes'), 3, undefined]);
   await pool.close();
   await assert.rejects(pool.hashFile(path.join(src, 'yes')), /closed/);
 });
