@@ -27,15 +27,23 @@
  * content complete; (5) make it current in PkgLib. PkgLib is written after
  * the content's INI on purpose, so PkgLib never names an incomplete content.
  *
- * It must never delete a file from FileLib or a content from DataLib: removal
- * (when no content references a file any more) is a separate, later step.
+ * Removal (removeContent) runs the other way round: (1) PkgLib stops naming
+ * the content; (2) DataLib/<ContentID>.INI is deleted, so the content is no
+ * longer complete; (3) the content leaves each companion list, and a file
+ * whose list is then empty leaves FileLib; (4) the folder tree, signatures
+ * and, last, the JSON copy go. The JSON copy is what a repeated removal
+ * reads the file list from, so a removal cut short at any point is finished
+ * by removing again. Adding never deletes anything from FileLib or DataLib.
  * It must never trust a definition's shape: definitions are re-checked before
  * anything is written.
  */
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { ContentDefinition, ContentLibrary, FileEntry } from './types.ts';
+import type { ContentDefinition, ContentLibrary, FileEntry, RemovalResult, ValidationProblem } from './types.ts';
+import fs from 'node:fs';
+import { createHash } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
 import { CairnError } from '../shared/errors.ts';
 import {
   comparePaths,
@@ -217,15 +225,16 @@ class DefaultContentLibrary implements ContentLibrary {
     return unique.filter((h) => !present.get(h));
   }
 
-  async adoptFile(sourcePath: string, hash: string): Promise<void> {
+  async adoptFile(sourcePath: string, hash: string, opts: { readonly replace?: boolean } = {}): Promise<void> {
     const dest = this.filePath(hash);
     await this.#hashLocks.run(validateHash(hash), async () => {
-      if (await this.hasFile(hash)) {
+      if (!opts.replace && (await this.hasFile(hash))) {
         await fsp.rm(sourcePath, { force: true });
         return;
       }
       await fsp.mkdir(path.dirname(dest), { recursive: true });
       try {
+        // rename(2) replaces an existing file atomically: readers see the old bytes or the new.
         await fsp.rename(sourcePath, dest);
       } catch (err) {
         // Idempotent: a source already moved by an earlier call that then failed later is fine.
@@ -463,6 +472,159 @@ class DefaultContentLibrary implements ContentLibrary {
 
   async fileReferences(hash: string): Promise<string[]> {
     return this.#readReferences(`${this.filePath(hash)}.INI`);
+  }
+
+  async listContents(packageId: string): Promise<string[]> {
+    const pkg = validatePackageId(packageId);
+    let names: string[];
+    try {
+      names = await fsp.readdir(this.#dataLib);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return [];
+      throw err;
+    }
+    const ids = new Set<string>();
+    for (const n of names) {
+      const m = /^(.+)\.(?:INI|json)$/.exec(n);
+      const id = m?.[1];
+      if (id && id.startsWith(`${pkg}.`)) {
+        try {
+          ids.add(parseContentId(id).contentId);
+        } catch {
+          // Not a content record (a stray file); ignored.
+        }
+      }
+    }
+    return [...ids].sort((a, b) => parseContentId(a).version - parseContentId(b).version);
+  }
+
+  async removeContent(contentId: string): Promise<RemovalResult> {
+    const id = parseContentId(contentId).contentId;
+    return this.#contentLocks.run(id, () => this.#removeContentLocked(id));
+  }
+
+  async #removeContentLocked(contentId: string): Promise<RemovalResult> {
+    const { packageId } = parseContentId(contentId);
+    // (1) Nothing may serve a content that is being taken apart.
+    await this.#packageLocks.run(packageId, async () => {
+      const file = path.join(this.#pkgLib, `${packageId}.INI`);
+      if ((await this.#readPackageList(file)) === contentId) await fsp.rm(file, { force: true });
+    });
+    const def = await this.#definitionForRemoval(contentId);
+    this.#cache.delete(contentId);
+    // (2) The content is no longer complete.
+    await fsp.rm(path.join(this.#dataLib, `${contentId}.INI`), { force: true });
+    let filesDeleted = 0;
+    let bytesFreed = 0;
+    if (def) {
+      // (3) Companion lists; a file nobody references leaves FileLib.
+      const sizes = new Map(def.files.map((f) => [f.hash, f.size] as const));
+      await forEachLimited([...sizes.keys()], IO_CONCURRENCY, async (hash) => {
+        if (await this.#dropReference(hash, contentId)) {
+          filesDeleted += 1;
+          bytesFreed += sizes.get(hash) ?? 0;
+        }
+      });
+    }
+    // (4) The record itself; the JSON copy last, since a repeated removal reads the file list from it.
+    await fsp.rm(path.join(this.#dataLib, contentId), { recursive: true, force: true });
+    await fsp.rm(path.join(this.root, 'SigLib', `${contentId}.json`), { force: true });
+    await fsp.rm(path.join(this.#dataLib, `${contentId}.json`), { force: true });
+    return { contents: def ? [contentId] : [], filesDeleted, bytesFreed };
+  }
+
+  /** The definition to remove: the cached or stored one, or the JSON copy alone once the INI is gone. */
+  async #definitionForRemoval(contentId: string): Promise<ContentDefinition | undefined> {
+    try {
+      const def = await this.getContent(contentId);
+      if (def) return def;
+    } catch {
+      // A damaged record: fall through to the JSON copy.
+    }
+    const text = await readIfExists(path.join(this.#dataLib, `${contentId}.json`));
+    if (text === undefined) return undefined;
+    try {
+      return parseContentDefinition(JSON.parse(text));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Removes `contentId` from the file's companion list; deletes the file when no content is left. True when the file was deleted. */
+  async #dropReference(hash: string, contentId: string): Promise<boolean> {
+    return this.#hashLocks.run(hash, async () => {
+      const file = this.filePath(hash);
+      const listFile = `${file}.INI`;
+      const refs = await this.#readReferences(listFile);
+      const left = refs.filter((r) => r !== contentId);
+      if (left.length > 0) {
+        if (left.length !== refs.length) await writeFileAtomic(listFile, formatIni('Contents', left.map((r) => [r, ''] as const)));
+        return false;
+      }
+      // The bytes go first: a companion list left without its file is harmless, a file without its list is garbage.
+      let existed = false;
+      try {
+        await fsp.rm(file);
+        existed = true;
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT')) throw err;
+      }
+      await fsp.rm(listFile, { force: true });
+      return existed;
+    });
+  }
+
+  async removeOlderContents(packageId: string, keepContentId: string): Promise<RemovalResult> {
+    const keep = parseContentId(keepContentId);
+    const older = (await this.listContents(packageId)).filter((id) => parseContentId(id).version < keep.version);
+    return this.#removeAll(older);
+  }
+
+  async removePackage(packageId: string): Promise<RemovalResult> {
+    const pkg = validatePackageId(packageId);
+    await this.#packageLocks.run(pkg, () => fsp.rm(path.join(this.#pkgLib, `${pkg}.INI`), { force: true }));
+    return this.#removeAll(await this.listContents(pkg));
+  }
+
+  async #removeAll(ids: readonly string[]): Promise<RemovalResult> {
+    const contents: string[] = [];
+    let filesDeleted = 0;
+    let bytesFreed = 0;
+    for (const id of ids) {
+      const r = await this.removeContent(id);
+      contents.push(...r.contents);
+      filesDeleted += r.filesDeleted;
+      bytesFreed += r.bytesFreed;
+    }
+    return { contents, filesDeleted, bytesFreed };
+  }
+
+  async validateContent(contentId: string): Promise<ValidationProblem[]> {
+    const def = await this.getContent(contentId);
+    if (!def) throw new CairnError('CAIRN_NOT_FOUND', `content ${contentId} is not in the content library`);
+    const problems: ValidationProblem[] = [];
+    const byHash = new Map<string, FileEntry[]>();
+    for (const f of def.files) byHash.set(f.hash, [...(byHash.get(f.hash) ?? []), f]);
+    // Each distinct file is read once, a few at a time: validation must not starve downloads.
+    await forEachLimited([...byHash.keys()], 2, async (hash) => {
+      const entries = byHash.get(hash)!;
+      const expectedSize = entries[0]!.size;
+      let actual: string;
+      let size: number;
+      try {
+        const hasher = createHash('sha256');
+        size = (await fsp.stat(this.filePath(hash))).size;
+        await pipeline(fs.createReadStream(this.filePath(hash)), hasher);
+        actual = hasher.digest('hex').toUpperCase();
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT')) throw err;
+        for (const f of entries) problems.push({ path: f.path, hash, problem: 'missing' });
+        return;
+      }
+      if (size !== expectedSize) for (const f of entries) problems.push({ path: f.path, hash, problem: 'size mismatch', actual });
+      else if (actual !== hash) for (const f of entries) problems.push({ path: f.path, hash, problem: 'hash mismatch', actual });
+    });
+    return problems.sort((a, b) => comparePaths(a.path, b.path));
   }
 }
 

@@ -57,9 +57,10 @@ export interface ContentLibrary {
   /**
    * Moves a file whose bytes are already verified to hash to `hash` into
    * FileLib (rename; same file system). If FileLib already holds it, the
-   * source is deleted instead. Idempotent.
+   * source is deleted instead, unless `replace` is set (a redistribute
+   * rewriting a damaged copy): then the new bytes replace the old. Idempotent.
    */
-  adoptFile(sourcePath: string, hash: string): Promise<void>;
+  adoptFile(sourcePath: string, hash: string, opts?: { readonly replace?: boolean }): Promise<void>;
   /**
    * Records a content: checks that every file is in FileLib (throws
    * CairnError CAIRN_DP_CONTENT_INCOMPLETE naming the missing ones), writes
@@ -75,4 +76,34 @@ export interface ContentLibrary {
   currentContent(packageId: string): Promise<ContentDefinition | undefined>;
   /** Content IDs that reference the file (its companion list). */
   fileReferences(hash: string): Promise<string[]>;
+  /** The package's contents in DataLib, complete or partly removed, sorted by version. */
+  listContents(packageId: string): Promise<string[]>;
+  /**
+   * Removes a content: from PkgLib if it is named there, its DataLib record,
+   * its signatures, and its name from each file's companion list; a file no
+   * content references any more leaves FileLib. Idempotent, and a removal cut
+   * short is finished by calling it again.
+   */
+  removeContent(contentId: string): Promise<RemovalResult>;
+  /** Removes every content of the package older than `keepContentId` (after an update has made that one current). */
+  removeOlderContents(packageId: string, keepContentId: string): Promise<RemovalResult>;
+  /** Removes the package: its PkgLib entry first (so nothing serves it), then every content of it. */
+  removePackage(packageId: string): Promise<RemovalResult>;
+  /** Re-hashes every file of a stored content; returns what is missing or damaged (empty when valid). */
+  validateContent(contentId: string): Promise<ValidationProblem[]>;
+}
+
+export interface RemovalResult {
+  readonly contents: readonly string[];
+  /** Files deleted from FileLib because no content references them any more. */
+  readonly filesDeleted: number;
+  readonly bytesFreed: number;
+}
+
+export interface ValidationProblem {
+  readonly path: string;
+  readonly hash: string;
+  readonly problem: 'missing' | 'hash mismatch' | 'size mismatch';
+  /** What the file on disk hashes to, for a mismatch. */
+  readonly actual?: string;
 }

@@ -309,3 +309,77 @@ test('library methods refuse content and package IDs that are not safe file name
   await assert.rejects(lib.currentContent('../x'), (err: unknown) => err instanceof CairnError && err.code === 'CAIRN_REQUEST_INVALID');
   assert.throws(() => lib.filePath('../../etc/passwd'), (err: unknown) => err instanceof CairnError && err.code === 'CAIRN_HASH_INVALID');
 });
+
+test('removing package A keeps the files package B shares with it and deletes the rest', async (t) => {
+  const root = await tempDir(t);
+  const scratch = await tempDir(t);
+  const lib = createContentLibrary(root);
+  for (const d of ['shared', 'only-a', 'only-b']) await store(lib, scratch, d);
+  const a = definition('CS100001', 1, [], [entry('s.txt', 'shared'), entry('a.txt', 'only-a')]);
+  const b = definition('CS100002', 1, [], [entry('s.txt', 'shared'), entry('b.txt', 'only-b')]);
+  await lib.addContent(a);
+  await lib.addContent(b);
+  const result = await lib.removePackage('CS100001');
+  assert.deepEqual([result.contents, result.filesDeleted, result.bytesFreed], [['CS100001.1'], 1, 'only-a'.length]);
+  assert.equal(await lib.hasFile(sha('only-a')), false);
+  assert.equal(await lib.hasFile(sha('shared')), true);
+  assert.deepEqual(await lib.fileReferences(sha('shared')), ['CS100002.1']);
+  assert.equal(await lib.currentContent('CS100001'), undefined);
+  assert.deepEqual(await lib.listContents('CS100001'), []);
+  assert.deepEqual((await lib.currentContent('CS100002'))?.contentId, 'CS100002.1');
+  assert.deepEqual(await lib.validateContent('CS100002.1'), []);
+});
+
+test('a removal cut short after the content record went is finished by removing again', async (t) => {
+  const root = await tempDir(t);
+  const scratch = await tempDir(t);
+  const lib = createContentLibrary(root);
+  await store(lib, scratch, 'one');
+  await lib.addContent(definition('CS100003', 1, [], [entry('one', 'one')]));
+  // As if the process died right after step 2: the INI is gone, references and the JSON copy are not.
+  await fsp.rm(path.join(root, 'DataLib', 'CS100003.1.INI'));
+  const fresh = createContentLibrary(root);
+  assert.deepEqual(await fresh.listContents('CS100003'), ['CS100003.1']);
+  const r = await fresh.removeContent('CS100003.1');
+  assert.equal(r.filesDeleted, 1);
+  assert.equal(await fresh.hasFile(sha('one')), false);
+  assert.deepEqual(await fresh.listContents('CS100003'), []);
+  assert.deepEqual(await fresh.removeContent('CS100003.1'), { contents: [], filesDeleted: 0, bytesFreed: 0 });
+});
+
+test('removing older contents keeps the current version and the files it still uses', async (t) => {
+  const root = await tempDir(t);
+  const scratch = await tempDir(t);
+  const lib = createContentLibrary(root);
+  for (const d of ['same', 'old', 'new']) await store(lib, scratch, d);
+  await lib.addContent(definition('CS100004', 1, [], [entry('same', 'same'), entry('x', 'old')]));
+  await lib.addContent(definition('CS100004', 2, [], [entry('same', 'same'), entry('x', 'new')]));
+  const r = await lib.removeOlderContents('CS100004', 'CS100004.2');
+  assert.deepEqual([r.contents, r.filesDeleted], [['CS100004.1'], 1]);
+  assert.equal((await lib.currentContent('CS100004'))?.contentId, 'CS100004.2');
+  assert.deepEqual(await lib.fileReferences(sha('same')), ['CS100004.2']);
+  assert.equal(await lib.hasFile(sha('old')), false);
+});
+
+test('validation reports a missing file and a damaged one, and a replacing adopt repairs the damage', async (t) => {
+  const root = await tempDir(t);
+  const scratch = await tempDir(t);
+  const lib = createContentLibrary(root);
+  for (const d of ['keep', 'lose', 'spoil']) await store(lib, scratch, d);
+  await lib.addContent(definition('CS100005', 1, ['d'], [entry('d/keep', 'keep'), entry('lose', 'lose'), entry('spoil', 'spoil')]));
+  await fsp.rm(lib.filePath(sha('lose')));
+  await fsp.writeFile(lib.filePath(sha('spoil')), 'SPOIL');
+  const problems = await lib.validateContent('CS100005.1');
+  assert.deepEqual(problems.map((p) => [p.path, p.problem, p.actual]), [
+    ['lose', 'missing', undefined],
+    ['spoil', 'hash mismatch', sha('SPOIL')],
+  ]);
+  const tmp = path.join(scratch, 'spoil.fixed');
+  await fsp.writeFile(tmp, 'spoil');
+  await lib.adoptFile(tmp, sha('spoil'));
+  assert.equal((await lib.validateContent('CS100005.1')).length, 2, 'a plain adopt keeps the copy it has');
+  await fsp.writeFile(tmp, 'spoil');
+  await lib.adoptFile(tmp, sha('spoil'), { replace: true });
+  assert.deepEqual((await lib.validateContent('CS100005.1')).map((p) => p.path), ['lose']);
+  await assert.rejects(lib.validateContent('CS100005.9'), (err) => err instanceof CairnError && err.code === 'CAIRN_NOT_FOUND');
+});
