@@ -33,7 +33,7 @@ export function findAdminConnection(dataDir = './cairn-data', env: NodeJS.Proces
   return { url: url.replace(/\/+$/, ''), token };
 }
 
-export async function callAdmin<T>(conn: AdminConnection, method: 'GET' | 'POST', route: string, body?: unknown): Promise<T> {
+export async function callAdmin<T>(conn: AdminConnection, method: 'GET' | 'POST' | 'PUT' | 'DELETE', route: string, body?: unknown): Promise<T> {
   let res: Response;
   try {
     res = await fetch(`${conn.url}${route}`, {

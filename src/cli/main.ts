@@ -128,6 +128,49 @@ export function buildProgram(): Command {
       print(!!o.json, r, () => `Distributing ${r.packageId} to ${r.distributionPoints.join(', ')}\n`);
     });
   pkg
+    .command('update <pkgId>')
+    .description("refresh a package's source: snapshot it as the next version and send what changed to every DP it is on")
+    .option('--json', 'JSON output')
+    .action(async (pkgId: string, o: { json?: boolean }) => {
+      const r = await callAdmin<{ packageId: string; sourceVersion: number }>(conn(), 'POST', `/api/v1/packages/${encodeURIComponent(pkgId)}/update`);
+      print(!!o.json, r, () => `Updating ${r.packageId} to source version ${r.sourceVersion}\n`);
+    });
+  pkg
+    .command('redistribute <pkgId>')
+    .description('send every file of a package to distribution points again, rewriting their copies')
+    .requiredOption('--dp <name...>', 'distribution point name (repeatable)')
+    .option('--json', 'JSON output')
+    .action(async (pkgId: string, o: { dp: string[]; json?: boolean }) => {
+      const r = await callAdmin<{ packageId: string; distributionPoints: string[] }>(conn(), 'POST', `/api/v1/packages/${encodeURIComponent(pkgId)}/redistribute`, { distributionPoints: o.dp });
+      print(!!o.json, r, () => `Redistributing ${r.packageId} to ${r.distributionPoints.join(', ')}\n`);
+    });
+  pkg
+    .command('remove <pkgId>')
+    .description('remove a package from distribution points')
+    .requiredOption('--dp <name...>', 'distribution point name (repeatable)')
+    .option('--json', 'JSON output')
+    .action(async (pkgId: string, o: { dp: string[]; json?: boolean }) => {
+      const r = await callAdmin<{ packageId: string; distributionPoints: string[] }>(conn(), 'POST', `/api/v1/packages/${encodeURIComponent(pkgId)}/remove`, { distributionPoints: o.dp });
+      print(!!o.json, r, () => `Removing ${r.packageId} from ${r.distributionPoints.join(', ')}\n`);
+    });
+  pkg
+    .command('validate <pkgId>')
+    .description("re-hash a package's content on distribution points (every DP it is on unless --dp is given)")
+    .option('--dp <name...>', 'distribution point name (repeatable)')
+    .option('--json', 'JSON output')
+    .action(async (pkgId: string, o: { dp?: string[]; json?: boolean }) => {
+      const r = await callAdmin<{ packageId: string; distributionPoints: string[] }>(conn(), 'POST', `/api/v1/packages/${encodeURIComponent(pkgId)}/validate`, o.dp ? { distributionPoints: o.dp } : {});
+      print(!!o.json, r, () => `Validating ${r.packageId} on ${r.distributionPoints.join(', ')}\n`);
+    });
+  pkg
+    .command('delete <pkgId>')
+    .description('remove a package from every distribution point, then delete it')
+    .option('--json', 'JSON output')
+    .action(async (pkgId: string, o: { json?: boolean }) => {
+      const r = await callAdmin<{ packageId: string; distributionPoints: number }>(conn(), 'DELETE', `/api/v1/packages/${encodeURIComponent(pkgId)}`);
+      print(!!o.json, r, () => `Deleting ${r.packageId}: removing it from ${r.distributionPoints} distribution point(s) first\n`);
+    });
+  pkg
     .command('status <pkgId>')
     .description("a package's status at the site and on each DP")
     .option('--json', 'JSON output')
@@ -136,7 +179,8 @@ export function buildProgram(): Command {
       print(!!o.json, r, () => {
         const p = r.package;
         const head = `${p.packageId} ${p.name}: source version ${p.sourceVersion}, stored version ${p.storedVersion}, ${p.fileCount} files, ${p.sizeKb} KB${p.lastError ? `\n  last error: ${p.lastError}` : ''}\n` + (r.site ? `site: ${r.site.state} (version ${r.site.version})\n` : 'site: not yet processed\n');
-        return head + table([['DP', 'STATUS', 'STATE', 'VERSION', 'CONTENT URL', 'ERROR'], ...r.distributionPoints.map((d) => [d.dp, String(d.status), d.state, String(d.version), d.contentUrl, d.lastError])]);
+        const validated = (d: PackageStatusView['distributionPoints'][number]): string => (d.validation ? `${d.validation.valid ? 'valid' : 'INVALID'} ${d.validation.time}` : '-');
+        return head + table([['DP', 'STATUS', 'STATE', 'VERSION', 'VALIDATED', 'CONTENT URL', 'ERROR'], ...r.distributionPoints.map((d) => [d.dp, String(d.status), d.state, String(d.version), validated(d), d.contentUrl, d.lastError])]);
       });
     });
 

@@ -34,8 +34,8 @@ export const JOB_STATE = {
 
 export const ACTION = { none: 0, update: 1, add: 2, delete: 3, validate: 4, cancel: 5 } as const;
 
-/** Job actions (spec 10): 1 distribute/update, 2 redistribute. */
-export const JOB_ACTION = { distribute: 1, redistribute: 2 } as const;
+/** Job actions (spec 10): 1 distribute/update, 2 redistribute; ours, numbered as ACTION: 3 remove, 4 validate. */
+export const JOB_ACTION = { distribute: 1, redistribute: 2, remove: 3, validate: 4 } as const;
 
 /** PkgNotification.Type (spec 10). */
 export const NOTIFICATION_TYPE = { update: 1, created: 2, dpAdded: 4 } as const;

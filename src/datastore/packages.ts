@@ -75,8 +75,8 @@ export async function deleteNotifications(db: Db, ids: readonly number[]): Promi
 export async function addPackageServer(trx: Db, pkgId: string, dp: { DPID: number; NALPath: string; SiteCode: string }): Promise<void> {
   await trx
     .insertInto('PkgServers')
-    .values({ PkgID: pkgId, NALPath: dp.NALPath, DPID: dp.DPID, SiteCode: dp.SiteCode, LastRefresh: nowIso(), RefreshTrigger: 1, UpdateMask: 0, Action: ACTION.add })
-    .onConflict((oc) => oc.columns(['PkgID', 'NALPath']).doUpdateSet({ Action: ACTION.add, RefreshTrigger: 1 }))
+    .values({ PkgID: pkgId, NALPath: dp.NALPath, DPID: dp.DPID, SiteCode: dp.SiteCode, LastRefresh: nowIso(), RefreshTrigger: 0, UpdateMask: 0, Action: ACTION.add })
+    .onConflict((oc) => oc.columns(['PkgID', 'NALPath']).doUpdateSet({ Action: ACTION.add, RefreshTrigger: 0 }))
     .execute();
   await insertNotification(trx, pkgId, NOTIFICATION_TYPE.dpAdded);
 }
@@ -93,5 +93,76 @@ export async function resetPackageServer(trx: Db, pkgId: string, nalPath: string
     .where('PkgID', '=', pkgId)
     .where('NALPath', '=', nalPath)
     .where('Action', '<>', ACTION.delete)
+    .execute();
+}
+
+export async function getPackageServer(db: Db, pkgId: string, nalPath: string): Promise<PkgServerRow | undefined> {
+  return db.selectFrom('PkgServers').selectAll().where('PkgID', '=', pkgId).where('NALPath', '=', nalPath).executeTakeFirst();
+}
+
+export async function listPackageServers(db: Db, pkgId: string): Promise<PkgServerRow[]> {
+  return db.selectFrom('PkgServers').selectAll().where('PkgID', '=', pkgId).orderBy('NALPath').execute();
+}
+
+/**
+ * Asks for an action on package servers (redistribute, remove, validate):
+ * sets Action (and RefreshTrigger 1 for a redistribute) on the named rows,
+ * leaving a pending removal alone, and adds a type 1 notification.
+ */
+export async function requestPackageServerAction(trx: Db, pkgId: string, nalPaths: readonly string[], action: number, refreshTrigger = 0): Promise<void> {
+  if (!nalPaths.length) return;
+  await trx
+    .updateTable('PkgServers')
+    .set({ Action: action, RefreshTrigger: refreshTrigger, LastRefresh: nowIso() })
+    .where('PkgID', '=', pkgId)
+    .where('NALPath', 'in', [...nalPaths])
+    .where('Action', '<>', ACTION.delete)
+    .execute();
+  await insertNotification(trx, pkgId, NOTIFICATION_TYPE.update);
+}
+
+/** After a new stored version (flow 4 step 3): every DP the package is on, with nothing else pending, gets an update. */
+export async function markPackageServersForUpdate(trx: Db, pkgId: string): Promise<void> {
+  await trx.updateTable('PkgServers').set({ Action: ACTION.update, LastRefresh: nowIso() }).where('PkgID', '=', pkgId).where('Action', '=', ACTION.none).execute();
+}
+
+export async function deletePackageServer(trx: Db, pkgId: string, nalPath: string): Promise<void> {
+  await trx.deleteFrom('PkgServers').where('PkgID', '=', pkgId).where('NALPath', '=', nalPath).execute();
+}
+
+/** RefreshPkgSource (flow 4 step 1): the next source version, Action 1, update mask 32, a type 1 notification. */
+export async function refreshPackageSource(trx: Db, pkgId: string, priority: number): Promise<number> {
+  const row = await trx
+    .updateTable('SMSPackages')
+    .set((eb) => ({ SourceVersion: eb('SourceVersion', '+', 1), SourceDate: nowIso(), Action: ACTION.update, UpdateMask: 32 }))
+    .where('PkgID', '=', pkgId)
+    .returning('SourceVersion')
+    .executeTakeFirstOrThrow();
+  await insertNotification(trx, pkgId, NOTIFICATION_TYPE.update, priority);
+  return row.SourceVersion;
+}
+
+/** Marks the package for deletion (Action 3) and every package server for removal, with a notification. */
+export async function markPackageForDeletion(trx: Db, pkgId: string): Promise<void> {
+  await trx.updateTable('SMSPackages').set({ Action: ACTION.delete }).where('PkgID', '=', pkgId).execute();
+  await trx.updateTable('PkgServers').set({ Action: ACTION.delete, LastRefresh: nowIso() }).where('PkgID', '=', pkgId).execute();
+  await insertNotification(trx, pkgId, NOTIFICATION_TYPE.update);
+}
+
+/** The last step of deleting a package: every row that names it. */
+export async function deletePackageRows(trx: Db, pkgId: string): Promise<void> {
+  await trx.deleteFrom('PkgServers').where('PkgID', '=', pkgId).execute();
+  await trx.deleteFrom('PkgStatus').where('ID', '=', pkgId).execute();
+  await trx.deleteFrom('ContentValidations').where('PkgID', '=', pkgId).execute();
+  await trx.deleteFrom('DistributionJobs').where('PkgID', '=', pkgId).execute();
+  await trx.deleteFrom('SMSPackages').where('PkgID', '=', pkgId).execute();
+}
+
+export async function recordValidation(trx: Db, v: { PkgID: string; NALPath: string; DPID: number; SourceVersion: number; Valid: boolean; Problems: string }): Promise<void> {
+  const values = { ...v, Valid: v.Valid ? 1 : 0, ValidatedTime: nowIso() };
+  await trx
+    .insertInto('ContentValidations')
+    .values(values)
+    .onConflict((oc) => oc.columns(['PkgID', 'NALPath']).doUpdateSet({ DPID: values.DPID, SourceVersion: values.SourceVersion, Valid: values.Valid, Problems: values.Problems, ValidatedTime: values.ValidatedTime }))
     .execute();
 }

@@ -55,8 +55,19 @@ export interface PkgServersTable {
   LastRefresh: string;
   RefreshTrigger: Generated<number>;
   UpdateMask: Generated<number>;
-  /** 0 nothing pending, 2 add, 3 remove. */
+  /** 0 nothing pending, 1 update (with RefreshTrigger 1: redistribute), 2 add, 3 remove, 4 validate. */
   Action: Generated<number>;
+}
+
+/** Migration 0002: the last content validation of a package on a DP. */
+export interface ContentValidationsTable {
+  PkgID: string;
+  NALPath: string;
+  DPID: number;
+  SourceVersion: number;
+  ValidatedTime: string;
+  Valid: number;
+  Problems: Generated<string>;
 }
 
 export interface PkgNotificationTable {
@@ -171,6 +182,7 @@ export interface Database {
   SiteControl: SiteControlTable;
   SMSPackages: SMSPackagesTable;
   PkgServers: PkgServersTable;
+  ContentValidations: ContentValidationsTable;
   PkgNotification: PkgNotificationTable;
   PkgStatus: PkgStatusTable;
   DistributionPoints: DistributionPointsTable;
@@ -188,3 +200,5 @@ export type DistributionPointRow = Selectable<DistributionPointsTable>;
 export type DistributionJobRow = Selectable<DistributionJobsTable>;
 export type PkgStatusRow = Selectable<PkgStatusTable>;
 export type PkgServerRow = Selectable<PkgServersTable>;
+
+export type ContentValidationRow = Selectable<ContentValidationsTable>;

@@ -19,7 +19,9 @@ import fsp from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
-import type { ContentDefinition } from '../content-library/types.ts';
+import type { ContentDefinition, ValidationProblem } from '../content-library/types.ts';
+import { deltaStream } from '../content-library/delta.ts';
+import type { DeltaPlan } from '../content-library/delta.ts';
 import { CairnError, describeError } from '../shared/errors.ts';
 import type { ErrorCode } from '../shared/errors.ts';
 import { PROOF_HEADER, signRequest, verifyProof } from './protocol.ts';
@@ -33,8 +35,20 @@ export interface DpClient {
    * sent by the request that completed the file (not counting what the DP
    * already held). Throws CairnError.
    */
-  upload(hash: string, contentId: string, filePath: string, size: number): Promise<number>;
-  putContent(def: ContentDefinition): Promise<void>;
+  upload(hash: string, contentId: string, filePath: string, size: number, opts?: { readonly replace?: boolean }): Promise<number>;
+  /**
+   * Sends a file as a delta against `baseHash`, which the DP must hold;
+   * returns the bytes sent. Throws CAIRN_DP_DELTA_BASE_MISSING or
+   * CAIRN_DP_DELTA_INVALID when the DP cannot use it (send the file whole then).
+   */
+  uploadDelta(hash: string, contentId: string, baseHash: string, size: number, plan: DeltaPlan, filePath: string): Promise<number>;
+  putContent(def: ContentDefinition): Promise<{ removedContents: string[]; filesDeleted: number }>;
+  /** Stores a content's signature file (its text as written in SigLib); returns the bytes sent. */
+  putSignatures(contentId: string, text: string): Promise<number>;
+  /** The package's current content on the DP, or null. */
+  packageContent(packageId: string): Promise<{ contentId: string | null; version: number | null }>;
+  removePackage(packageId: string): Promise<{ contents: string[]; filesDeleted: number; bytesFreed: number }>;
+  validatePackage(packageId: string): Promise<{ contentId: string; version: number; files: number; problems: ValidationProblem[] }>;
 }
 
 export interface DpClientOptions {
@@ -51,7 +65,11 @@ const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 const MISSING_BATCH = 50_000;
 
 /** A file body; `total` is the whole file's size, which the DP may re-hash before it answers. */
-type Body = { readonly kind: 'json'; readonly value: unknown } | { readonly kind: 'file'; readonly path: string; readonly start: number; readonly length: number; readonly total: number };
+type Body =
+  | { readonly kind: 'json'; readonly value: unknown }
+  | { readonly kind: 'text'; readonly value: string }
+  | { readonly kind: 'file'; readonly path: string; readonly start: number; readonly length: number; readonly total: number }
+  | { readonly kind: 'stream'; readonly open: () => Readable; readonly length: number; readonly total: number };
 
 /**
  * After the last byte of a resumed upload, the DP re-reads the whole file to
@@ -101,11 +119,11 @@ export function createDpClient(opts: DpClientOptions): DpClient {
     const signed = signRequest(opts.key, method, pathWithQuery);
     const headers: Record<string, string | number> = { authorization: signed.authorization, accept: 'application/json' };
     let payload: Buffer | undefined;
-    if (body?.kind === 'json') {
-      payload = Buffer.from(JSON.stringify(body.value));
+    if (body?.kind === 'json' || body?.kind === 'text') {
+      payload = Buffer.from(body.kind === 'json' ? JSON.stringify(body.value) : body.value);
       headers['content-type'] = 'application/json';
       headers['content-length'] = payload.length;
-    } else if (body?.kind === 'file') {
+    } else if (body?.kind === 'file' || body?.kind === 'stream') {
       headers['content-type'] = 'application/octet-stream';
       headers['content-length'] = body.length;
     }
@@ -168,16 +186,17 @@ export function createDpClient(opts: DpClientOptions): DpClient {
           resolve({ status, body: parsed });
         });
       });
-      if (body?.kind === 'file') {
+      if (body?.kind === 'file' || body?.kind === 'stream') {
         req.on('finish', () => req.setTimeout(timeoutMs + Math.ceil(body.total / HASH_BYTES_PER_SECOND) * 1000));
         if (body.length === 0) {
           req.end();
           return;
         }
-        const file: Readable = fs.createReadStream(body.path, { start: body.start, end: body.start + body.length - 1 });
+        const file: Readable = body.kind === 'stream' ? body.open() : fs.createReadStream(body.path, { start: body.start, end: body.start + body.length - 1 });
+        const what = body.kind === 'stream' ? 'the delta' : body.path;
         file.on('error', (err) => {
           req.destroy();
-          fail(new CairnError('CAIRN_INTERNAL', `cannot read ${body.path}: ${describeError(err)}`, { cause: err }));
+          fail(new CairnError('CAIRN_INTERNAL', `cannot read ${what}: ${describeError(err)}`, { cause: err }));
         });
         file.pipe(req);
       } else {
@@ -211,7 +230,9 @@ export function createDpClient(opts: DpClientOptions): DpClient {
   function rejection(answer: Answer, what: string): CairnError {
     const text = `${where}: ${what}: ${dpMessage(answer.body, answer.status)}`;
     const byStatus: Partial<Record<number, ErrorCode>> = { 507: 'CAIRN_DP_DISK_FULL', 422: 'CAIRN_DP_HASH_MISMATCH' };
-    const code = byStatus[answer.status] ?? (field(answer.body, 'code') === 'CAIRN_DP_CONTENT_INCOMPLETE' ? 'CAIRN_DP_CONTENT_INCOMPLETE' : 'CAIRN_DP_REJECTED');
+    const passed: readonly string[] = ['CAIRN_DP_CONTENT_INCOMPLETE', 'CAIRN_DP_DELTA_BASE_MISSING', 'CAIRN_DP_DELTA_INVALID', 'CAIRN_DP_FILE_NOT_FOUND'];
+    const dpCode = field(answer.body, 'code');
+    const code = byStatus[answer.status] ?? (typeof dpCode === 'string' && passed.includes(dpCode) ? (dpCode as ErrorCode) : 'CAIRN_DP_REJECTED');
     return new CairnError(code, text);
   }
 
@@ -249,7 +270,7 @@ export function createDpClient(opts: DpClientOptions): DpClient {
       return [...new Set(out)];
     },
 
-    async upload(hash, contentId, filePath, size) {
+    async upload(hash, contentId, filePath, size, uploadOpts = {}) {
       const h = hash.toUpperCase();
       let actual: number;
       try {
@@ -265,7 +286,7 @@ export function createDpClient(opts: DpClientOptions): DpClient {
         let start = await uploadOffset(h, contentId);
         // The DP discards a temporary file longer than the file, so start over.
         if (start > size) start = 0;
-        const route = `/dp/v1/uploads/${h}?content=${encodeURIComponent(contentId)}&offset=${start}&size=${size}`;
+        const route = `/dp/v1/uploads/${h}?content=${encodeURIComponent(contentId)}&offset=${start}&size=${size}${uploadOpts.replace ? '&replace=1' : ''}`;
         const a = await call('PUT', route, { kind: 'file', path: filePath, start, length: size - start, total: size });
         if (a.status === 409 && attempt === 0) continue;
         if (a.status === 201 && field(a.body, 'stored') === true) return size - start;
@@ -274,9 +295,65 @@ export function createDpClient(opts: DpClientOptions): DpClient {
       }
     },
 
+    async uploadDelta(hash, contentId, baseHash, size, plan, filePath) {
+      const route = `/dp/v1/deltas/${hash.toUpperCase()}?content=${encodeURIComponent(contentId)}&base=${baseHash.toUpperCase()}&size=${size}`;
+      const a = await call('PUT', route, { kind: 'stream', open: () => deltaStream(plan, filePath), length: plan.wireBytes, total: size });
+      if (a.status === 201 && field(a.body, 'stored') === true) return plan.wireBytes;
+      throw rejection(a, `sending a delta of ${hash} for ${contentId}`);
+    },
+
+    async putSignatures(contentId, text) {
+      const a = await call('PUT', `/dp/v1/signatures/${encodeURIComponent(contentId)}`, { kind: 'text', value: text });
+      if (!ok(a)) throw rejection(a, `storing the signatures of ${contentId}`);
+      return Buffer.byteLength(text);
+    },
+
+    async packageContent(packageId) {
+      const a = await call('GET', `/dp/v1/packages/${encodeURIComponent(packageId)}`);
+      if (!ok(a)) throw rejection(a, `asking for package ${packageId}`);
+      const contentId = field(a.body, 'contentId');
+      const version = field(a.body, 'version');
+      return { contentId: typeof contentId === 'string' ? contentId : null, version: typeof version === 'number' ? version : null };
+    },
+
+    async removePackage(packageId) {
+      const a = await call('DELETE', `/dp/v1/packages/${encodeURIComponent(packageId)}`);
+      if (!ok(a)) throw rejection(a, `removing package ${packageId}`);
+      const contents = field(a.body, 'contents');
+      const filesDeleted = field(a.body, 'filesDeleted');
+      const bytesFreed = field(a.body, 'bytesFreed');
+      if (!Array.isArray(contents) || typeof filesDeleted !== 'number' || typeof bytesFreed !== 'number') throw new CairnError('CAIRN_DP_REJECTED', `${where}: malformed removal answer`);
+      return { contents: contents.map(String), filesDeleted, bytesFreed };
+    },
+
+    async validatePackage(packageId) {
+      const a = await call('POST', `/dp/v1/packages/${encodeURIComponent(packageId)}/validate`, { kind: 'json', value: {} });
+      if (!ok(a)) throw rejection(a, `validating package ${packageId}`);
+      const contentId = field(a.body, 'contentId');
+      const version = field(a.body, 'version');
+      const files = field(a.body, 'files');
+      const problems = field(a.body, 'problems');
+      if (typeof contentId !== 'string' || typeof version !== 'number' || typeof files !== 'number' || !Array.isArray(problems)) throw new CairnError('CAIRN_DP_REJECTED', `${where}: malformed validation answer`);
+      const parsed: ValidationProblem[] = problems.map((p: unknown) => {
+        const path = field(p, 'path');
+        const hash = field(p, 'hash');
+        const problem = field(p, 'problem');
+        const actual = field(p, 'actual');
+        if (typeof path !== 'string' || typeof hash !== 'string' || (problem !== 'missing' && problem !== 'hash mismatch' && problem !== 'size mismatch')) {
+          throw new CairnError('CAIRN_DP_REJECTED', `${where}: malformed validation problem`);
+        }
+        return { path, hash, problem, ...(typeof actual === 'string' ? { actual } : {}) };
+      });
+      return { contentId, version, files, problems: parsed };
+    },
+
     async putContent(def) {
       const a = await call('PUT', `/dp/v1/contents/${encodeURIComponent(def.contentId)}`, { kind: 'json', value: def });
-      if (ok(a)) return;
+      if (ok(a)) {
+        const removed = field(a.body, 'removedContents');
+        const filesDeleted = field(a.body, 'filesDeleted');
+        return { removedContents: Array.isArray(removed) ? removed.map(String) : [], filesDeleted: typeof filesDeleted === 'number' ? filesDeleted : 0 };
+      }
       const missing = field(a.body, 'missing');
       const err = rejection(a, `recording content ${def.contentId}`);
       if (err.code === 'CAIRN_DP_CONTENT_INCOMPLETE' && Array.isArray(missing)) {

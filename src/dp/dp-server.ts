@@ -33,13 +33,16 @@ import { fastify } from 'fastify';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { lookup as lookupMimeType } from 'mime-types';
 import { createContentLibrary } from '../content-library/content-library.ts';
-import { parseContentDefinition } from '../content-library/definition.ts';
+import { parseContentDefinition, validatePackageId } from '../content-library/definition.ts';
+import { applyDelta } from '../content-library/delta.ts';
+import { parseSignatureFile, signaturesPath } from '../content-library/snapshot.ts';
+import { writeFileAtomic } from '../content-library/content-library.ts';
 import type { ContentDefinition, ContentLibrary } from '../content-library/types.ts';
 import { createComponentLog } from '../shared/cmtrace-log.ts';
 import type { ComponentLog } from '../shared/cmtrace-log.ts';
 import { CairnError, ERRORS, describeError, isCairnError } from '../shared/errors.ts';
 import type { ErrorCode } from '../shared/errors.ts';
-import { NonceCache, PACKAGE_SHARE, PROOF_HEADER, proveResponse, verifyRequest } from './protocol.ts';
+import { NonceCache, PACKAGE_SHARE, PROOF_HEADER, SIGNATURE_SHARE, proveResponse, verifyRequest } from './protocol.ts';
 import type { DpStatus, PackageListing } from './protocol.ts';
 
 /** Folder of partial uploads inside the data folder, named as the product's share. */
@@ -95,6 +98,11 @@ function parseContentId(value: unknown): string {
     throw new CairnError('CAIRN_REQUEST_INVALID', `content ID '${String(value).slice(0, 80)}' is not 1-64 of A-Z a-z 0-9 _ . - (without '..')`);
   }
   return value;
+}
+
+function parsePackageId(value: unknown): string {
+  if (typeof value !== 'string' || !PACKAGE_ID_RE.test(value)) throw new CairnError('CAIRN_REQUEST_INVALID', `'${String(value).slice(0, 40)}' is not a package ID`);
+  return validatePackageId(value);
 }
 
 function parseInteger(value: unknown, name: string): number {
@@ -354,7 +362,46 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
         await lib.addContent(def);
         // Seed 001, step 12: the line administrators look for in SMSDPProv.log.
         log.info(`Content '${contentId}' for package '${def.packageId}' has been successfully added to the content library`);
-        return { contentId };
+        // Flow 4 step 6: the new version is current now, so the older ones
+        // go, and with them every file no other content on this DP uses.
+        const removed = await lib.removeOlderContents(def.packageId, contentId);
+        for (const id of removed.contents) log.info(`Removed content '${id}' of package '${def.packageId}' (superseded by '${contentId}')`);
+        if (removed.contents.length) log.info(`Deleted ${removed.filesDeleted} file(s) (${removed.bytesFreed} bytes) no content on this distribution point uses any more`);
+        return { contentId, removedContents: removed.contents, filesDeleted: removed.filesDeleted };
+      });
+
+      dp.put('/signatures/:contentId', { bodyLimit: 64 * MiB }, async (request) => {
+        const contentId = parseContentId(param(request, 'contentId'));
+        const sigs = parseSignatureFile(request.body, contentId);
+        if (!sigs) throw new CairnError('CAIRN_REQUEST_INVALID', 'the signatures were made with chunking parameters this DP does not use');
+        const file = signaturesPath(libRoot, contentId);
+        await fsp.mkdir(path.dirname(file), { recursive: true });
+        await writeFileAtomic(file, JSON.stringify(request.body));
+        return { contentId, files: sigs.length };
+      });
+
+      dp.get('/packages/:packageId', async (request) => {
+        const packageId = parsePackageId(param(request, 'packageId'));
+        const def = await lib.currentContent(packageId);
+        return { packageId, contentId: def?.contentId ?? null, version: def?.version ?? null, contents: await lib.listContents(packageId) };
+      });
+
+      dp.delete('/packages/:packageId', async (request) => {
+        const packageId = parsePackageId(param(request, 'packageId'));
+        const removed = await lib.removePackage(packageId);
+        log.info(`Removed package '${packageId}' (${removed.contents.length} content(s)); deleted ${removed.filesDeleted} file(s) (${removed.bytesFreed} bytes) no other content uses`);
+        return { packageId, ...removed };
+      });
+
+      dp.post('/packages/:packageId/validate', async (request) => {
+        const packageId = parsePackageId(param(request, 'packageId'));
+        const def = await lib.currentContent(packageId);
+        if (!def) throw new CairnError('CAIRN_DP_FILE_NOT_FOUND', `package ${packageId} is not on this distribution point`);
+        log.info(`Validating content '${def.contentId}' of package '${packageId}' (${def.files.length} files)`);
+        const problems = await lib.validateContent(def.contentId);
+        if (problems.length === 0) log.info(`Content '${def.contentId}' of package '${packageId}' is valid`);
+        for (const p of problems) log.error(`Content '${def.contentId}' of package '${packageId}' failed validation: file '${p.path}' (${p.hash}) ${p.problem}${p.actual ? `; its bytes hash to ${p.actual}` : ''}`);
+        return { packageId, contentId: def.contentId, version: def.version, files: def.files.length, problems };
       });
 
       // Uploads get their own context so that every body, whatever its type, reaches the handler as a stream.
@@ -376,12 +423,80 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
           }
           busy.add(temp);
           try {
-            return await receiveUpload(request, reply, { hash, contentId, offset, size, body, temp });
+            return await receiveUpload(request, reply, { hash, contentId, offset, size, body, temp, replace: q['replace'] === '1' });
+          } finally {
+            busy.delete(temp);
+          }
+        });
+
+        up.put('/deltas/:hash', { bodyLimit: Number.MAX_SAFE_INTEGER }, async (request, reply) => {
+          const hash = parseHash(param(request, 'hash'));
+          const q = query(request);
+          const contentId = parseContentId(q['content']);
+          const baseHash = parseHash(q['base']);
+          const size = parseInteger(q['size'], 'size');
+          const body = request.body === undefined || request.body === null ? Readable.from([]) : request.body;
+          if (!(body instanceof Readable)) throw new CairnError('CAIRN_REQUEST_INVALID', 'the body must be the raw delta');
+          const temp = `${uploadTempPath(dataDir, hash, contentId)}.delta`;
+          if (busy.has(temp)) throw new DpReplyError('CAIRN_REQUEST_INVALID', 'another delta for this file is in progress', {}, 409);
+          busy.add(temp);
+          try {
+            return await receiveDelta(request, reply, { hash, contentId, baseHash, size, body, temp });
           } finally {
             busy.delete(temp);
           }
         });
       });
+
+      interface Delta {
+        readonly hash: string;
+        readonly contentId: string;
+        readonly baseHash: string;
+        readonly size: number;
+        readonly body: Readable;
+        readonly temp: string;
+      }
+
+      /** Rebuilds a file from the old version in the library plus the delta; the result enters the library only when its SHA-256 matches. */
+      async function receiveDelta(request: FastifyRequest, reply: FastifyReply, d: Delta): Promise<FastifyReply> {
+        let base: FileHandle;
+        try {
+          base = await fsp.open(lib.filePath(d.baseHash), 'r');
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+          request.raw.resume();
+          log.warn(`Delta for file ${d.hash} of content ${d.contentId} refused: the old file ${d.baseHash} is not in the content library`);
+          throw new CairnError('CAIRN_DP_DELTA_BASE_MISSING', `file ${d.baseHash} is not in the content library`);
+        }
+        await removeQuietly(d.temp, log);
+        let out: FileHandle | undefined;
+        let result;
+        try {
+          const baseSize = (await base.stat()).size;
+          out = await fsp.open(d.temp, 'wx', 0o644);
+          result = await applyDelta(d.body, base, baseSize, out, d.size);
+          await out.datasync();
+        } catch (err) {
+          await out?.close();
+          out = undefined;
+          await removeQuietly(d.temp, log);
+          request.raw.resume();
+          if (isDiskFull(err)) throw new CairnError('CAIRN_DP_DISK_FULL', `no space left on the device holding ${dataDir} while rebuilding file ${d.hash}`);
+          if (isCairnError(err)) log.warn(`Delta for file ${d.hash} of content ${d.contentId} refused: ${err.message}`);
+          throw err;
+        } finally {
+          await base.close();
+          await out?.close();
+        }
+        if (result.hash !== d.hash || result.size !== d.size) {
+          await removeQuietly(d.temp, log);
+          log.error(`File ${d.hash} rebuilt from ${d.baseHash} and a delta for content ${d.contentId} failed hash verification (${result.size} bytes hashing to ${result.hash}); the temporary file was deleted`);
+          throw new CairnError('CAIRN_DP_HASH_MISMATCH', `the rebuilt file hashes to ${result.hash}, not ${d.hash}`);
+        }
+        await lib.adoptFile(d.temp, d.hash);
+        log.info(`Added file ${d.hash} for content ${d.contentId} to the content library, rebuilt from file ${d.baseHash} and ${result.literalBytes} new bytes`);
+        return reply.code(201).send({ stored: true, literalBytes: result.literalBytes });
+      }
 
       interface Upload {
         readonly hash: string;
@@ -390,6 +505,8 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
         readonly size: number;
         readonly body: Readable;
         readonly temp: string;
+        /** A redistribute: the bytes replace the library's copy even when it has one. */
+        readonly replace: boolean;
       }
 
       async function receiveUpload(request: FastifyRequest, reply: FastifyReply, u: Upload): Promise<FastifyReply> {
@@ -439,8 +556,8 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
           log.error(`File ${u.hash} for content ${u.contentId} failed hash verification (the bytes hash to ${actual}); the temporary file was deleted`);
           throw new CairnError('CAIRN_DP_HASH_MISMATCH', `the bytes hash to ${actual}, not ${u.hash}`);
         }
-        await lib.adoptFile(u.temp, u.hash);
-        log.info(`Added file ${u.hash} for content ${u.contentId} to the content library`);
+        await lib.adoptFile(u.temp, u.hash, { replace: u.replace });
+        log.info(u.replace ? `Rewrote file ${u.hash} for content ${u.contentId} in the content library` : `Added file ${u.hash} for content ${u.contentId} to the content library`);
         return reply.code(201).send({ stored: true });
       }
     },
@@ -471,6 +588,19 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
       if (!def || !entry) throw new CairnError('CAIRN_DP_FILE_NOT_FOUND', `${packageId}/${logical}`);
       return serveFile(request, reply, entry.hash, logical);
     },
+  });
+
+  // Signatures beside the content (REFERENCE.md, "Content library layout"): `/SMS_DP_SMSSIG$/<ContentID>`.
+  app.get(`/${SIGNATURE_SHARE}/:contentId`, async (request, reply) => {
+    const contentId = parseContentId(param(request, 'contentId'));
+    let text: string;
+    try {
+      text = await fsp.readFile(signaturesPath(libRoot, contentId), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CairnError('CAIRN_DP_FILE_NOT_FOUND', `no signatures for content ${contentId}`);
+      throw err;
+    }
+    return reply.type('application/json').send(text);
   });
 
   function listing(request: FastifyRequest, def: ContentDefinition): PackageListing {

@@ -17,10 +17,19 @@
  * - `PUT  /dp/v1/uploads/:hash?content=ID&offset=N&size=TOTAL` raw bytes → 200 {offset} while partial,
  *   201 {stored: true} when complete and verified; 409 {code, offset} when `offset` is not where the DP is;
  *   422 CAIRN_DP_HASH_MISMATCH (temporary file discarded); 507 CAIRN_DP_DISK_FULL
- * - `PUT  /dp/v1/contents/:contentId` ContentDefinition → 200 {contentId}; 409 CAIRN_DP_CONTENT_INCOMPLETE {missing}
+ *   With `&replace=1` (a redistribute) the bytes replace the library's copy even when it has one.
+ * - `PUT  /dp/v1/deltas/:hash?content=ID&base=OLDHASH&size=TOTAL` a `cairn-delta/1` body (delta.ts) →
+ *   201 {stored: true, literalBytes}; 409 CAIRN_DP_DELTA_BASE_MISSING; 400 CAIRN_DP_DELTA_INVALID; 422 CAIRN_DP_HASH_MISMATCH
+ * - `PUT  /dp/v1/contents/:contentId` ContentDefinition → 200 {contentId, removedContents, filesDeleted}
+ *   (older versions of the package are removed once this one is current); 409 CAIRN_DP_CONTENT_INCOMPLETE {missing}
+ * - `PUT  /dp/v1/signatures/:contentId` a `cairn-signatures/2` file → 200 {contentId, files}
+ * - `GET  /dp/v1/packages/:pkgId` → {packageId, contentId|null, version|null, contents}
+ * - `DELETE /dp/v1/packages/:pkgId` → {packageId, contents, filesDeleted, bytesFreed}
+ * - `POST /dp/v1/packages/:pkgId/validate` → {packageId, contentId, version, files, problems[]}; 404 when not on the DP
  * - public, no authentication (what clients and `curl` use):
  *   `GET|HEAD /SMS_DP_SMSPKG$/<PkgID>/<path>` the file (Range supported),
- *   `GET /SMS_DP_SMSPKG$/<PkgID>/` the package's current file list as JSON (PackageListing).
+ *   `GET /SMS_DP_SMSPKG$/<PkgID>/` the package's current file list as JSON (PackageListing),
+ *   `GET /SMS_DP_SMSSIG$/<ContentID>` the content's signatures (`cairn-signatures/2`).
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 

@@ -13,7 +13,19 @@ import type { ComponentLog } from '../../shared/cmtrace-log.ts';
 import { CairnError, ERRORS, describeError, isCairnError } from '../../shared/errors.ts';
 import { queryStatusMessages } from '../../datastore/status-messages.ts';
 import type { SiteContext } from '../site-context.ts';
-import { createPackage, distributePackage, listPackageViews, packageStatus, packageView, requirePackage } from '../services/packages.ts';
+import {
+  createPackage,
+  deletePackage,
+  distributePackage,
+  listPackageViews,
+  packageStatus,
+  packageView,
+  redistributePackage,
+  removePackageFromDps,
+  requirePackage,
+  updatePackage,
+  validatePackage,
+} from '../services/packages.ts';
 import { addDistributionPoint, listDpViews } from '../services/distribution-points.ts';
 
 export interface AdminApiOptions {
@@ -121,6 +133,46 @@ export async function buildAdminApi(opts: AdminApiOptions): Promise<FastifyInsta
   });
 
   app.get<{ Params: { id: string } }>('/api/v1/packages/:id/status', async (request) => packageStatus(ctx, request.params.id));
+
+  /** `distributionPoints` from a body: a list of names; optional ones may be absent. */
+  const dpList = (request: FastifyRequest, required: boolean): string[] => {
+    const dps = body(request).distributionPoints;
+    if (dps === undefined && !required) return [];
+    if (!Array.isArray(dps) || !dps.every((d) => typeof d === 'string' && d)) throw new CairnError('CAIRN_REQUEST_INVALID', 'distributionPoints must be a list of DP names');
+    return dps as string[];
+  };
+
+  app.post<{ Params: { id: string } }>('/api/v1/packages/:id/update', async (request) => {
+    const result = await updatePackage(ctx, request.params.id);
+    log.info(`Processed method RefreshPkgSource: SMS_Package.PackageID="${result.packageId}", new source version ${result.sourceVersion}`);
+    note(request, `refreshing the source of ${result.packageId} (source version ${result.sourceVersion})`);
+    return result;
+  });
+
+  app.post<{ Params: { id: string } }>('/api/v1/packages/:id/redistribute', async (request) => {
+    const result = await redistributePackage(ctx, request.params.id, dpList(request, true));
+    note(request, `redistributing ${result.packageId} to ${result.distributionPoints.join(', ')}`);
+    return result;
+  });
+
+  app.post<{ Params: { id: string } }>('/api/v1/packages/:id/remove', async (request) => {
+    const result = await removePackageFromDps(ctx, request.params.id, dpList(request, true));
+    note(request, `removing ${result.packageId} from ${result.distributionPoints.join(', ')}`);
+    return result;
+  });
+
+  app.post<{ Params: { id: string } }>('/api/v1/packages/:id/validate', async (request) => {
+    const result = await validatePackage(ctx, request.params.id, dpList(request, false));
+    note(request, `validating ${result.packageId} on ${result.distributionPoints.join(', ')}`);
+    return result;
+  });
+
+  app.delete<{ Params: { id: string } }>('/api/v1/packages/:id', async (request) => {
+    const result = await deletePackage(ctx, request.params.id);
+    log.info(`Processed delete instance notification: SMS_Package.PackageID="${result.packageId}"`);
+    note(request, `deleting package ${result.packageId} (on ${result.distributionPoints} distribution point(s))`);
+    return result;
+  });
 
   app.get<{ Querystring: { package?: string; component?: string; id?: string; limit?: string } }>('/api/v1/status-messages', async (request) => {
     const q = request.query;

@@ -6,10 +6,21 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { CairnError } from '../../shared/errors.ts';
-import { addPackageServer, getPackage, insertNotification, insertPackage, listPackages, nextPackageId } from '../../datastore/packages.ts';
+import {
+  addPackageServer,
+  getPackage,
+  insertNotification,
+  insertPackage,
+  listPackages,
+  listPackageServers,
+  markPackageForDeletion,
+  nextPackageId,
+  refreshPackageSource,
+  requestPackageServerAction,
+} from '../../datastore/packages.ts';
 import { findDistributionPoint } from '../../datastore/distribution-points.ts';
 import { listPkgStatus } from '../../datastore/pkg-status.ts';
-import { NOTIFICATION_TYPE, PKG_STATUS_NAMES, PKG_STATUS_TYPE, PRIORITY } from '../../datastore/enums.ts';
+import { ACTION, NOTIFICATION_TYPE, PKG_STATUS, PKG_STATUS_NAMES, PKG_STATUS_TYPE, PRIORITY } from '../../datastore/enums.ts';
 import type { DistributionPointRow, PackageRow } from '../../datastore/schema.ts';
 import type { SiteContext } from '../site-context.ts';
 
@@ -69,17 +80,98 @@ export async function requirePackage(ctx: SiteContext, pkgId: string): Promise<P
 export async function distributePackage(ctx: SiteContext, pkgId: string, dpNames: readonly string[]): Promise<{ packageId: string; distributionPoints: string[] }> {
   if (!dpNames.length) throw new CairnError('CAIRN_REQUEST_INVALID', 'name at least one distribution point');
   const pkg = await requirePackage(ctx, pkgId);
+  requireNotDeleting(pkg);
+  const dps = await requireDps(ctx, dpNames);
+  await ctx.db.transaction().execute(async (trx) => {
+    for (const dp of dps) await addPackageServer(trx, pkg.PkgID, { DPID: Number(dp.DPID), NALPath: dp.NALPath, SiteCode: dp.SiteCode });
+  });
+  ctx.wake.dbmon();
+  return { packageId: pkg.PkgID, distributionPoints: dps.map((d) => d.Name) };
+}
+
+/** Looks up DPs by name; every name must exist. */
+async function requireDps(ctx: SiteContext, dpNames: readonly string[]): Promise<DistributionPointRow[]> {
   const dps: DistributionPointRow[] = [];
   for (const name of new Set(dpNames)) {
     const dp = await findDistributionPoint(ctx.db, { name });
     if (!dp) throw new CairnError('CAIRN_DP_NOT_FOUND', name);
     dps.push(dp);
   }
-  await ctx.db.transaction().execute(async (trx) => {
-    for (const dp of dps) await addPackageServer(trx, pkg.PkgID, { DPID: Number(dp.DPID), NALPath: dp.NALPath, SiteCode: dp.SiteCode });
+  return dps;
+}
+
+/** The package's servers among `dps` (all of them when `dps` is empty); a named DP the package is not on is an error. */
+async function serversOf(ctx: SiteContext, pkg: PackageRow, dpNames: readonly string[]): Promise<string[]> {
+  const servers = (await listPackageServers(ctx.db, pkg.PkgID)).filter((s) => s.Action !== ACTION.delete);
+  if (!dpNames.length) return servers.map((s) => s.NALPath);
+  const dps = await requireDps(ctx, dpNames);
+  return dps.map((dp) => {
+    if (!servers.some((s) => s.NALPath === dp.NALPath)) throw new CairnError('CAIRN_PACKAGE_NOT_ON_DP', `package ${pkg.PkgID} is not on ${dp.Name}`);
+    return dp.NALPath;
   });
+}
+
+/** Refuses work on a package that is being deleted. */
+function requireNotDeleting(pkg: PackageRow): void {
+  if (pkg.Action === ACTION.delete) throw new CairnError('CAIRN_REQUEST_INVALID', `package ${pkg.PkgID} is being deleted`);
+}
+
+/**
+ * Flow 4 step 1 (RefreshPkgSource): the next source version, which the
+ * distribution manager snapshots and sends to every DP the package is on.
+ * The source folder is checked first, so a vanished source is reported at
+ * once and nothing changes; one that vanishes after this check fails in the
+ * distribution manager (2306, 2302) and the DPs keep the version they have.
+ */
+export async function updatePackage(ctx: SiteContext, pkgId: string): Promise<{ packageId: string; sourceVersion: number }> {
+  const pkg = await requirePackage(ctx, pkgId);
+  requireNotDeleting(pkg);
+  await checkSourceFolder(pkg.Source);
+  const sourceVersion = await ctx.db.transaction().execute((trx) => refreshPackageSource(trx, pkg.PkgID, pkg.Priority));
   ctx.wake.dbmon();
-  return { packageId: pkg.PkgID, distributionPoints: dps.map((d) => d.Name) };
+  return { packageId: pkg.PkgID, sourceVersion };
+}
+
+/** Flow 5: a transfer job with Action 2 to each named DP, re-sending every file. */
+export async function redistributePackage(ctx: SiteContext, pkgId: string, dpNames: readonly string[]): Promise<{ packageId: string; distributionPoints: string[] }> {
+  if (!dpNames.length) throw new CairnError('CAIRN_REQUEST_INVALID', 'name at least one distribution point');
+  const pkg = await requirePackage(ctx, pkgId);
+  requireNotDeleting(pkg);
+  const nalPaths = await serversOf(ctx, pkg, dpNames);
+  await ctx.db.transaction().execute((trx) => requestPackageServerAction(trx, pkg.PkgID, nalPaths, ACTION.update, 1));
+  ctx.wake.dbmon();
+  return { packageId: pkg.PkgID, distributionPoints: [...new Set(dpNames)] };
+}
+
+/** Removes the package from the named DPs (package-server Action 3): "removal pending", then "removed". */
+export async function removePackageFromDps(ctx: SiteContext, pkgId: string, dpNames: readonly string[]): Promise<{ packageId: string; distributionPoints: string[] }> {
+  if (!dpNames.length) throw new CairnError('CAIRN_REQUEST_INVALID', 'name at least one distribution point');
+  const pkg = await requirePackage(ctx, pkgId);
+  const nalPaths = await serversOf(ctx, pkg, dpNames);
+  await ctx.db.transaction().execute((trx) => requestPackageServerAction(trx, pkg.PkgID, nalPaths, ACTION.delete));
+  ctx.wake.dbmon();
+  return { packageId: pkg.PkgID, distributionPoints: [...new Set(dpNames)] };
+}
+
+/** Validates the package's content on the named DPs (every DP it is on when none is named). */
+export async function validatePackage(ctx: SiteContext, pkgId: string, dpNames: readonly string[]): Promise<{ packageId: string; distributionPoints: string[] }> {
+  const pkg = await requirePackage(ctx, pkgId);
+  requireNotDeleting(pkg);
+  const nalPaths = await serversOf(ctx, pkg, dpNames);
+  if (!nalPaths.length) throw new CairnError('CAIRN_PACKAGE_NOT_ON_DP', `package ${pkg.PkgID} is not on any distribution point`);
+  await ctx.db.transaction().execute((trx) => requestPackageServerAction(trx, pkg.PkgID, nalPaths, ACTION.validate));
+  ctx.wake.dbmon();
+  const names = await ctx.db.selectFrom('DistributionPoints').select(['Name', 'NALPath']).where('NALPath', 'in', nalPaths).orderBy('Name').execute();
+  return { packageId: pkg.PkgID, distributionPoints: names.map((n) => n.Name) };
+}
+
+/** Deletes the package: removed from every DP first, then its rows and its content on the site. */
+export async function deletePackage(ctx: SiteContext, pkgId: string): Promise<{ packageId: string; distributionPoints: number }> {
+  const pkg = await requirePackage(ctx, pkgId);
+  const servers = await listPackageServers(ctx.db, pkg.PkgID);
+  await ctx.db.transaction().execute((trx) => markPackageForDeletion(trx, pkg.PkgID));
+  ctx.wake.dbmon();
+  return { packageId: pkg.PkgID, distributionPoints: servers.length };
 }
 
 export interface PackageView {
@@ -93,6 +185,8 @@ export interface PackageView {
   readonly hash: string;
   readonly priority: number;
   readonly lastError: string;
+  /** True while a `package delete` is removing it from its DPs. */
+  readonly deleting: boolean;
 }
 
 export function packageView(p: PackageRow): PackageView {
@@ -107,6 +201,7 @@ export function packageView(p: PackageRow): PackageView {
     hash: p.Hash,
     priority: p.Priority,
     lastError: p.LastError,
+    deleting: p.Action === ACTION.delete,
   };
 }
 
@@ -123,6 +218,8 @@ export interface DpStatusView {
   readonly contentUrl: string;
   readonly lastError: string;
   readonly updated: string;
+  /** The last content validation on this DP, or null when never validated. */
+  readonly validation: { readonly time: string; readonly version: number; readonly valid: boolean; readonly problems: string[] } | null;
 }
 
 export interface PackageStatusView {
@@ -138,6 +235,7 @@ export async function packageStatus(ctx: SiteContext, pkgId: string): Promise<Pa
   const dps = await ctx.db.selectFrom('DistributionPoints').select(['Name', 'NALPath']).execute();
   const nameOf = new Map(dps.map((d) => [d.NALPath, d.Name]));
   const site = rows.find((r) => r.Type === PKG_STATUS_TYPE.site);
+  const validations = new Map((await ctx.db.selectFrom('ContentValidations').selectAll().where('PkgID', '=', pkg.PkgID).execute()).map((v) => [v.NALPath, v]));
   return {
     package: packageView(pkg),
     site: site ? { status: site.Status, state: PKG_STATUS_NAMES[site.Status] ?? String(site.Status), version: site.SourceVersion } : null,
@@ -152,6 +250,7 @@ export async function packageStatus(ctx: SiteContext, pkgId: string): Promise<Pa
         contentUrl: r.HTTPUrl,
         lastError: r.LastError,
         updated: r.UpdateTime,
+        validation: ((v) => (v ? { time: v.ValidatedTime, version: v.SourceVersion, valid: v.Valid === 1, problems: v.Problems ? v.Problems.split('\n') : [] } : null))(validations.get(r.PkgServer)),
       })),
   };
 }
