@@ -16,8 +16,9 @@ export async function insertDistributionPoint(
     .executeTakeFirstOrThrow();
 }
 
-export async function findDistributionPoint(db: Db, by: { name?: string; url?: string; id?: number }): Promise<DistributionPointRow | undefined> {
+export async function findDistributionPoint(db: Db, by: { name?: string; url?: string; id?: number; nalPath?: string }): Promise<DistributionPointRow | undefined> {
   let q = db.selectFrom('DistributionPoints').selectAll();
+  if (by.nalPath !== undefined) q = q.where('NALPath', '=', by.nalPath);
   if (by.name !== undefined) q = q.where('Name', '=', by.name);
   if (by.url !== undefined) q = q.where('URL', '=', by.url);
   if (by.id !== undefined) q = q.where('DPID', '=', by.id);

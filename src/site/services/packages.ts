@@ -20,7 +20,7 @@ import {
 } from '../../datastore/packages.ts';
 import { findDistributionPoint } from '../../datastore/distribution-points.ts';
 import { listPkgStatus } from '../../datastore/pkg-status.ts';
-import { ACTION, NOTIFICATION_TYPE, PKG_STATUS, PKG_STATUS_NAMES, PKG_STATUS_TYPE, PRIORITY } from '../../datastore/enums.ts';
+import { ACTION, NOTIFICATION_TYPE, PKG_STATUS_NAMES, PKG_STATUS_TYPE, PRIORITY } from '../../datastore/enums.ts';
 import type { DistributionPointRow, PackageRow } from '../../datastore/schema.ts';
 import type { SiteContext } from '../site-context.ts';
 

@@ -10,6 +10,13 @@
  * Its status thread applies `.STA` files from `distmgr.box/incoming` to
  * `PkgStatus` and raises 2330 (installed), 2391 (retrying) or 2328 (failed).
  *
+ * Package actions (issue 3): after a new stored version every DP the package
+ * is on gets an update job (flow 4); a package server with Action 1 and
+ * RefreshTrigger 1 gets a redistribute job (flow 5), Action 3 a removal job,
+ * Action 4 a validation job. A package with Action 3 is removed from every DP
+ * and then deleted, rows and content. A schedule asks for a validation of
+ * each installed package on each DP every `distmgr.validationIntervalMinutes`.
+ *
  * Crash safety: notifications are deleted only after their work is
  * committed, and the `.PKN` only when no notification is left; at start-up
  * every package with a pending notification is queued again. Each step is
@@ -30,17 +37,23 @@ import { snapshotFolder, writeSignatures, signatureHash } from '../../../content
 import { HASH_ALGORITHM } from '../../../content-library/types.ts';
 import {
   deleteNotifications,
+  deletePackageRows,
+  deletePackageServer,
   getPackage,
+  markPackageServersForUpdate,
   packageServersWithWork,
   pendingNotificationIds,
   recordPackageError,
   recordStoredVersion,
+  recordValidation,
+  requestPackageServerAction,
   resetPackageServer,
 } from '../../../datastore/packages.ts';
+import { readSettings } from '../../../datastore/site-control.ts';
 import { cancelOlderJobs, insertJob } from '../../../datastore/distribution-jobs.ts';
 import { findDistributionPoint } from '../../../datastore/distribution-points.ts';
 import { siteStatusKey, upsertPkgStatus } from '../../../datastore/pkg-status.ts';
-import { JOB_ACTION, PKG_STATUS, PKG_STATUS_TYPE } from '../../../datastore/enums.ts';
+import { ACTION, JOB_ACTION, PKG_STATUS, PKG_STATUS_TYPE } from '../../../datastore/enums.ts';
 import type { PackageRow, PkgServerRow } from '../../../datastore/schema.ts';
 import { newThreadId } from '../../site-context.ts';
 import type { SiteContext } from '../../site-context.ts';
@@ -57,6 +70,10 @@ export const DISTMGR_MESSAGES = {
   createdOrUpdated: 2311,
   copyFailed: 2328,
   distributed: 2330,
+  /** Ours, in the product's range (not in REFERENCE.md): content failed validation on a DP. */
+  validationFailed: 2383,
+  /** Ours, in the product's range (not in REFERENCE.md): content validated on a DP. */
+  validated: 2384,
   startedDp: 2342,
   jobCreated: 2357,
   contentAdded: 2376,
@@ -74,6 +91,7 @@ export class DistributionManager {
   readonly #busy = new Set<string>();
   readonly #again = new Set<string>();
   readonly #threads = new Set<Promise<void>>();
+  #lastValidationCheck = 0;
 
   constructor(ctx: SiteContext) {
     this.#ctx = ctx;
@@ -114,6 +132,11 @@ export class DistributionManager {
     // rows, or a file replaced while it was being removed) is found here.
     const rows = await this.#ctx.db.selectFrom('PkgNotification').select('PkgID').distinct().execute();
     for (const r of rows) ids.add(r.PkgID);
+    try {
+      await this.#scheduleValidations();
+    } catch (err) {
+      this.log.error(`Cannot schedule content validations: ${describeError(err)}`);
+    }
     for (const pkgId of [...ids].sort()) {
       if (this.#busy.has(pkgId)) {
         this.#again.add(pkgId);
@@ -158,7 +181,9 @@ export class DistributionManager {
     }
     this.log.info(`Processing package ${pkgId} (SourceVersion:${pkg.SourceVersion};StoredVersion:${pkg.StoredPkgVersion})`, tid);
     let snapshotTaken = false;
-    if (pkg.SourceVersion > pkg.StoredPkgVersion) {
+    if (pkg.Action === ACTION.delete) {
+      this.log.info(`Package ${pkgId} is marked for deletion; removing it from its distribution points first.`, tid);
+    } else if (pkg.SourceVersion > pkg.StoredPkgVersion) {
       const ok = await this.#snapshot(pkg, tid);
       if (!ok) {
         await this.#finish(pkgId, notifications);
@@ -188,6 +213,7 @@ export class DistributionManager {
       this.log.info(`All DP threads have finished for package ${pkgId} processing thread.`, tid);
     }
     if (snapshotTaken) await this.#status.raise(DISTMGR_MESSAGES.processed, { istr: [pkg.Name, pkgId], attrs: [{ id: ATTR.packageId, value: pkgId }], tid });
+    if (pkg.Action === ACTION.delete) await this.#finishDeletionIfDone(pkgId, tid);
     await this.#finish(pkgId, notifications);
     this.log.info(`Exiting package processing thread for package ${pkgId}.`, tid);
   }
@@ -233,6 +259,8 @@ export class DistributionManager {
     await db.transaction().execute(async (trx) => {
       await recordStoredVersion(trx, pkgId, { version, sizeKb: Math.ceil(def.size / 1024), fileCount: def.files.length, hash: def.hash, storedPath: path.join(library.root, 'PkgLib', `${pkgId}.INI`) });
       await upsertPkgStatus(trx, siteStatusKey(pkgId, this.#ctx.siteCode), { Status: PKG_STATUS.received, SourceVersion: version, LastError: '' });
+      // Flow 4 step 3: every DP the package is on gets the new version.
+      if (!adding) await markPackageServersForUpdate(trx, pkgId);
     });
     this.log.info(`StoredPkgVersion (${version}) of package ${pkgId}. StoredPkgVersion in database is ${version}.`, tid);
     this.log.info(`SourceVersion (${version}) of package ${pkgId}. SourceVersion in database is ${version}.`, tid);
@@ -244,39 +272,107 @@ export class DistributionManager {
   async #dpThread(pkg: PackageRow, server: PkgServerRow, tid: number): Promise<void> {
     const { db } = this.#ctx;
     const pkgId = pkg.PkgID;
-    this.log.info(`DP thread: Attempting to add or update package ${pkgId} on DP ${server.NALPath}`, tid);
-    await this.#status.raise(DISTMGR_MESSAGES.startedDp, {
-      istr: [pkg.Name, server.NALPath],
-      attrs: [
-        { id: ATTR.packageId, value: pkgId },
-        { id: ATTR.dp, value: server.NALPath },
-      ],
-      tid,
-    });
+    const attrs = [
+      { id: ATTR.packageId, value: pkgId },
+      { id: ATTR.dp, value: server.NALPath },
+    ];
+    const removing = server.Action === ACTION.delete;
+    const validating = server.Action === ACTION.validate;
+    const redistributing = server.Action === ACTION.update && server.RefreshTrigger === 1;
+    const action = removing ? JOB_ACTION.remove : validating ? JOB_ACTION.validate : redistributing ? JOB_ACTION.redistribute : JOB_ACTION.distribute;
+    const verb = removing ? 'remove package' : validating ? 'validate package' : redistributing ? 'redistribute package' : 'add or update package';
+    this.log.info(`DP thread: Attempting to ${verb} ${pkgId} on DP ${server.NALPath}`, tid);
+    if (!removing && !validating) await this.#status.raise(DISTMGR_MESSAGES.startedDp, { istr: [pkg.Name, server.NALPath], attrs, tid });
     const dp = await findDistributionPoint(db, { id: Number(server.DPID) });
     if (!dp) {
       this.log.error(`DP thread: distribution point ${server.NALPath} no longer exists; nothing to do.`, tid);
-      await resetPackageServer(db, pkgId, server.NALPath);
+      await db.transaction().execute(async (trx) => (removing ? deletePackageServer(trx, pkgId, server.NALPath) : resetPackageServer(trx, pkgId, server.NALPath)));
       return;
     }
+    const dpKey = { ID: pkgId, Type: PKG_STATUS_TYPE.dp, SiteCode: server.SiteCode, PkgServer: server.NALPath };
     const jobId = await db.transaction().execute(async (trx) => {
-      await cancelOlderJobs(trx, pkgId, Number(dp.DPID), pkg.StoredPkgVersion);
-      const id = await insertJob(trx, { DPID: Number(dp.DPID), PkgID: pkgId, PackageVersion: pkg.StoredPkgVersion, Action: JOB_ACTION.distribute });
-      await upsertPkgStatus(trx, { ID: pkgId, Type: PKG_STATUS_TYPE.dp, SiteCode: server.SiteCode, PkgServer: server.NALPath }, { Status: PKG_STATUS.none, LastError: '' });
+      if (removing) {
+        // Nothing queued for this DP matters once the package is leaving it.
+        await cancelOlderJobs(trx, pkgId, Number(dp.DPID), Number.MAX_SAFE_INTEGER);
+        const id = await insertJob(trx, { DPID: Number(dp.DPID), PkgID: pkgId, PackageVersion: pkg.StoredPkgVersion, Action: action });
+        await upsertPkgStatus(trx, dpKey, { Status: PKG_STATUS.pendingRemove, LastError: '' });
+        // The row goes now: the DP is no longer a target; the job and the status row carry the removal.
+        await deletePackageServer(trx, pkgId, server.NALPath);
+        return id;
+      }
+      if (!validating) await cancelOlderJobs(trx, pkgId, Number(dp.DPID), pkg.StoredPkgVersion);
+      const id = await insertJob(trx, { DPID: Number(dp.DPID), PkgID: pkgId, PackageVersion: pkg.StoredPkgVersion, Action: action });
+      // A DP with the package installed keeps showing it installed while a new version travels.
+      if (!validating) {
+        const current = await trx.selectFrom('PkgStatus').select('Status').where('ID', '=', pkgId).where('Type', '=', PKG_STATUS_TYPE.dp).where('PkgServer', '=', server.NALPath).executeTakeFirst();
+        if (current?.Status !== PKG_STATUS.installed) await upsertPkgStatus(trx, dpKey, { Status: PKG_STATUS.none, LastError: '' });
+      }
       await resetPackageServer(trx, pkgId, server.NALPath);
       return id;
     });
     this.#ctx.wake.dbmon();
-    this.log.info(`Created package transfer job ${jobId} to send package ${pkgId} to distribution point ${server.NALPath}.`, tid);
-    await this.#status.raise(DISTMGR_MESSAGES.jobCreated, {
-      istr: [pkgId, server.NALPath],
-      attrs: [
-        { id: ATTR.packageId, value: pkgId },
-        { id: ATTR.dp, value: server.NALPath },
-      ],
-      tid,
-    });
+    const what = removing ? 'remove package' : validating ? 'validate package' : redistributing ? 'redistribute package' : 'send package';
+    this.log.info(`Created package transfer job ${jobId} to ${what} ${pkgId} ${removing ? 'from' : validating ? 'on' : 'to'} distribution point ${server.NALPath}.`, tid);
+    await this.#status.raise(DISTMGR_MESSAGES.jobCreated, { istr: [pkgId, server.NALPath], attrs, tid });
     this.log.info(`DP thread for package ${pkgId} with thread ID ${tid} has exited.`, tid);
+  }
+
+  /**
+   * The end of `package delete`: once no DP still has a removal pending, the
+   * site's content and every row naming the package go. Until then the
+   * package stays, marked Action 3.
+   */
+  async #finishDeletionIfDone(pkgId: string, tid: number): Promise<void> {
+    const { db, library } = this.#ctx;
+    const pkg = await getPackage(db, pkgId);
+    if (!pkg || pkg.Action !== ACTION.delete) return;
+    const servers = await db.selectFrom('PkgServers').select('NALPath').where('PkgID', '=', pkgId).execute();
+    const pending = await db
+      .selectFrom('PkgStatus')
+      .select('PkgServer')
+      .where('ID', '=', pkgId)
+      .where('Type', '=', PKG_STATUS_TYPE.dp)
+      .where('Status', 'in', [PKG_STATUS.pendingRemove, PKG_STATUS.retryRemove])
+      .execute();
+    if (servers.length || pending.length) {
+      this.log.info(`Package ${pkgId} will be deleted once it is removed from ${servers.length + pending.length} distribution point(s).`, tid);
+      return;
+    }
+    const failed = await db.selectFrom('PkgStatus').select('PkgServer').where('ID', '=', pkgId).where('Status', '=', PKG_STATUS.removeFailed).execute();
+    for (const f of failed) this.log.warn(`Distribution point ${f.PkgServer} could not remove package ${pkgId}; its content stays there until removed by hand.`, tid);
+    const removed = await library.removePackage(pkgId);
+    await db.transaction().execute((trx) => deletePackageRows(trx, pkgId));
+    this.log.info(`Deleted package ${pkgId}: ${removed.contents.length} content(s) and ${removed.filesDeleted} file(s) (${removed.bytesFreed} bytes) left the site's content library.`, tid);
+  }
+
+  /**
+   * The validation schedule: asks for a validation of each installed package
+   * on each DP whose last validation (or installation) is older than the
+   * interval. Read from the database each time, so a changed setting applies
+   * without a restart.
+   */
+  async #scheduleValidations(): Promise<void> {
+    const now = Date.now();
+    if (now - this.#lastValidationCheck < 60_000) return;
+    this.#lastValidationCheck = now;
+    const minutes = (await readSettings(this.#ctx.db))['distmgr.validationIntervalMinutes'];
+    if (!(minutes > 0)) return;
+    const before = new Date(now - minutes * 60_000).toISOString();
+    const rows = await this.#ctx.db
+      .selectFrom('PkgStatus as s')
+      .innerJoin('PkgServers as ps', (j) => j.onRef('ps.PkgID', '=', 's.ID').onRef('ps.NALPath', '=', 's.PkgServer'))
+      .leftJoin('ContentValidations as v', (j) => j.onRef('v.PkgID', '=', 's.ID').onRef('v.NALPath', '=', 's.PkgServer'))
+      .select(['s.ID as PkgID', 's.PkgServer as NALPath', 's.UpdateTime as UpdateTime', 'v.ValidatedTime as ValidatedTime'])
+      .where('s.Type', '=', PKG_STATUS_TYPE.dp)
+      .where('s.Status', '=', PKG_STATUS.installed)
+      .where('ps.Action', '=', ACTION.none)
+      .execute();
+    const due = rows.filter((r) => (r.ValidatedTime ?? r.UpdateTime) < before);
+    for (const r of due) {
+      this.log.info(`Content validation of package ${r.PkgID} on ${r.NALPath} is due (last ${r.ValidatedTime ?? 'never'}; every ${minutes} minutes).`);
+      await this.#ctx.db.transaction().execute((trx) => requestPackageServerAction(trx, r.PkgID, [r.NALPath], ACTION.validate));
+    }
+    if (due.length) this.#ctx.wake.dbmon();
   }
 
   async #finish(pkgId: string, notifications: readonly number[]): Promise<void> {
@@ -315,18 +411,25 @@ export class DistributionManager {
   async #applyStatus(r: ReturnType<typeof parseStaFile>, tid: number): Promise<void> {
     const { db } = this.#ctx;
     this.log.info(`STA for regular DP ${r.nalPath}`, tid);
-    this.log.info(`Processing status update for package ${r.packageId}`, tid);
+    this.log.info(`Processing status update for package ${r.packageId}${r.action === 'distribute' ? '' : ` (${r.action})`}`, tid);
     const key = { ID: r.packageId, Type: PKG_STATUS_TYPE.dp, SiteCode: this.#ctx.siteCode, PkgServer: r.nalPath };
     const current = await db.selectFrom('PkgStatus').selectAll().where('ID', '=', key.ID).where('Type', '=', key.Type).where('PkgServer', '=', key.PkgServer).executeTakeFirst();
+    const attrs = [
+      { id: ATTR.packageId, value: r.packageId },
+      { id: ATTR.dp, value: r.nalPath },
+    ];
+    if (r.action === 'remove') return this.#applyRemoval(r, key, tid);
+    if (r.action === 'validate') return this.#applyValidation(r, key, current?.SourceVersion ?? r.version, tid);
+    // A report after the package left the DP (a late retry) changes nothing.
+    if (current && (current.Status === PKG_STATUS.pendingRemove || current.Status === PKG_STATUS.removed || current.Status === PKG_STATUS.retryRemove)) {
+      this.log.warn(`Ignoring a status for package ${r.packageId} on ${r.nalPath}: it is being removed or was removed from that DP.`, tid);
+      return;
+    }
     // A report about an older version than the DP already has installed is stale.
     if (current && current.Status === PKG_STATUS.installed && current.SourceVersion > r.version) {
       this.log.warn(`Ignoring a status for version ${r.version} of package ${r.packageId}: the DP already has version ${current.SourceVersion}.`, tid);
       return;
     }
-    const attrs = [
-      { id: ATTR.packageId, value: r.packageId },
-      { id: ATTR.dp, value: r.nalPath },
-    ];
     if (r.status === 0) {
       // In progress: keep the installed version visible until the new one is complete.
       await upsertPkgStatus(db, key, { Status: current?.Status === PKG_STATUS.installed ? PKG_STATUS.installed : PKG_STATUS.sent, LastError: '' });
@@ -348,5 +451,48 @@ export class DistributionManager {
     await upsertPkgStatus(db, key, { Status: PKG_STATUS.failed, LastError: r.reason });
     this.log.error(`Failed to distribute package ${r.packageId} to ${r.nalPath}: ${r.reason}`, tid);
     await this.#status.raise(DISTMGR_MESSAGES.copyFailed, { severity: 'E', istr: [r.packageId, r.nalPath, r.reason], attrs, tid });
+  }
+
+  /** A removal's outcome: 6 removed, 9 retrying, 8 failed; a deleted package may then be finished. */
+  async #applyRemoval(r: ReturnType<typeof parseStaFile>, key: { ID: string; Type: number; SiteCode: string; PkgServer: string }, tid: number): Promise<void> {
+    const { db } = this.#ctx;
+    if (r.status === PKG_STATUS.removed) {
+      await upsertPkgStatus(db, key, { Status: PKG_STATUS.removed, HTTPUrl: '', SigURL: '', Location: '', LastError: '' });
+      this.log.info(`Package ${r.packageId} has been removed from ${r.nalPath}, Status 6`, tid);
+    } else if (r.status === PKG_STATUS.retryRemove || r.status === PKG_STATUS.retry) {
+      await upsertPkgStatus(db, key, { Status: PKG_STATUS.retryRemove, LastError: r.reason });
+      this.log.warn(`Package ${r.packageId} could not be removed from ${r.nalPath} and the removal will be retried: ${r.reason}`, tid);
+    } else if (r.status !== 0) {
+      await upsertPkgStatus(db, key, { Status: PKG_STATUS.removeFailed, LastError: r.reason });
+      this.log.error(`Failed to remove package ${r.packageId} from ${r.nalPath}: ${r.reason}`, tid);
+    }
+    if (r.status !== 0 && r.status !== PKG_STATUS.retryRemove && r.status !== PKG_STATUS.retry) await this.#finishDeletionIfDone(r.packageId, tid);
+  }
+
+  /** A validation's outcome: 3 valid (2384), 5 invalid with the files and reasons (2383), 4 retrying. */
+  async #applyValidation(r: ReturnType<typeof parseStaFile>, key: { ID: string; Type: number; SiteCode: string; PkgServer: string }, installedVersion: number, tid: number): Promise<void> {
+    const { db } = this.#ctx;
+    const attrs = [
+      { id: ATTR.packageId, value: r.packageId },
+      { id: ATTR.dp, value: r.nalPath },
+    ];
+    if (r.status === 0) return;
+    if (r.status === PKG_STATUS.retry) {
+      this.log.warn(`Validation of package ${r.packageId} on ${r.nalPath} could not run and will be retried: ${r.reason}`, tid);
+      return;
+    }
+    const dp = await findDistributionPoint(db, { nalPath: r.nalPath });
+    const valid = r.status === PKG_STATUS.installed;
+    await db.transaction().execute(async (trx) => {
+      await recordValidation(trx, { PkgID: r.packageId, NALPath: r.nalPath, DPID: Number(dp?.DPID ?? 0), SourceVersion: r.version || installedVersion, Valid: valid, Problems: valid ? '' : r.reason });
+      if (!valid) await upsertPkgStatus(trx, key, { Status: PKG_STATUS.failed, LastError: r.reason.split('\n').join('; ') });
+    });
+    if (valid) {
+      this.log.info(`Package ${r.packageId} on distribution point ${r.nalPath} has been verified successfully.`, tid);
+      await this.#status.raise(DISTMGR_MESSAGES.validated, { istr: [r.packageId, r.nalPath], attrs, tid });
+      return;
+    }
+    this.log.error(`Package ${r.packageId} on distribution point ${r.nalPath} failed validation: ${r.reason.split('\n').join('; ')}. Redistribute the package to that DP to repair it.`, tid);
+    await this.#status.raise(DISTMGR_MESSAGES.validationFailed, { severity: 'E', istr: [r.packageId, r.nalPath, r.reason.split('\n').join('; ')], attrs, tid });
   }
 }

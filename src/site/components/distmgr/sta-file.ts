@@ -8,12 +8,17 @@ import { writeInboxFile } from '../../../shared/inbox.ts';
 
 export const STA_FORMAT = 'cairn-sta/1';
 
+/** What the job that reports was doing; absent in files from before issue 3, meaning 'distribute'. */
+export const STA_ACTIONS = ['distribute', 'redistribute', 'remove', 'validate'] as const;
+export type StaAction = (typeof STA_ACTIONS)[number];
+
 export interface PackageStatusReport {
   readonly packageId: string;
   readonly version: number;
   readonly dpName: string;
   readonly nalPath: string;
-  /** PkgStatus.Status: 0 in progress, 3 installed, 4 retry, 5 failed. */
+  readonly action: StaAction;
+  /** PkgStatus.Status: 0 in progress, 3 installed (or valid), 4 retry, 5 failed (or invalid), 6 removed, 8 removal failed, 9 removal retrying. */
   readonly status: number;
   readonly reason: string;
   readonly httpUrl: string;
@@ -45,9 +50,12 @@ export function parseStaFile(body: string): PackageStatusReport {
   const packageId = str('packageId');
   if (!/^[A-Z0-9]{3}[0-9A-F]{5}$/.test(packageId)) throw new Error('packageId is not a package ID');
   const status = int('status');
-  if (![0, 3, 4, 5].includes(status)) throw new Error(`status ${status} is not one a DP reports`);
+  if (![0, 3, 4, 5, 6, 8, 9].includes(status)) throw new Error(`status ${status} is not one a DP reports`);
+  const action = o.action === undefined ? 'distribute' : o.action;
+  if (typeof action !== 'string' || !(STA_ACTIONS as readonly string[]).includes(action)) throw new Error(`action ${String(action)} is not one a job reports`);
   return {
     packageId,
+    action: action as StaAction,
     version: int('version'),
     dpName: str('dpName'),
     nalPath: str('nalPath'),

@@ -13,6 +13,15 @@
  * the DP are not resent and a partial file resumes from the DP's offset.
  * An unreachable DP is retried with backoff (RETRY_STEPS) and reported as
  * "retrying"; a DP out of disk space fails the job with the reason.
+ *
+ * Issue 3: an update sends only the files the DP lacks, and a changed file
+ * of 1 MiB or more whose previous version the DP holds (same path in the
+ * content the DP serves now) travels as a block-level delta (delta.ts) when
+ * that is smaller; a delta the DP cannot use falls back to the whole file.
+ * The content's signatures go with it. A redistribute (Action 2) sends every
+ * file whole and the DP rewrites its copies; a removal (Action 3) and a
+ * validation (Action 4) are one request each, reported through `.STA` files
+ * like a distribution.
  */
 import path from 'node:path';
 import { createComponentLog } from '../../../shared/cmtrace-log.ts';
@@ -28,11 +37,16 @@ import type { RunnableJob } from '../../../datastore/distribution-jobs.ts';
 import { JOB_ACTION, JOB_STATE, PKG_STATUS } from '../../../datastore/enums.ts';
 import { nowIso } from '../../../datastore/time.ts';
 import { createDpClient } from '../../../dp/dp-client.ts';
-import { PACKAGE_SHARE } from '../../../dp/protocol.ts';
-import type { ContentDefinition } from '../../../content-library/types.ts';
+import { PACKAGE_SHARE, SIGNATURE_SHARE } from '../../../dp/protocol.ts';
+import type { ContentDefinition, FileSignature } from '../../../content-library/types.ts';
+import { planDelta } from '../../../content-library/delta.ts';
+import { readSignatures, signaturesPath } from '../../../content-library/snapshot.ts';
+import type { DpClient } from '../../../dp/dp-client.ts';
+import fsp from 'node:fs/promises';
 import { newThreadId } from '../../site-context.ts';
 import type { SiteContext } from '../../site-context.ts';
 import { writeStaFile } from '../distmgr/sta-file.ts';
+import type { StaAction } from '../distmgr/sta-file.ts';
 
 export const PKGXFERMGR_COMPONENT = 'SMS_PACKAGE_TRANSFER_MANAGER';
 
@@ -48,6 +62,9 @@ export const PKGXFERMGR_MESSAGES = {
  * The last step repeats until `pkgxfermgr.maxRetries` attempts.
  */
 export const RETRY_STEPS = [1, 3, 6, 12, 30, 60] as const;
+
+/** A delta is used only when it puts at most this share of the file on the wire. */
+const DELTA_WORTHWHILE = 0.8;
 
 /** Failures that retrying will not fix: the job fails at once. */
 const PERMANENT = new Set(['CAIRN_DP_DISK_FULL', 'CAIRN_DP_CONTENT_INCOMPLETE', 'CAIRN_PACKAGE_NOT_FOUND']);
@@ -138,10 +155,14 @@ export class PackageTransferManager {
   }
 
   async #send(job: RunnableJob, tid: number): Promise<void> {
+    if (job.Action === JOB_ACTION.remove) return this.#remove(job, tid);
+    if (job.Action === JOB_ACTION.validate) return this.#validate(job, tid);
     const { db, library } = this.#ctx;
     const jobId = Number(job.JobID);
     const version = job.PackageVersion;
     const contentId = `${job.PkgID}.${version}`;
+    const redistribute = job.Action === JOB_ACTION.redistribute;
+    const action: StaAction = redistribute ? 'redistribute' : 'distribute';
     const attrs = [
       { id: ATTR.packageId, value: job.PkgID },
       { id: ATTR.dp, value: job.NALPath },
@@ -151,8 +172,7 @@ export class PackageTransferManager {
       `Sending thread starting for Job: ${jobId}, package: ${job.PkgID}, Version: ${version}, Priority: ${job.PkgPriority}, server: ${job.DPName}, DPPriority: ${job.DPPriority}`,
       tid,
     );
-    await this.#report(job, 0, '', tid);
-    const redistribute = job.Action === JOB_ACTION.redistribute;
+    await this.#report(job, 0, '', tid, action);
     this.log.info(`Sending legacy content ${contentId} for package ${job.PkgID}`, tid);
     this.log.info(`Redistribute=${redistribute ? 1 : 0}, Related=`, tid);
     await setJobState(db, jobId, JOB_STATE.inProgress);
@@ -161,51 +181,156 @@ export class PackageTransferManager {
       if (!def) throw new CairnError('CAIRN_PACKAGE_NOT_FOUND', `content ${contentId} is not in the site's content library`);
       const sent = await this.#transfer(job, def, redistribute, tid);
       this.log.info(`Finished the follow-up actions for remote DP ${job.DPName}`, tid);
-      this.log.info(`Sending completed successfully (${sent.files} files, ${sent.bytes} bytes sent)`, tid);
+      this.log.info(`Sending completed successfully (${sent.files} files, ${sent.bytes} bytes sent; ${sent.deltas} as deltas; ${sent.signatureBytes} bytes of signatures)`, tid);
       this.log.info(`Finished sending SWD package ${job.PkgID} version ${version} to distribution point ${job.DPName}`, tid);
       await this.#status.raise(PKGXFERMGR_MESSAGES.finishedSending, { istr: [job.PkgID, String(version), job.DPName], attrs, tid });
-      await this.#report(job, PKG_STATUS.installed, '', tid);
+      await this.#report(job, PKG_STATUS.installed, '', tid, action);
       await this.#status.raise(PKGXFERMGR_MESSAGES.reportedStatus, { istr: [job.PkgID, String(version), job.DPName], attrs, tid });
       await setJobState(db, jobId, JOB_STATE.complete, { LastError: '' });
       this.log.info('Sending thread complete', tid);
     } catch (err) {
-      await this.#failed(job, err, tid);
+      await this.#failed(job, err, tid, action);
     }
   }
 
-  /** Uploads what the DP lacks (everything, for a redistribute), then the content definition. */
-  async #transfer(job: RunnableJob, def: ContentDefinition, redistribute: boolean, tid: number): Promise<{ files: number; bytes: number }> {
+  /** Action 3: the DP removes the package; files other contents use stay. */
+  async #remove(job: RunnableJob, tid: number): Promise<void> {
+    const jobId = Number(job.JobID);
+    this.log.info(`Removal thread starting for Job: ${jobId}, package: ${job.PkgID}, server: ${job.DPName}`, tid);
+    await setJobState(this.#ctx.db, jobId, JOB_STATE.inProgress);
+    try {
+      const r = await createDpClient({ url: job.URL, key: job.SharedKey }).removePackage(job.PkgID);
+      this.log.info(`Removed package ${job.PkgID} from distribution point ${job.DPName}: ${r.contents.length} content(s), ${r.filesDeleted} file(s) deleted (${r.bytesFreed} bytes)`, tid);
+      await this.#report(job, PKG_STATUS.removed, '', tid, 'remove');
+      await setJobState(this.#ctx.db, jobId, JOB_STATE.complete, { LastError: '' });
+    } catch (err) {
+      await this.#failed(job, err, tid, 'remove');
+    }
+  }
+
+  /** Action 4: the DP re-hashes the package's current content; problems are reported with the files and reasons. */
+  async #validate(job: RunnableJob, tid: number): Promise<void> {
+    const jobId = Number(job.JobID);
+    this.log.info(`Validation thread starting for Job: ${jobId}, package: ${job.PkgID}, server: ${job.DPName}`, tid);
+    await setJobState(this.#ctx.db, jobId, JOB_STATE.inProgress);
+    try {
+      let result;
+      try {
+        result = await createDpClient({ url: job.URL, key: job.SharedKey }).validatePackage(job.PkgID);
+      } catch (err) {
+        if (!(isCairnError(err) && err.code === 'CAIRN_DP_FILE_NOT_FOUND')) throw err;
+        result = { contentId: '', version: 0, files: 0, problems: [{ path: '*', hash: '', problem: 'missing' as const }] };
+      }
+      const reason = result.problems.map((p) => (p.path === '*' ? `the package is not on the distribution point` : `${p.path}: ${p.problem}${p.actual ? ` (hashes to ${p.actual}, expected ${p.hash})` : ''}`)).join('\n');
+      if (result.problems.length) this.log.error(`Package ${job.PkgID} on ${job.DPName} failed validation: ${result.problems.length} problem(s): ${reason.split('\n').join('; ')}`, tid);
+      else this.log.info(`Package ${job.PkgID} content ${result.contentId} on ${job.DPName} is valid (${result.files} files re-hashed)`, tid);
+      const version = result.version || job.PackageVersion;
+      await this.#report({ ...job, PackageVersion: version }, result.problems.length ? PKG_STATUS.failed : PKG_STATUS.installed, reason, tid, 'validate');
+      await setJobState(this.#ctx.db, jobId, JOB_STATE.complete, { LastError: result.problems.length ? 'validation failed' : '' });
+    } catch (err) {
+      await this.#failed(job, err, tid, 'validate');
+    }
+  }
+
+  /**
+   * Uploads what the DP lacks (everything, for a redistribute), as deltas
+   * where that pays, then the signatures and the content definition. The
+   * definition goes last: the DP makes the new version current only when
+   * every file is in its library, so clients never see a mix.
+   */
+  async #transfer(job: RunnableJob, def: ContentDefinition, redistribute: boolean, tid: number): Promise<{ files: number; bytes: number; deltas: number; signatureBytes: number }> {
+    const { library } = this.#ctx;
     const client = createDpClient({ url: job.URL, key: job.SharedKey });
     const unique = new Map<string, { path: string; size: number }>();
     for (const f of def.files) if (!unique.has(f.hash)) unique.set(f.hash, { path: f.path, size: f.size });
     const missing = redistribute ? [...unique.keys()] : await client.missing([...unique.keys()]);
+    const bases = redistribute ? new Map<string, { hash: string; sig: FileSignature }>() : await this.#deltaBases(client, job, def, missing, tid);
     const needed = missing.reduce((n, h) => n + (unique.get(h)?.size ?? 0), 0);
     const dpStatus = await client.status();
     if (dpStatus.freeBytes < needed) {
       throw new CairnError('CAIRN_DP_DISK_FULL', `${job.DPName} has ${dpStatus.freeBytes} bytes free; package ${job.PkgID} version ${job.PackageVersion} needs ${needed} more`);
     }
     this.log.info(`${unique.size - missing.length} files already exist on ${job.DPName}, ${missing.length} files to send (${needed} bytes)`, tid);
+    const newSigs = bases.size ? new Map((await readSignatures(library.root, def.contentId))?.map((sig) => [sig.hash, sig]) ?? []) : new Map<string, FileSignature>();
     const files = new Limiter(this.#ctx.settings['pkgxfermgr.filesInParallel']);
     let bytes = 0;
+    let deltas = 0;
     await Promise.all(
       missing.map((hash) =>
         files.run(async () => {
           const entry = unique.get(hash)!;
+          const base = bases.get(hash);
+          const target = newSigs.get(hash);
+          if (base && target) {
+            const plan = planDelta(target, base.sig);
+            if (plan.wireBytes <= entry.size * DELTA_WORTHWHILE) {
+              this.log.info(`Sending file '${entry.path}' (${hash}) as a delta against ${base.hash}: ${plan.literalBytes} of ${entry.size} bytes changed`, tid);
+              try {
+                bytes += await client.uploadDelta(hash, def.contentId, base.hash, entry.size, plan, library.filePath(hash));
+                deltas += 1;
+                this.log.info(`Adding file ${entry.path} in ${def.contentId}.`, tid);
+                return;
+              } catch (err) {
+                const code = isCairnError(err) ? err.code : '';
+                if (code !== 'CAIRN_DP_DELTA_BASE_MISSING' && code !== 'CAIRN_DP_DELTA_INVALID' && code !== 'CAIRN_DP_HASH_MISMATCH') throw err;
+                this.log.warn(`The DP could not use the delta for '${entry.path}' (${describeError(err)}); sending the whole file.`, tid);
+              }
+            }
+          }
           this.log.info(`Sending file '${job.URL}/SMS_DP$/${hash}-${def.contentId}.temp'`, tid);
-          bytes += await this.#uploadWithResend(client, hash, def.contentId, entry.size, tid);
+          bytes += await this.#uploadWithResend(client, hash, def.contentId, entry.size, tid, redistribute);
           this.log.info(`Adding file ${entry.path} in ${def.contentId}.`, tid);
         }),
       ),
     );
-    await client.putContent(def);
-    return { files: missing.length, bytes };
+    let signatureBytes = 0;
+    const sigText = await fsp.readFile(signaturesPath(library.root, def.contentId), 'utf8').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    });
+    if (sigText !== undefined) {
+      signatureBytes = await client.putSignatures(def.contentId, sigText);
+      this.log.info(`Sent the signatures of ${def.contentId} (${signatureBytes} bytes)`, tid);
+    }
+    const put = await client.putContent(def);
+    if (put.removedContents.length) this.log.info(`${job.DPName} removed superseded content ${put.removedContents.join(', ')} and ${put.filesDeleted} file(s) no content there uses any more`, tid);
+    return { files: missing.length, bytes, deltas, signatureBytes };
+  }
+
+  /**
+   * For each missing file of 1 MiB or more: the file at the same path in the
+   * content the DP serves now, with its signature, when the site still has
+   * both. The DP holds that file, since its current content is complete.
+   */
+  async #deltaBases(client: DpClient, job: RunnableJob, def: ContentDefinition, missing: readonly string[], tid: number): Promise<Map<string, { hash: string; sig: FileSignature }>> {
+    const out = new Map<string, { hash: string; sig: FileSignature }>();
+    const { library } = this.#ctx;
+    const onDp = await client.packageContent(job.PkgID);
+    if (!onDp.contentId || onDp.contentId === def.contentId) return out;
+    const old = await library.getContent(onDp.contentId);
+    const oldSigs = old ? await readSignatures(library.root, onDp.contentId) : undefined;
+    if (!old || !oldSigs) {
+      this.log.info(`The site no longer has the signatures of ${onDp.contentId} on ${job.DPName}; changed files are sent whole.`, tid);
+      return out;
+    }
+    const sigByHash = new Map(oldSigs.map((s) => [s.hash, s]));
+    const oldByPath = new Map(old.files.map((f) => [f.path, f.hash]));
+    const missingSet = new Set(missing);
+    for (const f of def.files) {
+      if (!missingSet.has(f.hash) || out.has(f.hash)) continue;
+      const baseHash = oldByPath.get(f.path);
+      const sig = baseHash ? sigByHash.get(baseHash) : undefined;
+      if (baseHash && sig) out.set(f.hash, { hash: baseHash, sig });
+    }
+    this.log.info(`${job.DPName} serves ${onDp.contentId}; ${out.size} changed file(s) can travel as deltas against it`, tid);
+    return out;
   }
 
   /** A file the DP rejected as corrupt (hash mismatch) is resent at once, twice at most, before the job retries. */
-  async #uploadWithResend(client: ReturnType<typeof createDpClient>, hash: string, contentId: string, size: number, tid: number): Promise<number> {
+  async #uploadWithResend(client: DpClient, hash: string, contentId: string, size: number, tid: number, replace: boolean): Promise<number> {
     for (let attempt = 1; ; attempt += 1) {
       try {
-        return await client.upload(hash, contentId, this.#ctx.library.filePath(hash), size);
+        return await client.upload(hash, contentId, this.#ctx.library.filePath(hash), size, { replace });
       } catch (err) {
         if (!(isCairnError(err) && err.code === 'CAIRN_DP_HASH_MISMATCH') || attempt >= 3) throw err;
         this.log.warn(`The DP rejected file ${hash} of ${contentId} as not matching its hash; resending (attempt ${attempt + 1}/3).`, tid);
@@ -213,7 +338,7 @@ export class PackageTransferManager {
     }
   }
 
-  async #failed(job: RunnableJob, err: unknown, tid: number): Promise<void> {
+  async #failed(job: RunnableJob, err: unknown, tid: number, action: StaAction): Promise<void> {
     const jobId = Number(job.JobID);
     const reason = describeError(err);
     const code = isCairnError(err) ? err.code : '';
@@ -222,7 +347,7 @@ export class PackageTransferManager {
     if (PERMANENT.has(code) || attempt >= maxRetries) {
       this.log.error(`Failed to send package ${job.PkgID} version ${job.PackageVersion} to ${job.DPName}: ${reason}. The job has failed.`, tid);
       await setJobState(this.#ctx.db, jobId, JOB_STATE.failed, { LastError: reason, RetryCount: attempt });
-      await this.#report(job, PKG_STATUS.failed, reason, tid);
+      await this.#report(job, action === 'remove' ? PKG_STATUS.removeFailed : PKG_STATUS.failed, reason, tid, action);
       return;
     }
     const step = RETRY_STEPS[Math.min(job.RetryCount, RETRY_STEPS.length - 1)]!;
@@ -230,23 +355,26 @@ export class PackageTransferManager {
     const restart = new Date(Date.now() + delayMs).toISOString();
     this.log.warn(`Failed to send package ${job.PkgID} version ${job.PackageVersion} to ${job.DPName}: ${reason}. Will retry at ${restart} (attempt ${attempt}/${maxRetries}).`, tid);
     await setJobState(this.#ctx.db, jobId, JOB_STATE.pendingRestart, { LastError: reason, RetryCount: attempt, RestartTime: restart });
-    await this.#report(job, PKG_STATUS.retry, reason, tid);
+    await this.#report(job, action === 'remove' ? PKG_STATUS.retryRemove : PKG_STATUS.retry, reason, tid, action);
   }
 
   /** Reports a status to the distribution manager through an `.STA` (flow 2 step 7). */
-  async #report(job: RunnableJob, status: number, reason: string, tid: number): Promise<void> {
+  async #report(job: RunnableJob, status: number, reason: string, tid: number, action: StaAction): Promise<void> {
     this.log.info(`Sending status to Distribution manager for pkg ${job.PkgID}, version ${job.PackageVersion}, status ${status} and distribution point ${job.NALPath}`, tid);
-    const url = `${job.URL.replace(/\/+$/, '')}/${PACKAGE_SHARE}/${job.PkgID}`;
+    const base = job.URL.replace(/\/+$/, '');
+    const url = `${base}/${PACKAGE_SHARE}/${job.PkgID}`;
+    const installed = status === PKG_STATUS.installed && action !== 'validate';
     await writeStaFile(this.#ctx.paths.distmgrIncoming, {
       packageId: job.PkgID,
+      action,
       version: job.PackageVersion,
       dpName: job.DPName,
       nalPath: job.NALPath,
       status,
       reason,
-      httpUrl: status === PKG_STATUS.installed ? url : '',
-      sigUrl: '',
-      location: status === PKG_STATUS.installed ? url : '',
+      httpUrl: installed ? url : '',
+      sigUrl: installed ? `${base}/${SIGNATURE_SHARE}/${job.PkgID}.${job.PackageVersion}` : '',
+      location: installed ? url : '',
       time: nowIso(),
     });
     this.#onStatusFile();
