@@ -6,6 +6,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { CairnError, ERRORS } from '../shared/errors.ts';
 
 export interface AdminConnection {
@@ -60,4 +63,48 @@ export async function callAdmin<T>(conn: AdminConnection, method: 'GET' | 'POST'
     throw err;
   }
   return json as T;
+}
+
+/**
+ * Downloads a binary answer (a prestaged content file) to `file`: written to
+ * a temporary name beside it and renamed when complete. Returns the bytes.
+ */
+export async function downloadAdmin(conn: AdminConnection, route: string, file: string): Promise<number> {
+  let res: Response;
+  try {
+    res = await fetch(`${conn.url}${route}`, { headers: { authorization: `Bearer ${conn.token}` } });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    throw new CairnError('CAIRN_SITE_UNREACHABLE', `${conn.url} cannot be reached (${cause?.code ?? cause?.message ?? (err as Error).message})`);
+  }
+  if (!res.ok || !res.body) {
+    let o: { code?: string; message?: string } = {};
+    try {
+      o = (await res.json()) as typeof o;
+    } catch {
+      /* not JSON: reported by status below */
+    }
+    const code = (o.code && o.code in ERRORS ? o.code : 'CAIRN_INTERNAL') as keyof typeof ERRORS;
+    const err = new CairnError(code);
+    err.message = o.message ?? `${ERRORS[code].message} (HTTP ${res.status})`;
+    throw err;
+  }
+  const tmp = `${file}.${process.pid}.part`;
+  let bytes = 0;
+  try {
+    const out = fs.createWriteStream(tmp, { flags: 'wx' });
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        bytes += chunk.length;
+        cb(null, chunk);
+      },
+    });
+    await pipeline(Readable.fromWeb(res.body as WebReadableStream), counter, out);
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    if (err instanceof CairnError) throw err;
+    throw new CairnError('CAIRN_INTERNAL', `cannot write ${file}: ${(err as Error).message}`);
+  }
+  return bytes;
 }

@@ -8,6 +8,10 @@
  */
 import path from 'node:path';
 import { CONTENT_LIBRARY_FOLDER, startDp } from '../dp/dp-server.ts';
+import { createContentLibrary } from '../content-library/content-library.ts';
+import { importPrestage } from '../content-library/prestage.ts';
+import { createComponentLog } from '../shared/cmtrace-log.ts';
+import { describeError } from '../shared/errors.ts';
 
 export interface DpCommandOptions {
   /** Data folder holding ContentLib/, SMS_DP$/ and logs/. */
@@ -42,4 +46,18 @@ export async function runDpCommand(opts: DpCommandOptions): Promise<void> {
     process.on('SIGTERM', stop);
   });
   await dp.close();
+}
+
+/** `cairn dp import FILE --data DIR`: verifies a prestaged content file and loads it into the DP's content library. */
+export async function runDpImport(file: string, dataDir: string): Promise<{ contentId: string; files: number; bytes: number }> {
+  const lib = createContentLibrary(path.join(path.resolve(dataDir), CONTENT_LIBRARY_FOLDER));
+  const log = createComponentLog({ dir: path.join(path.resolve(dataDir), 'logs'), name: 'SMSDPProv', component: 'SMS_DP_PROVIDER', echo: false });
+  try {
+    const r = await importPrestage(lib, path.resolve(file));
+    log.info(`Imported prestaged content '${r.contentId}' from ${path.resolve(file)} (${r.files} files, ${r.bytes} bytes new to the library)`);
+    return r;
+  } catch (err) {
+    log.error(`Prestaged content file ${path.resolve(file)} was not imported: ${describeError(err)}`);
+    throw err;
+  }
 }

@@ -8,11 +8,12 @@ import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { describeError } from '../shared/errors.ts';
 import { startSite } from '../site/site-server.ts';
-import { runDpCommand } from './dp-command.ts';
-import { callAdmin, findAdminConnection } from './admin-client.ts';
+import { runDpCommand, runDpImport } from './dp-command.ts';
+import { callAdmin, downloadAdmin, findAdminConnection } from './admin-client.ts';
 import type { DpView } from '../site/services/distribution-points.ts';
 import type { PackageStatusView, PackageView } from '../site/services/packages.ts';
 import type { StoredStatusMessage } from '../datastore/status-messages.ts';
+import { verifyPrestage } from '../content-library/prestage.ts';
 
 function port(value: string): number {
   const n = Number(value);
@@ -63,16 +64,32 @@ export function buildProgram(): Command {
       process.once('SIGTERM', stop);
     });
 
-  program
+  const dpRole = program
     .command('dp')
-    .description('run a distribution point')
-    .requiredOption('--data <dir>', 'data folder of the DP (its content library)')
-    .requiredOption('--port <n>', 'port to listen on', port)
-    .requiredOption('--key <key>', "the DP's key, printed by `cairn admin dp add`")
+    .description('run a distribution point (or `cairn dp import` prestaged content into one)')
+    .option('--data <dir>', 'data folder of the DP (its content library)')
+    .option('--port <n>', 'port to listen on', port)
+    .option('--key <key>', "the DP's key, printed by `cairn admin dp add`")
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--name <name>', 'name for logs')
-    .action(async (o: { data: string; port: number; key: string; host: string; name?: string }) => {
-      await runDpCommand({ data: o.data, port: o.port, key: o.key, host: o.host, ...(o.name ? { name: o.name } : {}) });
+    .action(async (o: { data?: string; port?: number; key?: string; host: string; name?: string }) => {
+      // Checked here rather than as required options, so that `cairn dp import` does not need them.
+      for (const [flag, value] of [['--data <dir>', o.data], ['--port <n>', o.port], ['--key <key>', o.key]] as const) {
+        if (value === undefined) dpRole.error(`error: required option '${flag}' not specified`);
+      }
+      await runDpCommand({ data: o.data!, port: o.port!, key: o.key!, host: o.host, ...(o.name ? { name: o.name } : {}) });
+    });
+  dpRole
+    .command('import <file>')
+    .description("load a prestaged content file (from `cairn admin package export`) into a DP's content library; run it while the DP is stopped")
+    .option('--data <dir>', 'data folder of the DP (required)')
+    .option('--json', 'JSON output')
+    .action(async (file: string, o: { data?: string; json?: boolean }) => {
+      // `--data` also names an option of `cairn dp`, which commander may have taken.
+      const data = o.data ?? (dpRole.opts() as { data?: string }).data;
+      if (data === undefined) dpRole.error("error: required option '--data <dir>' not specified");
+      const r = await runDpImport(file, data!);
+      print(!!o.json, r, () => `Imported content ${r.contentId} (${r.files} files, ${r.bytes} bytes new to this library)\n`);
     });
 
   const admin = program.command('admin').description('administer a site through its admin API (CAIRN_URL, CAIRN_TOKEN, or ./cairn-data)').option('--data <dir>', 'data folder of `cairn start`', './cairn-data');
@@ -169,6 +186,19 @@ export function buildProgram(): Command {
     .action(async (pkgId: string, o: { json?: boolean }) => {
       const r = await callAdmin<{ packageId: string; distributionPoints: number }>(conn(), 'DELETE', `/api/v1/packages/${encodeURIComponent(pkgId)}`);
       print(!!o.json, r, () => `Deleting ${r.packageId}: removing it from ${r.distributionPoints} distribution point(s) first\n`);
+    });
+  pkg
+    .command('export <pkgId>')
+    .description("write a package's stored content to a prestaged content file, to load into a DP with `cairn dp import`")
+    .requiredOption('--out <file>', 'the file to write')
+    .option('--version <n>', 'stored version (default: the latest)', (v) => Number(v))
+    .option('--json', 'JSON output')
+    .action(async (pkgId: string, o: { out: string; version?: number; json?: boolean }) => {
+      const route = `/api/v1/packages/${encodeURIComponent(pkgId)}/prestage${o.version === undefined ? '' : `?version=${o.version}`}`;
+      const bytes = await downloadAdmin(conn(), route, path.resolve(o.out));
+      const { header } = await verifyPrestage(path.resolve(o.out));
+      const r = { packageId: header.definition.packageId, contentId: header.definition.contentId, file: path.resolve(o.out), bytes, files: header.files.length };
+      print(!!o.json, r, () => `Wrote ${r.contentId} to ${r.file} (${r.files} files, ${r.bytes} bytes; verified)\n`);
     });
   pkg
     .command('status <pkgId>')

@@ -9,6 +9,8 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { PassThrough } from 'node:stream';
+import { writePrestage } from '../../content-library/prestage.ts';
 import type { ComponentLog } from '../../shared/cmtrace-log.ts';
 import { CairnError, ERRORS, describeError, isCairnError } from '../../shared/errors.ts';
 import { queryStatusMessages } from '../../datastore/status-messages.ts';
@@ -141,6 +143,25 @@ export async function buildAdminApi(opts: AdminApiOptions): Promise<FastifyInsta
     if (!Array.isArray(dps) || !dps.every((d) => typeof d === 'string' && d)) throw new CairnError('CAIRN_REQUEST_INVALID', 'distributionPoints must be a list of DP names');
     return dps as string[];
   };
+
+  // A prestaged content file of a stored version, streamed (issue 3, prestaged content).
+  app.get<{ Params: { id: string }; Querystring: { version?: string } }>('/api/v1/packages/:id/prestage', async (request, reply) => {
+    const pkg = await requirePackage(ctx, request.params.id);
+    const version = request.query.version === undefined ? pkg.StoredPkgVersion : Number(request.query.version);
+    if (!Number.isSafeInteger(version) || version < 1) throw new CairnError('CAIRN_REQUEST_INVALID', 'version must be a stored version (a positive integer)');
+    const contentId = `${pkg.PkgID}.${version}`;
+    if (!(await ctx.library.getContent(contentId))) throw new CairnError('CAIRN_PACKAGE_NOT_FOUND', `version ${version} of ${pkg.PkgID} is not stored`);
+    const body = new PassThrough();
+    writePrestage(ctx.library, contentId, body).then(
+      () => body.end(),
+      (err: unknown) => {
+        log.error(`Export of ${contentId} failed: ${describeError(err)}`);
+        body.destroy(err as Error);
+      },
+    );
+    note(request, `exported ${contentId} as prestaged content`);
+    return reply.header('content-type', 'application/octet-stream').header('content-disposition', `attachment; filename="${contentId}.pkgx"`).send(body);
+  });
 
   app.post<{ Params: { id: string } }>('/api/v1/packages/:id/update', async (request) => {
     const result = await updatePackage(ctx, request.params.id);
