@@ -15,39 +15,12 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { api, cli, freePort, startDp, startSite, tempDir, waitFor } from '../test/helpers/processes.ts';
+import { makeBenchTree } from './tree.ts';
 
 const run = promisify(execFile);
 const args = process.argv.slice(2);
 const mib = Number(args[args.indexOf('--mib') + 1] ?? 1024) || 1024;
 const totalBytes = mib * 1024 * 1024;
-
-async function makeBenchTree(dir: string): Promise<number> {
-  await fsp.mkdir(dir, { recursive: true });
-  let written = 0;
-  // 1,000 small files of 1-64 KiB in 10 folders.
-  for (let i = 0; i < 1000; i += 1) {
-    const folder = path.join(dir, `folder-${i % 10}`);
-    await fsp.mkdir(folder, { recursive: true });
-    const size = 1024 + ((i * 7919) % (63 * 1024));
-    const buf = Buffer.alloc(size);
-    for (let j = 0; j < size; j += 4) buf.writeUInt32LE((i * 2654435761 + j) >>> 0, j - (j + 4 > size ? j + 4 - size : 0));
-    await fsp.writeFile(path.join(folder, `small-${i}.dat`), buf);
-    written += size;
-  }
-  // The rest in four large files.
-  const large = Math.max(0, Math.floor((totalBytes - written) / 4));
-  const block = Buffer.alloc(4 * 1024 * 1024);
-  for (let f = 0; f < 4; f += 1) {
-    const fd = await fsp.open(path.join(dir, `large-${f}.bin`), 'w');
-    for (let done = 0; done < large; done += block.length) {
-      for (let j = 0; j < block.length; j += 4) block.writeUInt32LE((f * 7 + done + j) * 2246822519 >>> 0, j);
-      await fd.write(block, 0, Math.min(block.length, large - done));
-    }
-    await fd.close();
-    written += large;
-  }
-  return written;
-}
 
 const fmt = (s: number) => s.toFixed(2);
 const rate = (bytes: number, s: number) => (bytes / 1e6 / s).toFixed(1);
@@ -55,7 +28,7 @@ const rate = (bytes: number, s: number) => (bytes / 1e6 / s).toFixed(1);
 const work = await tempDir('bench');
 try {
   const source = path.join(work, 'source');
-  const bytes = await makeBenchTree(source);
+  const bytes = await makeBenchTree(source, totalBytes);
   process.stdout.write(`tree: ${(bytes / 1048576).toFixed(0)} MiB in ${1000 + 4} files, ${os.cpus().length} cores, Node ${process.version}\n`);
 
   // Baseline: cp -r of the same tree, page cache warm for both (the tree was just written).

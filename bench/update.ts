@@ -1,0 +1,94 @@
+/**
+ * Benchmark: update a package on one DP (issue 3). A 1 GiB tree (the
+ * distribute benchmark's) is created and distributed in full, timed; then 1%
+ * of the files are rewritten and four 1 MiB regions of one large file are
+ * changed, the package is updated, and the time to the DP's PkgStatus showing
+ * version 2 installed is printed next to the full distribute's, with the bytes
+ * sent (from PkgXferMgr.log) next to the bytes changed.
+ * Not a test, never gates CI. Usage: `npm run bench:update [-- --mib 1024]`.
+ *
+ * Targets (issue 3): bytes sent at most 1.1x bytes changed (signatures
+ * counted apart); update time at most 10% of the full distribute.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { api, cli, freePort, readLog, startDp, startSite, tempDir, waitFor } from '../test/helpers/processes.ts';
+import { makeBenchTree } from './tree.ts';
+
+const run = promisify(execFile);
+const args = process.argv.slice(2);
+const mib = Number(args[args.indexOf('--mib') + 1] ?? 1024) || 1024;
+const MiB = 1024 * 1024;
+
+const fmt = (s: number) => s.toFixed(2);
+
+async function waitInstalled(site: { url: string; token: string }, pkgId: string, version: number): Promise<void> {
+  await waitFor(`version ${version} installed`, async () => {
+    const s = (await api<{ distributionPoints: { status: number; version: number }[] }>(site, 'GET', `/api/v1/packages/${pkgId}/status`)).json;
+    return s.distributionPoints[0]?.status === 3 && s.distributionPoints[0]?.version === version;
+  }, 1_800_000);
+}
+
+const work = await tempDir('bench-update');
+try {
+  const source = path.join(work, 'source');
+  const bytes = await makeBenchTree(source, mib * MiB);
+  process.stdout.write(`tree: ${(bytes / MiB).toFixed(0)} MiB in 1004 files, ${os.cpus().length} cores, Node ${process.version}\n`);
+  const site = await startSite(path.join(work, 'site'), ['--no-local-dp']);
+  const port = await freePort();
+  const key = (await cli(site, ['dp', 'add', '--name', 'bench', '--url', `http://127.0.0.1:${port}`])).stdout.trim();
+  const dp = await startDp(path.join(work, 'dp'), port, key, 'bench');
+  try {
+    const pkgId = (await cli(site, ['package', 'create', '--name', 'Bench', '--source', source])).stdout.trim();
+    await waitFor('the snapshot', async () => (await api<{ storedVersion: number }>(site, 'GET', `/api/v1/packages/${pkgId}`)).json.storedVersion === 1, 1_800_000);
+    await run('sync');
+    let t = performance.now();
+    await cli(site, ['package', 'distribute', pkgId, '--dp', 'bench']);
+    await waitInstalled(site, pkgId, 1);
+    await run('sync');
+    const fullSeconds = (performance.now() - t) / 1000;
+
+    // 1% of the files: ten small files rewritten with new bytes of the same size.
+    let changed = 0;
+    for (let i = 0; i < 1000; i += 100) {
+      const file = path.join(source, `folder-${i % 10}`, `small-${i}.dat`);
+      const size = (await fsp.stat(file)).size;
+      await fsp.writeFile(file, randomBytes(size));
+      changed += size;
+    }
+    // And four 1 MiB regions of one large file.
+    const large = await fsp.open(path.join(source, 'large-0.bin'), 'r+');
+    const largeSize = (await large.stat()).size;
+    for (let r = 1; r <= 4; r += 1) {
+      await large.write(randomBytes(MiB), 0, MiB, Math.floor((largeSize / 5) * r));
+      changed += MiB;
+    }
+    await large.close();
+
+    const before = (await readLog(site.dataDir, 'PkgXferMgr')).length;
+    t = performance.now();
+    await cli(site, ['package', 'update', pkgId]);
+    await waitInstalled(site, pkgId, 2);
+    await run('sync');
+    const updateSeconds = (performance.now() - t) / 1000;
+    const log = (await readLog(site.dataDir, 'PkgXferMgr')).slice(before);
+    const m = /Sending completed successfully \((\d+) files, (\d+) bytes sent; (\d+) as deltas; (\d+) bytes of signatures\)/.exec(log);
+    if (!m) throw new Error('no "Sending completed" line for the update in PkgXferMgr.log');
+    const [, files, sent, deltas, sigBytes] = m.map(Number) as number[];
+
+    process.stdout.write(`full distribute (+sync)     ${fmt(fullSeconds)} s\n`);
+    process.stdout.write(`update (+sync)              ${fmt(updateSeconds)} s  (${((updateSeconds / fullSeconds) * 100).toFixed(1)}% of the full distribute; target at most 10%)\n`);
+    process.stdout.write(`bytes changed               ${changed}\n`);
+    process.stdout.write(`bytes sent                  ${sent} in ${files} files (${deltas} as deltas): ${(sent! / changed).toFixed(3)}x the bytes changed (target at most 1.1x)\n`);
+    process.stdout.write(`signatures sent             ${sigBytes} bytes\n`);
+  } finally {
+    await site.kill();
+    await dp.kill();
+  }
+} finally {
+  await fsp.rm(work, { recursive: true, force: true });
+}
