@@ -4,7 +4,23 @@ import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import { engineTest } from '../helpers/engines.ts';
 import { MIGRATION_NAMES, migrateToLatest } from '../../src/datastore/migrate.ts';
-import { addPackageServer, getPackage, insertNotification, insertPackage, nextPackageId, packageServersWithWork, pendingNotificationIds, resetPackageServer } from '../../src/datastore/packages.ts';
+import {
+  addPackageServer,
+  deletePackageRows,
+  getPackage,
+  insertNotification,
+  insertPackage,
+  listPackageServers,
+  markPackageForDeletion,
+  markPackageServersForUpdate,
+  nextPackageId,
+  packageServersWithWork,
+  pendingNotificationIds,
+  recordValidation,
+  refreshPackageSource,
+  requestPackageServerAction,
+  resetPackageServer,
+} from '../../src/datastore/packages.ts';
 import { insertDistributionPoint } from '../../src/datastore/distribution-points.ts';
 import { cancelOlderJobs, insertJob, runnableJobs, setJobState } from '../../src/datastore/distribution-jobs.ts';
 import { deleteChanges, pendingChanges } from '../../src/datastore/change-notifications.ts';
@@ -157,5 +173,57 @@ describe('site database', () => {
     assert.equal((await readSettings(d.db))['distmgr.packageThreads'], 8);
     const n = await sql<{ n: number }>`select count(*) as n from ${sql.table('SiteControl')}`.execute(d.db);
     assert.equal(Number(n.rows[0]!.n), 1);
+  });
+
+  engineTest('migration 0002 adds ContentValidations on a database at 0001, keeping its rows', async (d) => {
+    assert.deepEqual(await migrateToLatest(d.db, d.engine, '0001-initial'), ['0001-initial']);
+    const pkg = await seedPackage(d);
+    assert.deepEqual(await migrateToLatest(d.db, d.engine), ['0002-package-lifecycle']);
+    assert.equal((await getPackage(d.db, pkg))?.PkgID, pkg);
+    const dp = await seedDp(d, 'dp1');
+    await recordValidation(d.db, { PkgID: pkg, NALPath: dp.NALPath, DPID: Number(dp.DPID), SourceVersion: 1, Valid: false, Problems: 'a: missing' });
+    await recordValidation(d.db, { PkgID: pkg, NALPath: dp.NALPath, DPID: Number(dp.DPID), SourceVersion: 2, Valid: true, Problems: '' });
+    const rows = await d.db.selectFrom('ContentValidations').selectAll().execute();
+    assert.deepEqual(rows.map((r) => [r.PkgID, r.SourceVersion, r.Valid, r.Problems]), [[pkg, 2, 1, '']]);
+  });
+
+  engineTest('package actions: refresh bumps the source version, servers get update, redistribute, removal and validation, and deletion clears every row', async (d) => {
+    await ready(d);
+    const pkg = await seedPackage(d);
+    const dp1 = await seedDp(d, 'dp1');
+    const dp2 = await seedDp(d, 'dp2');
+    for (const dp of [dp1, dp2]) await addPackageServer(d.db, pkg, { DPID: Number(dp.DPID), NALPath: dp.NALPath, SiteCode: 'CS1' });
+    for (const dp of [dp1, dp2]) await resetPackageServer(d.db, pkg, dp.NALPath);
+    assert.equal((await packageServersWithWork(d.db, pkg)).length, 0);
+
+    assert.equal(await refreshPackageSource(d.db, pkg, 2), 2);
+    assert.equal(await refreshPackageSource(d.db, pkg, 2), 3);
+    const refreshed = await getPackage(d.db, pkg);
+    assert.deepEqual([refreshed?.Action, refreshed?.UpdateMask], [1, 32]);
+
+    await markPackageServersForUpdate(d.db, pkg);
+    assert.deepEqual((await packageServersWithWork(d.db, pkg)).map((s) => [s.NALPath, s.Action]), [[dp1.NALPath, 1], [dp2.NALPath, 1]]);
+    for (const dp of [dp1, dp2]) await resetPackageServer(d.db, pkg, dp.NALPath);
+
+    const before = (await pendingNotificationIds(d.db, pkg)).length;
+    await requestPackageServerAction(d.db, pkg, [dp1.NALPath], 1, 1);
+    await requestPackageServerAction(d.db, pkg, [dp2.NALPath], 3);
+    // A pending removal is not turned into anything else.
+    await requestPackageServerAction(d.db, pkg, [dp2.NALPath], 4);
+    assert.equal((await pendingNotificationIds(d.db, pkg)).length, before + 3);
+    assert.deepEqual((await listPackageServers(d.db, pkg)).map((s) => [s.NALPath, s.Action, s.RefreshTrigger]), [[dp1.NALPath, 1, 1], [dp2.NALPath, 3, 0]]);
+
+    await markPackageForDeletion(d.db, pkg);
+    assert.equal((await getPackage(d.db, pkg))?.Action, 3);
+    assert.deepEqual((await listPackageServers(d.db, pkg)).map((s) => s.Action), [3, 3]);
+    await upsertPkgStatus(d.db, { ID: pkg, Type: 2, SiteCode: 'CS1', PkgServer: dp1.NALPath }, { Status: 6 });
+    await recordValidation(d.db, { PkgID: pkg, NALPath: dp1.NALPath, DPID: Number(dp1.DPID), SourceVersion: 1, Valid: true, Problems: '' });
+    await insertJob(d.db, { DPID: Number(dp1.DPID), PkgID: pkg, PackageVersion: 1, Action: 3 });
+    await d.db.transaction().execute((trx) => deletePackageRows(trx, pkg));
+    assert.equal(await getPackage(d.db, pkg), undefined);
+    assert.deepEqual(await listPackageServers(d.db, pkg), []);
+    assert.deepEqual(await listPkgStatus(d.db, pkg), []);
+    assert.equal((await d.db.selectFrom('ContentValidations').selectAll().execute()).length, 0);
+    assert.equal((await d.db.selectFrom('DistributionJobs').selectAll().where('PkgID', '=', pkg).execute()).length, 0);
   });
 });
