@@ -12,6 +12,7 @@ import { runDpCommand, runDpImport } from './dp-command.ts';
 import { callAdmin, downloadAdmin, findAdminConnection } from './admin-client.ts';
 import type { DpView } from '../site/services/distribution-points.ts';
 import type { PackageStatusView, PackageView } from '../site/services/packages.ts';
+import type { SettingView } from '../site/services/settings.ts';
 import type { StoredStatusMessage } from '../datastore/status-messages.ts';
 import { verifyPrestage } from '../content-library/prestage.ts';
 
@@ -212,6 +213,24 @@ export function buildProgram(): Command {
         const validated = (d: PackageStatusView['distributionPoints'][number]): string => (d.validation ? `${d.validation.valid ? 'valid' : 'INVALID'} ${d.validation.time}` : '-');
         return head + table([['DP', 'STATUS', 'STATE', 'VERSION', 'VALIDATED', 'CONTENT URL', 'ERROR'], ...r.distributionPoints.map((d) => [d.dp, String(d.status), d.state, String(d.version), validated(d), d.contentUrl, d.lastError])]);
       });
+    });
+
+  const settings = admin.command('settings').description('site control settings');
+  settings
+    .command('list')
+    .description('every setting with its value and default')
+    .option('--json', 'JSON output')
+    .action(async (o: { json?: boolean }) => {
+      const r = await callAdmin<{ settings: SettingView[] }>(conn(), 'GET', '/api/v1/settings');
+      print(!!o.json, r.settings, () => table([['NAME', 'VALUE', 'DEFAULT'], ...r.settings.map((x) => [x.name, String(x.value), String(x.default)])]));
+    });
+  settings
+    .command('set <name> <value>')
+    .description('change a setting (most apply at the next start; see docs/operations.md)')
+    .option('--json', 'JSON output')
+    .action(async (name: string, value: string, o: { json?: boolean }) => {
+      const r = await callAdmin<SettingView>(conn(), 'PUT', `/api/v1/settings/${encodeURIComponent(name)}`, { value: Number(value) });
+      print(!!o.json, r, () => `${r.name} = ${r.value}\n`);
     });
 
   admin

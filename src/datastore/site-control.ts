@@ -28,8 +28,8 @@ export const SETTING_DEFAULTS = {
   'components.rescanMs': 2000,
   /** Ours: status manager batch size (files per transaction). */
   'statmgr.batchSize': 200,
-  /** Ours (the product validates weekly by default): minutes between content validations of each package on each DP; 0 turns the schedule off. */
-  'distmgr.validationIntervalMinutes': 10080,
+  /** Ours (the product validates weekly by default): seconds between content validations of each package on each DP; 0 turns the schedule off. */
+  'distmgr.validationIntervalSeconds': 604800,
 } as const;
 
 export type SettingName = keyof typeof SETTING_DEFAULTS;

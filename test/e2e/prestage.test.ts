@@ -104,4 +104,24 @@ describe('prestaged content', () => {
     const large = await fetch(`${dp.url}/SMS_DP_SMSPKG$/${pkgId}/large.bin`);
     assert.equal(sha(Buffer.from(await large.arrayBuffer())), sha(await fsp.readFile(path.join(source, 'large.bin'))));
   });
+
+  test('the validation schedule (a site setting) validates each installed package on each DP by itself, and catches a lost file', async () => {
+    assert.ok(dp, 'the prestage test ran first');
+    const set = await cli(site, ['settings', 'set', 'distmgr.validationIntervalSeconds', '1']);
+    assert.equal(set.code, 0, set.stderr);
+    assert.match(await readLog(site.dataDir, 'SMSProv'), /set distmgr\.validationIntervalSeconds to 1/);
+    type Row = { dp: string; status: number; lastError: string; validation: { valid: boolean } | null };
+    const rows = async (): Promise<Row[]> => (await api<{ distributionPoints: Row[] }>(site, 'GET', `/api/v1/packages/${pkgId}/status`)).json.distributionPoints;
+    await waitFor('a scheduled validation', async () => (await rows()).some((r) => r.validation?.valid === true));
+    assert.match(await readLog(site.dataDir, 'distmgr'), new RegExp(`Content validation of package ${pkgId} on \\S+ is due`));
+    const lost = sha(await fsp.readFile(path.join(source, 'sub', 's3.txt')));
+    await fsp.rm(path.join(dp.dataDir, 'ContentLib', 'FileLib', lost.slice(0, 4), lost));
+    const bad = await waitFor('the lost file found', async () => (await rows()).find((r) => r.validation?.valid === false));
+    assert.equal(bad.status, 5);
+    assert.match(bad.lastError, /sub\/s3\.txt: missing/);
+    assert.equal((await cli(site, ['settings', 'set', 'distmgr.validationIntervalSeconds', '0'])).code, 0);
+    const unknown = await cli(site, ['settings', 'set', 'no.such.setting', '1']);
+    assert.notEqual(unknown.code, 0);
+    assert.match(unknown.stderr, /CAIRN_REQUEST_INVALID/);
+  });
 });

@@ -29,6 +29,7 @@ import {
   validatePackage,
 } from '../services/packages.ts';
 import { addDistributionPoint, listDpViews } from '../services/distribution-points.ts';
+import { changeSetting, listSettings } from '../services/settings.ts';
 
 export interface AdminApiOptions {
   readonly ctx: SiteContext;
@@ -104,6 +105,14 @@ export async function buildAdminApi(opts: AdminApiOptions): Promise<FastifyInsta
     const result = await addDistributionPoint(ctx, { name: str(b, 'name')!, url: str(b, 'url')!, ...(priority === undefined ? {} : { priority }) });
     note(request, `added distribution point ${result.dp.name} (${result.dp.url})`);
     return reply.code(201).send(result);
+  });
+
+  app.get('/api/v1/settings', async () => ({ settings: await listSettings(ctx) }));
+
+  app.put<{ Params: { name: string } }>('/api/v1/settings/:name', async (request) => {
+    const result = await changeSetting(ctx, request.params.name, body(request).value);
+    note(request, `set ${result.name} to ${result.value}`);
+    return result;
   });
 
   app.get('/api/v1/packages', async () => ({ packages: await listPackageViews(ctx) }));

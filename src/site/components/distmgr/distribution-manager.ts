@@ -15,7 +15,7 @@
  * RefreshTrigger 1 gets a redistribute job (flow 5), Action 3 a removal job,
  * Action 4 a validation job. A package with Action 3 is removed from every DP
  * and then deleted, rows and content. A schedule asks for a validation of
- * each installed package on each DP every `distmgr.validationIntervalMinutes`.
+ * each installed package on each DP every `distmgr.validationIntervalSeconds`.
  *
  * Crash safety: notifications are deleted only after their work is
  * committed, and the `.PKN` only when no notification is left; at start-up
@@ -92,6 +92,7 @@ export class DistributionManager {
   readonly #again = new Set<string>();
   readonly #threads = new Set<Promise<void>>();
   #lastValidationCheck = 0;
+  #validationIntervalMs = 60_000;
 
   constructor(ctx: SiteContext) {
     this.#ctx = ctx;
@@ -353,11 +354,13 @@ export class DistributionManager {
    */
   async #scheduleValidations(): Promise<void> {
     const now = Date.now();
-    if (now - this.#lastValidationCheck < 60_000) return;
+    // Looked at no more than once a minute, or once an interval when that is shorter.
+    if (now - this.#lastValidationCheck < Math.min(60_000, this.#validationIntervalMs)) return;
     this.#lastValidationCheck = now;
-    const minutes = (await readSettings(this.#ctx.db))['distmgr.validationIntervalMinutes'];
-    if (!(minutes > 0)) return;
-    const before = new Date(now - minutes * 60_000).toISOString();
+    const seconds = (await readSettings(this.#ctx.db))['distmgr.validationIntervalSeconds'];
+    this.#validationIntervalMs = Math.max(1000, seconds * 1000);
+    if (!(seconds > 0)) return;
+    const before = new Date(now - seconds * 1000).toISOString();
     const rows = await this.#ctx.db
       .selectFrom('PkgStatus as s')
       .innerJoin('PkgServers as ps', (j) => j.onRef('ps.PkgID', '=', 's.ID').onRef('ps.NALPath', '=', 's.PkgServer'))
@@ -369,7 +372,7 @@ export class DistributionManager {
       .execute();
     const due = rows.filter((r) => (r.ValidatedTime ?? r.UpdateTime) < before);
     for (const r of due) {
-      this.log.info(`Content validation of package ${r.PkgID} on ${r.NALPath} is due (last ${r.ValidatedTime ?? 'never'}; every ${minutes} minutes).`);
+      this.log.info(`Content validation of package ${r.PkgID} on ${r.NALPath} is due (last ${r.ValidatedTime ?? 'never'}; every ${seconds} seconds).`);
       await this.#ctx.db.transaction().execute((trx) => requestPackageServerAction(trx, r.PkgID, [r.NALPath], ACTION.validate));
     }
     if (due.length) this.#ctx.wake.dbmon();
