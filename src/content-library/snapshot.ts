@@ -41,7 +41,7 @@ import type { ContentDefinition, ContentLibrary, FileEntry, FileSignature } from
 import type { HashPool } from './hash-pool.ts';
 import { CairnError } from '../shared/errors.ts';
 import { sharedHashPool } from './hash-pool.ts';
-import { CHUNK_HASH_HEX, CHUNKING } from './chunker.ts';
+import { CHUNK_HASH_HEX, CHUNKING, SIGNATURE_MIN_FILE_SIZE } from './chunker.ts';
 import { fileLibTempDir, forEachLimited, writeFileAtomic } from './content-library.ts';
 import {
   checkDefinitionConsistent,
@@ -61,6 +61,8 @@ export interface SnapshotResult {
   readonly signatures: readonly FileSignature[];
   /** Bytes read from the source (each file once). */
   readonly bytesRead: number;
+  /** Files the quick check kept from the previous version without reading them. */
+  readonly filesUnchanged: number;
 }
 
 export interface SnapshotOptions {
@@ -70,6 +72,14 @@ export interface SnapshotOptions {
   readonly onFile?: (path: string) => void;
   /** The hash workers to use; the process's shared pool when left out. */
   readonly pool?: HashPool;
+  /**
+   * The previous version, for the quick check of an update: a file whose
+   * path, size, modification time (to the millisecond) and permission bits
+   * are those recorded for it, and whose bytes FileLib still holds, keeps its
+   * recorded hash and signature without being read (rsync's and git's quick
+   * check). Left out, every file is read.
+   */
+  readonly previous?: { readonly definition: ContentDefinition; readonly signatures: readonly FileSignature[] };
 }
 
 interface SourceFile {
@@ -226,7 +236,31 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
   const signatures = new Map<string, FileSignature>();
   let bytesRead = 0;
   // Twice the pool size keeps every worker busy while the main thread renames.
+  const previousByPath = new Map(opts.previous?.definition.files.map((f) => [f.path, f]) ?? []);
+  const previousSigs = new Map(opts.previous?.signatures.map((sig) => [sig.hash, sig]) ?? []);
+  let filesUnchanged = 0;
   await forEachLimited(sources, pool.size * 2, async (src) => {
+    const before = previousByPath.get(src.rel);
+    if (before) {
+      let st;
+      try {
+        st = await fsp.stat(src.abs, { bigint: true });
+      } catch {
+        st = undefined;
+      }
+      // The worker rounds the time to the nearest millisecond the same way.
+      const mtime = st ? new Date(Number((st.mtimeNs + 500_000n) / 1_000_000n)).toISOString() : '';
+      const sameSize = st !== undefined && Number(st.size) === before.size;
+      const needsSig = before.size >= SIGNATURE_MIN_FILE_SIZE;
+      if (st && sameSize && mtime === before.mtime && (Number(st.mode) & 0o7777) === before.mode && (!needsSig || previousSigs.has(before.hash)) && (await lib.hasFile(before.hash))) {
+        files.push({ ...before });
+        const sig = previousSigs.get(before.hash);
+        if (sig) signatures.set(before.hash, sig);
+        filesUnchanged += 1;
+        opts.onFile?.(src.rel);
+        return;
+      }
+    }
     const temp = path.join(tmpDir, `${randomBytes(12).toString('hex')}.tmp`);
     let reply;
     try {
@@ -264,7 +298,7 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
     throw unreadable(sourceDir, (err as CairnError).detail ?? 'the tree cannot be stored', err);
   }
   const sorted = [...signatures.values()].sort((a, b) => comparePaths(a.hash, b.hash));
-  return { definition, signatures: sorted, bytesRead };
+  return { definition, signatures: sorted, bytesRead, filesUnchanged };
 }
 
 const SIGNATURES_FORMAT = 'cairn-signatures/2';

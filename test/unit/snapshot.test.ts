@@ -248,3 +248,26 @@ test('the hash pool answers a failing file without affecting the next task, and 
   await pool.close();
   await assert.rejects(pool.hashFile(path.join(src, 'yes')), /closed/);
 });
+
+test('an update snapshot reads only files whose size, time or mode changed, and keeps the rest from the previous version', async (t) => {
+  const { src, root } = await setup(t);
+  const big = randomBytes(2 * MiB);
+  await write(src, 'big.bin', big);
+  await write(src, 'same.txt', 'same');
+  await write(src, 'edit.txt', 'before');
+  const lib = createContentLibrary(root);
+  const v1 = await snapshotFolder(lib, src, { packageId: 'CS100020', version: 1 });
+  await lib.addContent(v1.definition);
+  await write(src, 'edit.txt', 'after!');
+  const future = new Date(Date.now() + 5000);
+  await fsp.utimes(path.join(src, 'edit.txt'), future, future);
+  const v2 = await snapshotFolder(lib, src, { packageId: 'CS100020', version: 2, previous: { definition: v1.definition, signatures: v1.signatures } });
+  assert.equal(v2.filesUnchanged, 2);
+  assert.equal(v2.bytesRead, 'after!'.length);
+  assert.deepEqual(v2.definition.files.map((f) => [f.path, f.hash]), [['big.bin', sha(big)], ['edit.txt', sha('after!')], ['same.txt', sha('same')]]);
+  assert.deepEqual(v2.signatures, v1.signatures, 'the unchanged large file keeps its signature');
+  // Without the previous version every file is read.
+  const v3 = await snapshotFolder(lib, src, { packageId: 'CS100020', version: 3 });
+  assert.equal(v3.filesUnchanged, 0);
+  assert.equal(v3.bytesRead, big.length + 4 + 6);
+});

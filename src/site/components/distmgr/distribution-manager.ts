@@ -33,7 +33,7 @@ import { WorkLoop } from '../../../shared/work-loop.ts';
 import { createStatusReporter, ATTR } from '../../../shared/status-message.ts';
 import type { StatusReporter } from '../../../shared/status-message.ts';
 import { describeError, isCairnError } from '../../../shared/errors.ts';
-import { snapshotFolder, writeSignatures, signatureHash } from '../../../content-library/snapshot.ts';
+import { readSignatures, snapshotFolder, writeSignatures, signatureHash } from '../../../content-library/snapshot.ts';
 import { HASH_ALGORITHM } from '../../../content-library/types.ts';
 import {
   deleteNotifications,
@@ -231,7 +231,13 @@ export class DistributionManager {
     this.log.info(`Taking package snapshot for package ${pkgId} from source ${pkg.Source}`, tid);
     let result;
     try {
-      result = await snapshotFolder(library, pkg.Source, { packageId: pkgId, version });
+      // An update reads only what changed since the stored version (the quick check in snapshot.ts).
+      const previousId = `${pkgId}.${pkg.StoredPkgVersion}`;
+      const previousDef = adding ? undefined : await library.getContent(previousId);
+      const previousSigs = previousDef ? await readSignatures(library.root, previousId) : undefined;
+      const previous = previousDef ? { definition: previousDef, signatures: previousSigs ?? [] } : undefined;
+      result = await snapshotFolder(library, pkg.Source, { packageId: pkgId, version, ...(previous ? { previous } : {}) });
+      if (previous) this.log.info(`${result.filesUnchanged} of ${result.definition.files.length} files are unchanged since version ${pkg.StoredPkgVersion} (same size and time); ${result.bytesRead} bytes read from the source`, tid);
     } catch (err) {
       const reason = describeError(err);
       this.log.error(`Failed to take a snapshot of package ${pkgId} from source ${pkg.Source}: ${reason}`, tid);
