@@ -92,6 +92,8 @@ export class DistributionManager {
   readonly #again = new Set<string>();
   readonly #threads = new Set<Promise<void>>();
   #lastValidationCheck = 0;
+  /** Package priorities seen by the main thread, for ordering the queue. */
+  readonly #priority = new Map<string, number>();
   #validationIntervalMs = 60_000;
 
   constructor(ctx: SiteContext) {
@@ -138,6 +140,11 @@ export class DistributionManager {
     } catch (err) {
       this.log.error(`Cannot schedule content validations: ${describeError(err)}`);
     }
+    // Package priority (1 high, 2 medium, 3 low) orders the queue; equal priorities keep ID order.
+    const priorities = ids.size
+      ? new Map((await this.#ctx.db.selectFrom('SMSPackages').select(['PkgID', 'Priority']).where('PkgID', 'in', [...ids]).execute()).map((r) => [r.PkgID, r.Priority]))
+      : new Map<string, number>();
+    for (const [id, p] of priorities) this.#priority.set(id, p);
     for (const pkgId of [...ids].sort()) {
       if (this.#busy.has(pkgId)) {
         this.#again.add(pkgId);
@@ -148,6 +155,8 @@ export class DistributionManager {
       this.log.info(`Adding package '${pkgId}' to package processing queue.`);
       this.#queue.push(pkgId);
     }
+    const rank = (id: string): number => this.#priority.get(id) ?? 2;
+    this.#queue.sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
     this.#dispatch();
   }
 
