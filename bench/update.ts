@@ -80,6 +80,19 @@ try {
     if (!m) throw new Error('no "Sending completed" line for the update in PkgXferMgr.log');
     const [, files, sent, deltas, sigBytes] = m.map(Number) as number[];
 
+    // Where the update's time went, from the CMTrace times of the component logs.
+    const at = (text: string, needle: string): number | undefined => {
+      const line = text.split('\n').find((l) => l.includes(needle));
+      const m = line ? /time="(\d\d):(\d\d):(\d\d\.\d{3})/.exec(line) : null;
+      return m ? (Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3])) : undefined;
+    };
+    const distLog = (await readLog(site.dataDir, 'distmgr')).split(`Start updating package ${pkgId}`)[1] ?? '';
+    const phases: [string, number | undefined, number | undefined][] = [
+      ['snapshot (update)', at(distLog, 'Taking package snapshot'), at(distLog, 'StoredPkgVersion (2)')],
+      ['transfer (sending thread)', at(log, 'Sending thread starting'), at(log, 'Sending thread complete')],
+    ];
+    for (const [name, a, b] of phases) if (a !== undefined && b !== undefined) process.stdout.write(`  ${name.padEnd(26)}${fmt(b - a)} s\n`);
+
     process.stdout.write(`full distribute (+sync)     ${fmt(fullSeconds)} s\n`);
     process.stdout.write(`update (+sync)              ${fmt(updateSeconds)} s  (${((updateSeconds / fullSeconds) * 100).toFixed(1)}% of the full distribute; target at most 10%)\n`);
     process.stdout.write(`bytes changed               ${changed}\n`);
