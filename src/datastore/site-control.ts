@@ -28,6 +28,10 @@ export const SETTING_DEFAULTS = {
   'components.rescanMs': 2000,
   /** Ours: status manager batch size (files per transaction). */
   'statmgr.batchSize': 200,
+  /** Ours: state system batch size (.SMX files per transaction). */
+  'statesys.batchSize': 200,
+  /** Ours: state system worker threads that parse .SMX files. */
+  'statesys.parseThreads': 2,
 } as const;
 
 export type SettingName = keyof typeof SETTING_DEFAULTS;

@@ -17,6 +17,8 @@ export interface SitePaths {
   readonly distmgrIncoming: string;
   readonly pkgTransferMgrBox: string;
   readonly statmsgs: string;
+  /** The state system's inbox (spec 40): `.SMX` files from the MP relay. */
+  readonly statesysIncoming: string;
   /** The all-in-one site's own distribution point data folder. */
   readonly localDp: string;
 }
@@ -36,6 +38,7 @@ export function sitePaths(dataDir: string): SitePaths {
     distmgrIncoming: path.join(inboxes, 'distmgr.box', 'incoming'),
     pkgTransferMgrBox: path.join(inboxes, 'PkgTransferMgr.box'),
     statmsgs: path.join(inboxes, 'statmgr.box', 'statmsgs'),
+    statesysIncoming: path.join(inboxes, 'auth', 'statesys.box', 'incoming'),
     localDp: path.join(data, 'dp'),
   });
 }

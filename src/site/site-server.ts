@@ -24,6 +24,7 @@ import { DbMonitor } from './components/smsdbmon/db-monitor.ts';
 import { DistributionManager } from './components/distmgr/distribution-manager.ts';
 import { PackageTransferManager } from './components/pkgxfermgr/package-transfer-manager.ts';
 import { StatusManager } from './components/statmgr/status-manager.ts';
+import { StateSystem } from './components/statesys/state-system.ts';
 import { buildAdminApi } from './admin-api/admin-api.ts';
 import { addDistributionPoint } from './services/distribution-points.ts';
 
@@ -110,6 +111,7 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
   const distmgr = new DistributionManager(ctx);
   const xfer = new PackageTransferManager(ctx, () => distmgr.wakeStatusThread());
   const statmgr = new StatusManager(ctx);
+  const statesys = new StateSystem(ctx);
   const dbmon = new DbMonitor(ctx, (inbox) => {
     if (inbox === paths.distmgrBox) distmgr.wake();
     if (inbox === paths.pkgTransferMgrBox) xfer.wake();
@@ -145,6 +147,7 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
   provLog.info(`SMS Provider (admin API) listening on ${adminUrl}; site ${siteCode}; database ${database.display}`);
 
   statmgr.start();
+  statesys.start();
   dbmon.start();
   distmgr.start();
   xfer.start();
@@ -164,6 +167,7 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
       await distmgr.stop();
       await dbmon.stop();
       await statmgr.stop();
+      await statesys.stop();
       await localDp?.close();
       await database.destroy();
     },
