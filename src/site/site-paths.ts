@@ -12,6 +12,8 @@ export interface SitePaths {
   readonly contentLibrary: string;
   readonly siteJson: string;
   readonly adminToken: string;
+  /** The secret state-message and status-message posts to the MP relay are signed with (docs/adr/0003-state-relay.md). */
+  readonly relayKey: string;
   readonly sqlite: string;
   readonly distmgrBox: string;
   readonly distmgrIncoming: string;
@@ -33,6 +35,7 @@ export function sitePaths(dataDir: string): SitePaths {
     contentLibrary: path.join(data, 'ContentLib'),
     siteJson: path.join(data, 'site.json'),
     adminToken: path.join(data, 'admin.token'),
+    relayKey: path.join(data, 'relay.key'),
     sqlite: path.join(data, 'site.db'),
     distmgrBox: path.join(inboxes, 'distmgr.box'),
     distmgrIncoming: path.join(inboxes, 'distmgr.box', 'incoming'),

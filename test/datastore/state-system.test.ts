@@ -44,7 +44,7 @@ async function withStateSystem(d: SiteDatabase, fn: (s: StateSystem, ctx: SiteCo
 }
 
 describe('state system', () => {
-  engineTest('[UC23][UC24] good files are stored and deleted, a bad file goes to bad/ and does not block them, and the seed log lines are written', async (d) => {
+  engineTest('good files are stored and deleted, a bad file goes to bad/ and does not block them, and the seed log lines are written', async (d) => {
     await withStateSystem(d, async (s, ctx, batches) => {
       const inbox = ctx.paths.statesysIncoming;
       await writeInboxFile(inbox, '001.SMX', specWith(10, 2));

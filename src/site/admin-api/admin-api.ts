@@ -15,6 +15,7 @@ import { queryStatusMessages } from '../../datastore/status-messages.ts';
 import type { SiteContext } from '../site-context.ts';
 import { createPackage, distributePackage, listPackageViews, packageStatus, packageView, requirePackage } from '../services/packages.ts';
 import { addDistributionPoint, listDpViews } from '../services/distribution-points.ts';
+import { MP_PREFIX } from '../../mp/state-relay.ts';
 
 export interface AdminApiOptions {
   readonly ctx: SiteContext;
@@ -48,6 +49,8 @@ export async function buildAdminApi(opts: AdminApiOptions): Promise<FastifyInsta
 
   app.addHook('onRequest', async (request, reply) => {
     if (request.url === '/api/v1/health') return;
+    // The MP relay mounted beside the admin API authenticates its own requests (docs/adr/0003-state-relay.md).
+    if (request.url.startsWith(`${MP_PREFIX}/`)) return;
     const header = request.headers.authorization;
     const token = header?.startsWith('Bearer ') ? header.slice(7) : undefined;
     if (!token || !sameSecret(token, opts.token)) {
@@ -58,7 +61,7 @@ export async function buildAdminApi(opts: AdminApiOptions): Promise<FastifyInsta
   });
 
   app.addHook('onResponse', async (request, reply) => {
-    if (request.url === '/api/v1/health' || reply.statusCode === 401) return;
+    if (request.url === '/api/v1/health' || reply.statusCode === 401 || request.url.startsWith(`${MP_PREFIX}/`)) return;
     const outcome = (request as FastifyRequest & { auditNote?: string }).auditNote;
     log.info(`Audit: User admin (${request.ip}) called ${request.method} ${request.url}: ${reply.statusCode}${outcome ? `, ${outcome}` : ''}`);
   });
