@@ -43,7 +43,8 @@ test("a signed Report (the spec's example) is written unchanged as one .SMX in t
   const { app, smx, log } = await build();
   const res = await post(app, STATE, SPEC);
   assert.equal(res.statusCode, 202);
-  assert.deepEqual({ ...res.json(), file: undefined }, { file: undefined, records: 1, invalidRecords: 0 });
+  const json = res.json<{ file: string; records: number; invalidRecords: number }>();
+  assert.deepEqual([json.records, json.invalidRecords], [1, 0]);
   assert.deepEqual(files(smx), [res.json().file]);
   assert.match(res.json().file, /\.SMX$/);
   assert.equal(fs.readFileSync(path.join(smx, res.json().file), 'utf8'), SPEC);
