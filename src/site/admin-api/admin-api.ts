@@ -16,6 +16,7 @@ import type { SiteContext } from '../site-context.ts';
 import { createPackage, distributePackage, listPackageViews, packageStatus, packageView, requirePackage } from '../services/packages.ts';
 import { addDistributionPoint, listDpViews } from '../services/distribution-points.ts';
 import { MP_PREFIX } from '../../mp/state-relay.ts';
+import { listStates } from '../services/state-messages.ts';
 
 export interface AdminApiOptions {
   readonly ctx: SiteContext;
@@ -140,6 +141,8 @@ export async function buildAdminApi(opts: AdminApiOptions): Promise<FastifyInsta
     });
     return { statusMessages: messages };
   });
+
+  app.get<{ Querystring: { client?: string; topicType?: string; limit?: string } }>('/api/v1/states', async (request) => ({ states: await listStates(ctx, request.query) }));
 
   return app;
 }
