@@ -96,10 +96,27 @@ const parser = new XMLParser({
   parseTagValue: false,
   parseAttributeValue: false,
   ignoreDeclaration: true,
+  // Entities are decoded by `decodeXml` in the few text values we keep: the
+  // parser's own entity pass over every value costs a third of the parse.
+  processEntities: false,
   isArray: (name) => name === 'StateMessage' || name === 'Param',
 });
 
 type Node = Record<string, unknown>;
+
+const ENTITIES: Readonly<Record<string, string>> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
+
+/** Decodes XML's five named entities and character references; anything else is left as written. */
+export function decodeXml(s: string): string {
+  if (!s.includes('&')) return s;
+  return s.replace(/&(#x[0-9a-fA-F]{1,6}|#[0-9]{1,7}|[a-z]{2,4});/g, (whole, ref: string) => {
+    if (ref[0] === '#') {
+      const cp = ref[1] === 'x' ? parseInt(ref.slice(2), 16) : parseInt(ref.slice(1), 10);
+      return cp <= 0x10ffff ? String.fromCodePoint(cp) : whole;
+    }
+    return ENTITIES[ref] ?? whole;
+  });
+}
 
 function child(node: unknown, name: string): unknown {
   return node && typeof node === 'object' ? (node as Node)[name] : undefined;
@@ -107,15 +124,18 @@ function child(node: unknown, name: string): unknown {
 
 function attrs(node: unknown): Record<string, string> {
   const a = child(node, '@');
-  return a && typeof a === 'object' ? (a as Record<string, string>) : {};
+  if (!a || typeof a !== 'object') return {};
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(a)) out[k] = decodeXml(String(v));
+  return out;
 }
 
 /** Text content of an element: a plain string, or `#text` beside attributes; '' when empty. */
 function text(node: unknown): string | undefined {
-  if (typeof node === 'string') return node.trim();
+  if (typeof node === 'string') return decodeXml(node.trim());
   if (node && typeof node === 'object') {
     const t = (node as Node)['#text'];
-    if (typeof t === 'string') return t.trim();
+    if (typeof t === 'string') return decodeXml(t.trim());
     if (Object.keys(node).every((k) => k === '@')) return '';
   }
   return undefined;

@@ -109,3 +109,9 @@ test('a report with an empty body has no records and is valid', () => {
   const r = parseStateReport(report(''), { now: NOW });
   assert.deepEqual([r.records.length, r.invalid.length], [0, 0]);
 });
+
+test('entities and character references in values are decoded', () => {
+  const r = parseStateReport(report(msg(1).replace('ID="u-1"', 'ID="a&amp;b&#x41;&#66;&lt;"'), '<ClientID>GUID:&quot;1&quot;</ClientID>'), { now: NOW });
+  assert.equal(r.records[0]!.topicId, 'a&bAB<');
+  assert.equal(r.client.clientId, 'GUID:"1"');
+});

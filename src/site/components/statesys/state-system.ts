@@ -30,6 +30,7 @@ import { storeStateRecords } from '../../../datastore/state-messages.ts';
 import { nowIso } from '../../../datastore/time.ts';
 import type { SiteContext } from '../../site-context.ts';
 import { ReportPool } from './report-pool.ts';
+import type { ReportReply } from './report-worker.ts';
 
 export const STATESYS_COMPONENT = 'SMS_STATE_SYSTEM';
 
@@ -82,19 +83,35 @@ export class StateSystem {
     const batchSize = Math.max(1, this.#ctx.settings['statesys.batchSize']);
     let announced = false;
     for (;;) {
-      const names = (await listInboxFiles(dir, 'SMX')).slice(0, batchSize);
+      // A few batches at a time, pipelined: the workers parse batch k+1 while
+      // the main thread commits batch k. Commits stay in file order.
+      const names = (await listInboxFiles(dir, 'SMX')).slice(0, batchSize * 4);
       if (!names.length) return;
       if (!announced) {
         this.log.info(`Inbox notification triggered; loading message files in batches of up to ${batchSize}.`);
         announced = true;
       }
-      await this.#batch(dir, names);
+      const batches: string[][] = [];
+      for (let i = 0; i < names.length; i += batchSize) batches.push(names.slice(i, i + batchSize));
+      let next = this.#parse(dir, batches[0]!);
+      for (const [i, batch] of batches.entries()) {
+        const replies = await next;
+        if (i + 1 < batches.length) {
+          next = this.#parse(dir, batches[i + 1]!);
+          // Awaited on the next turn; this only keeps a failure from being reported as unhandled meanwhile.
+          next.catch(() => undefined);
+        }
+        await this.#commit(dir, batch, replies);
+      }
     }
   }
 
-  async #batch(dir: string, names: readonly string[]): Promise<void> {
+  #parse(dir: string, names: readonly string[]): Promise<ReportReply[]> {
     const now = Date.now();
-    const replies = await Promise.all(names.map((name) => this.#pool.parse(path.join(dir, name), MAX_REPORT_BYTES, now)));
+    return Promise.all(names.map((name) => this.#pool.parse(path.join(dir, name), MAX_REPORT_BYTES, now)));
+  }
+
+  async #commit(dir: string, names: readonly string[], replies: readonly ReportReply[]): Promise<void> {
     const records: StateRecord[] = [];
     const done: string[] = [];
     let badFiles = 0;
