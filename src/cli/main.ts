@@ -15,6 +15,7 @@ import type { PackageStatusView, PackageView } from '../site/services/packages.t
 import type { SettingView } from '../site/services/settings.ts';
 import type { StoredStatusMessage } from '../datastore/status-messages.ts';
 import { verifyPrestage } from '../content-library/prestage.ts';
+import type { StateView } from '../site/services/state-messages.ts';
 
 function port(value: string): number {
   const n = Number(value);
@@ -248,6 +249,24 @@ export function buildProgram(): Command {
       const r = await callAdmin<{ statusMessages: StoredStatusMessage[] }>(conn(), 'GET', `/api/v1/status-messages?${q}`);
       print(!!o.json, r.statusMessages, () =>
         table([['TIME', 'ID', 'SEV', 'COMPONENT', 'INSERTION STRINGS'], ...r.statusMessages.map((m) => [m.time, String(m.id), m.severity, m.component, m.istr.filter(Boolean).join(' | ')])]),
+      );
+    });
+
+  admin
+    .command('state')
+    .description('state messages')
+    .command('list')
+    .description('latest state per client and topic, with friendly names')
+    .option('--client <name>', 'only this client (NetBIOS name or client ID)')
+    .option('--topic-type <n>', 'only this topic type, e.g. 500 (software updates)')
+    .option('--json', 'JSON output')
+    .action(async (o: { client?: string; topicType?: string; json?: boolean }) => {
+      const q = new URLSearchParams();
+      if (o.client) q.set('client', o.client);
+      if (o.topicType) q.set('topicType', o.topicType);
+      const r = await callAdmin<{ states: StateView[] }>(conn(), 'GET', `/api/v1/states?${q}`);
+      print(!!o.json, r.states, () =>
+        table([['CLIENT', 'TOPIC TYPE', 'TOPIC', 'STATE', 'SERIAL', 'MESSAGE TIME'], ...r.states.map((s) => [s.client || s.clientId, `${s.topicType} ${s.topicTypeName ?? ''}`.trim(), s.topicId, `${s.stateId} ${s.stateName ?? ''}`.trim(), String(s.serialNumber), s.messageTime])]),
       );
     });
 

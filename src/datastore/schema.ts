@@ -192,6 +192,10 @@ export interface Database {
   StatusMessageInsStrs: StatusMessageInsStrsTable;
   StatusMessageAttributes: StatusMessageAttributesTable;
   IdSequences: IdSequencesTable;
+  StateMsg: StateMsgTable;
+  StateMsgHistory: StateMsgTable;
+  SR_TopicTypes: SRTopicTypesTable;
+  SR_StateNames: SRStateNamesTable;
 }
 
 export type PackageRow = Selectable<SMSPackagesTable>;
@@ -202,3 +206,40 @@ export type PkgStatusRow = Selectable<PkgStatusTable>;
 export type PkgServerRow = Selectable<PkgServersTable>;
 
 export type ContentValidationRow = Selectable<ContentValidationsTable>;
+/**
+ * Migration 0003 (state system): the latest state per (client, topic type,
+ * topic ID) in `StateMsg`, every valid message once in `StateMsgHistory`
+ * (same columns), and the friendly names.
+ */
+export interface StateMsgTable {
+  ClientID: string;
+  TopicType: number;
+  TopicID: string;
+  StateID: number;
+  Criticality: Generated<number>;
+  SerialNumber: number;
+  /** When the client raised the message (ISO 8601 UTC). */
+  MessageTime: string;
+  NetBIOSName: Generated<string>;
+  IDType: Generated<number>;
+  UserName: Generated<string>;
+  UserSID: Generated<string>;
+  UserFlags: Generated<number>;
+  /** JSON list of the UserParameters' Param strings. */
+  UserParams: Generated<string>;
+  /** When the state system stored it (ISO 8601 UTC). */
+  ReceivedTime: string;
+}
+
+export interface SRTopicTypesTable {
+  TopicType: number;
+  TopicTypeName: string;
+}
+
+export interface SRStateNamesTable {
+  TopicType: number;
+  StateID: number;
+  StateName: string;
+}
+
+export type StateMsgRow = Selectable<StateMsgTable>;

@@ -30,6 +30,10 @@ export const SETTING_DEFAULTS = {
   'statmgr.batchSize': 200,
   /** Ours (the product validates weekly by default): seconds between content validations of each package on each DP; 0 turns the schedule off. */
   'distmgr.validationIntervalSeconds': 604800,
+  /** Ours: state system batch size (.SMX files per transaction). */
+  'statesys.batchSize': 200,
+  /** Ours: state system worker threads that parse .SMX files. */
+  'statesys.parseThreads': 2,
 } as const;
 
 export type SettingName = keyof typeof SETTING_DEFAULTS;

@@ -43,6 +43,13 @@ export const ERRORS = {
   CAIRN_SITE_UNREACHABLE: { message: 'the site admin API cannot be reached', status: 502, callerFault: false },
   CAIRN_CONFIG_MISSING: { message: 'no site address or admin token was found (set CAIRN_URL and CAIRN_TOKEN, or run in the folder of `cairn start`)', status: 400, callerFault: true },
   CAIRN_INTERNAL: { message: 'an internal error occurred', status: 500, callerFault: false },
+  CAIRN_STATE_XML_MALFORMED: { message: 'the state-message report is not well-formed XML', status: 400, callerFault: true },
+  CAIRN_STATE_REPORT_INVALID: { message: 'the body is not a state-message Report (wrong root, missing client ID or body)', status: 400, callerFault: true },
+  CAIRN_STATE_MESSAGE_INVALID: { message: 'a state message lacks a field or has a malformed value', status: 400, callerFault: true },
+  CAIRN_STATE_TOPIC_UNKNOWN: { message: 'a state message has a topic type this site does not know', status: 400, callerFault: true },
+  CAIRN_STATE_TOO_LARGE: { message: 'the state-message report is too large', status: 413, callerFault: true },
+  CAIRN_STATUS_MESSAGE_INVALID: { message: 'the client status messages are not valid', status: 400, callerFault: true },
+  CAIRN_STATUS_TOO_LARGE: { message: 'the client status-message body is too large', status: 413, callerFault: true },
 } as const satisfies Record<string, ErrorDefinition>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -12,11 +12,15 @@ export interface SitePaths {
   readonly contentLibrary: string;
   readonly siteJson: string;
   readonly adminToken: string;
+  /** The secret state-message and status-message posts to the MP relay are signed with (docs/adr/0003-state-relay.md). */
+  readonly relayKey: string;
   readonly sqlite: string;
   readonly distmgrBox: string;
   readonly distmgrIncoming: string;
   readonly pkgTransferMgrBox: string;
   readonly statmsgs: string;
+  /** The state system's inbox (spec 40): `.SMX` files from the MP relay. */
+  readonly statesysIncoming: string;
   /** The all-in-one site's own distribution point data folder. */
   readonly localDp: string;
 }
@@ -31,11 +35,13 @@ export function sitePaths(dataDir: string): SitePaths {
     contentLibrary: path.join(data, 'ContentLib'),
     siteJson: path.join(data, 'site.json'),
     adminToken: path.join(data, 'admin.token'),
+    relayKey: path.join(data, 'relay.key'),
     sqlite: path.join(data, 'site.db'),
     distmgrBox: path.join(inboxes, 'distmgr.box'),
     distmgrIncoming: path.join(inboxes, 'distmgr.box', 'incoming'),
     pkgTransferMgrBox: path.join(inboxes, 'PkgTransferMgr.box'),
     statmsgs: path.join(inboxes, 'statmgr.box', 'statmsgs'),
+    statesysIncoming: path.join(inboxes, 'auth', 'statesys.box', 'incoming'),
     localDp: path.join(data, 'dp'),
   });
 }

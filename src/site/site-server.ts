@@ -24,7 +24,9 @@ import { DbMonitor } from './components/smsdbmon/db-monitor.ts';
 import { DistributionManager } from './components/distmgr/distribution-manager.ts';
 import { PackageTransferManager } from './components/pkgxfermgr/package-transfer-manager.ts';
 import { StatusManager } from './components/statmgr/status-manager.ts';
+import { StateSystem } from './components/statesys/state-system.ts';
 import { buildAdminApi } from './admin-api/admin-api.ts';
+import { MP_PREFIX, stateRelay } from '../mp/state-relay.ts';
 import { addDistributionPoint } from './services/distribution-points.ts';
 
 export interface SiteOptions {
@@ -110,6 +112,7 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
   const distmgr = new DistributionManager(ctx);
   const xfer = new PackageTransferManager(ctx, () => distmgr.wakeStatusThread());
   const statmgr = new StatusManager(ctx);
+  const statesys = new StateSystem(ctx);
   const dbmon = new DbMonitor(ctx, (inbox) => {
     if (inbox === paths.distmgrBox) distmgr.wake();
     if (inbox === paths.pkgTransferMgrBox) xfer.wake();
@@ -117,6 +120,25 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
   wakeDbmon.fn = () => dbmon.wake();
 
   const api = await buildAdminApi({ ctx, token, log: provLog });
+  // Until the MP role exists, the site's HTTP server carries the MP relay (docs/adr/0003-state-relay.md).
+  let relayKey: string;
+  try {
+    relayKey = fs.readFileSync(paths.relayKey, 'utf8').trim();
+  } catch {
+    relayKey = randomBytes(32).toString('base64url');
+    writeFileAtomic(paths.relayKey, `${relayKey}\n`, 0o600);
+  }
+  const relayLog = createComponentLog({ dir: paths.logs, name: 'MP_Relay', component: 'MP_RelayEndpoint' });
+  await api.register(stateRelay, {
+    prefix: MP_PREFIX,
+    key: relayKey,
+    siteCode,
+    statesysIncoming: paths.statesysIncoming,
+    statmsgs: paths.statmsgs,
+    log: relayLog,
+    onStateFile: () => statesys.wake(),
+    onStatusFile: () => statmgr.wake(),
+  });
   const host = opts.host ?? '127.0.0.1';
   await api.listen({ port: opts.port ?? 8340, host });
   const address = api.server.address();
@@ -145,6 +167,7 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
   provLog.info(`SMS Provider (admin API) listening on ${adminUrl}; site ${siteCode}; database ${database.display}`);
 
   statmgr.start();
+  statesys.start();
   dbmon.start();
   distmgr.start();
   xfer.start();
@@ -164,6 +187,7 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
       await distmgr.stop();
       await dbmon.stop();
       await statmgr.stop();
+      await statesys.stop();
       await localDp?.close();
       await database.destroy();
     },

@@ -30,6 +30,8 @@ import {
 } from '../services/packages.ts';
 import { addDistributionPoint, listDpViews } from '../services/distribution-points.ts';
 import { changeSetting, listSettings } from '../services/settings.ts';
+import { MP_PREFIX } from '../../mp/state-relay.ts';
+import { listStates } from '../services/state-messages.ts';
 
 export interface AdminApiOptions {
   readonly ctx: SiteContext;
@@ -63,6 +65,8 @@ export async function buildAdminApi(opts: AdminApiOptions): Promise<FastifyInsta
 
   app.addHook('onRequest', async (request, reply) => {
     if (request.url === '/api/v1/health') return;
+    // The MP relay mounted beside the admin API authenticates its own requests (docs/adr/0003-state-relay.md).
+    if (request.url.startsWith(`${MP_PREFIX}/`)) return;
     const header = request.headers.authorization;
     const token = header?.startsWith('Bearer ') ? header.slice(7) : undefined;
     if (!token || !sameSecret(token, opts.token)) {
@@ -73,7 +77,7 @@ export async function buildAdminApi(opts: AdminApiOptions): Promise<FastifyInsta
   });
 
   app.addHook('onResponse', async (request, reply) => {
-    if (request.url === '/api/v1/health' || reply.statusCode === 401) return;
+    if (request.url === '/api/v1/health' || reply.statusCode === 401 || request.url.startsWith(`${MP_PREFIX}/`)) return;
     const outcome = (request as FastifyRequest & { auditNote?: string }).auditNote;
     log.info(`Audit: User admin (${request.ip}) called ${request.method} ${request.url}: ${reply.statusCode}${outcome ? `, ${outcome}` : ''}`);
   });
@@ -219,6 +223,8 @@ export async function buildAdminApi(opts: AdminApiOptions): Promise<FastifyInsta
     });
     return { statusMessages: messages };
   });
+
+  app.get<{ Querystring: { client?: string; topicType?: string; limit?: string } }>('/api/v1/states', async (request) => ({ states: await listStates(ctx, request.query) }));
 
   return app;
 }

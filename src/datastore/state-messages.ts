@@ -1,0 +1,187 @@
+/**
+ * SQL for state messages (migration 0003): the latest state per (client,
+ * topic type, topic ID) in `StateMsg`, every valid message once in
+ * `StateMsgHistory`, and the friendly names in `SR_TopicTypes` and
+ * `SR_StateNames`.
+ *
+ * The latest-state rule is in the SQL, so that it holds however messages
+ * arrive and whichever process writes: a stored row is replaced only by a
+ * message with a higher serial number AND a message time that is not older
+ * (`LATEST_RULE`). Everything here is idempotent: storing the same records
+ * twice changes nothing, which is what makes a re-read `.SMX` harmless.
+ */
+import { sql } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
+import type { Database, StateMsgTable } from './schema.ts';
+import type { Insertable } from 'kysely';
+import type { StateRecord } from '../shared/state-report.ts';
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+/** The rule, in words, for logs and docs. */
+export const LATEST_RULE = 'a message replaces the stored state only when its serial number is higher and its message time is not older';
+
+/**
+ * Rows per INSERT statement. 14 columns × 1,000 rows stays under SQLite's
+ * 32,766 and PostgreSQL's 65,535 bound parameters.
+ */
+const ROWS_PER_STATEMENT = 1000;
+
+function toRow(r: StateRecord, receivedTime: string): Insertable<StateMsgTable> {
+  return {
+    ClientID: r.clientId,
+    TopicType: r.topicType,
+    TopicID: r.topicId,
+    StateID: r.stateId,
+    Criticality: r.criticality,
+    SerialNumber: r.serialNumber,
+    MessageTime: r.messageTime,
+    NetBIOSName: r.netbiosName,
+    IDType: r.idType,
+    UserName: r.user,
+    UserSID: r.userSid,
+    UserFlags: r.userFlags,
+    UserParams: JSON.stringify(r.userParams),
+    ReceivedTime: receivedTime,
+  };
+}
+
+const keyOf = (r: StateRecord): string => `${r.clientId}\u0000${r.topicType}\u0000${r.topicId}`;
+
+export interface StoreResult {
+  /** Records that became the latest state of their topic. */
+  readonly applied: number;
+  /** Records that were already in the history (a re-read file or a replayed message). */
+  readonly duplicates: number;
+}
+
+/**
+ * Stores valid records in one transaction's worth of statements: appends them
+ * to the history, then applies the latest-state rule. Call it inside a
+ * transaction so that history and latest state commit together.
+ *
+ * Records for the same topic are applied in the order given, in rounds of one
+ * record per topic, because one INSERT … ON CONFLICT DO UPDATE may not touch
+ * a row twice (PostgreSQL refuses it) and the rule is not a total order, so
+ * the outcome must be the one of applying the messages one after the other.
+ */
+export async function storeStateRecords(trx: Db, records: readonly StateRecord[], receivedTime: string): Promise<StoreResult> {
+  let inserted = 0;
+  for (let i = 0; i < records.length; i += ROWS_PER_STATEMENT) {
+    const rows = records.slice(i, i + ROWS_PER_STATEMENT).map((r) => toRow(r, receivedTime));
+    const res = await trx
+      .insertInto('StateMsgHistory')
+      .values(rows)
+      .onConflict((oc) => oc.columns(['ClientID', 'TopicType', 'TopicID', 'SerialNumber']).doNothing())
+      .executeTakeFirst();
+    inserted += Number(res.numInsertedOrUpdatedRows ?? 0);
+  }
+
+  const rounds: StateRecord[][] = [];
+  const seen = new Map<string, number>();
+  for (const r of records) {
+    const k = keyOf(r);
+    const n = seen.get(k) ?? 0;
+    seen.set(k, n + 1);
+    (rounds[n] ??= []).push(r);
+  }
+  let applied = 0;
+  for (const round of rounds) {
+    for (let i = 0; i < round.length; i += ROWS_PER_STATEMENT) {
+      const rows = round.slice(i, i + ROWS_PER_STATEMENT).map((r) => toRow(r, receivedTime));
+      const res = await trx
+        .insertInto('StateMsg')
+        .values(rows)
+        .onConflict((oc) =>
+          oc
+            .columns(['ClientID', 'TopicType', 'TopicID'])
+            .doUpdateSet((eb) => ({
+              StateID: eb.ref('excluded.StateID'),
+              Criticality: eb.ref('excluded.Criticality'),
+              SerialNumber: eb.ref('excluded.SerialNumber'),
+              MessageTime: eb.ref('excluded.MessageTime'),
+              NetBIOSName: eb.ref('excluded.NetBIOSName'),
+              IDType: eb.ref('excluded.IDType'),
+              UserName: eb.ref('excluded.UserName'),
+              UserSID: eb.ref('excluded.UserSID'),
+              UserFlags: eb.ref('excluded.UserFlags'),
+              UserParams: eb.ref('excluded.UserParams'),
+              ReceivedTime: eb.ref('excluded.ReceivedTime'),
+            }))
+            // LATEST_RULE. Times are fixed-width ISO 8601 UTC text: text order is time order.
+            .where(({ eb, and, ref }) => and([eb(ref('excluded.SerialNumber'), '>', ref('StateMsg.SerialNumber')), eb(ref('excluded.MessageTime'), '>=', ref('StateMsg.MessageTime'))])),
+        )
+        .executeTakeFirst();
+      applied += Number(res.numInsertedOrUpdatedRows ?? 0);
+    }
+  }
+  return { applied, duplicates: records.length - inserted };
+}
+
+export interface LatestStateFilter {
+  /** Client ID or NetBIOS name, exactly. */
+  readonly client?: string;
+  readonly topicType?: number;
+  readonly limit?: number;
+}
+
+export interface LatestStateRow {
+  readonly ClientID: string;
+  readonly NetBIOSName: string;
+  readonly TopicType: number;
+  readonly TopicTypeName: string | null;
+  readonly TopicID: string;
+  readonly StateID: number;
+  readonly StateName: string | null;
+  readonly Criticality: number;
+  readonly SerialNumber: number;
+  readonly MessageTime: string;
+  readonly ReceivedTime: string;
+  readonly UserParams: string;
+}
+
+/** The latest states with their friendly names, ordered by client, topic type and topic. */
+export async function listLatestStates(db: Db, filter: LatestStateFilter = {}): Promise<LatestStateRow[]> {
+  let q = db
+    .selectFrom('StateMsg as s')
+    .leftJoin('SR_TopicTypes as t', 't.TopicType', 's.TopicType')
+    .leftJoin('SR_StateNames as n', (j) => j.onRef('n.TopicType', '=', 's.TopicType').onRef('n.StateID', '=', 's.StateID'))
+    .select(['s.ClientID', 's.NetBIOSName', 's.TopicType', 't.TopicTypeName', 's.TopicID', 's.StateID', 'n.StateName', 's.Criticality', 's.SerialNumber', 's.MessageTime', 's.ReceivedTime', 's.UserParams']);
+  if (filter.client) {
+    const c = filter.client;
+    q = q.where((eb) => eb.or([eb('s.ClientID', '=', c), eb('s.NetBIOSName', '=', c)]));
+  }
+  if (filter.topicType !== undefined) q = q.where('s.TopicType', '=', filter.topicType);
+  const rows = await q.orderBy('s.ClientID').orderBy('s.TopicType').orderBy('s.TopicID').limit(filter.limit ?? 10000).execute();
+  return rows.map((r) => ({ ...r, SerialNumber: Number(r.SerialNumber) }));
+}
+
+/** Every history row of one topic of one client, oldest serial first. */
+export async function stateHistory(db: Db, clientId: string, topicType: number, topicId: string): Promise<{ SerialNumber: number; StateID: number; MessageTime: string }[]> {
+  const rows = await db
+    .selectFrom('StateMsgHistory')
+    .select(['SerialNumber', 'StateID', 'MessageTime'])
+    .where('ClientID', '=', clientId)
+    .where('TopicType', '=', topicType)
+    .where('TopicID', '=', topicId)
+    .orderBy('SerialNumber')
+    .execute();
+  return rows.map((r) => ({ ...r, SerialNumber: Number(r.SerialNumber) }));
+}
+
+/** Friendly names: every topic type with its states. */
+export async function listStateNames(db: Db): Promise<{ TopicType: number; TopicTypeName: string; StateID: number | null; StateName: string | null }[]> {
+  return db
+    .selectFrom('SR_TopicTypes as t')
+    .leftJoin('SR_StateNames as n', 'n.TopicType', 't.TopicType')
+    .select(['t.TopicType', 't.TopicTypeName', 'n.StateID', 'n.StateName'])
+    .orderBy('t.TopicType')
+    .orderBy('n.StateID')
+    .execute();
+}
+
+/** Counts rows of a state table, for tests and the benchmark. */
+export async function countStateRows(db: Db, table: 'StateMsg' | 'StateMsgHistory'): Promise<number> {
+  const r = await db.selectFrom(table).select(sql<number>`count(*)`.as('n')).executeTakeFirstOrThrow();
+  return Number(r.n);
+}
