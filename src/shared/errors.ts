@@ -37,6 +37,16 @@ export const ERRORS = {
   CAIRN_DATABASE_URL_INVALID: { message: 'the database URL is not sqlite: or postgres(ql)://', status: 400, callerFault: true },
   CAIRN_SITE_UNREACHABLE: { message: 'the site admin API cannot be reached', status: 502, callerFault: false },
   CAIRN_CONFIG_MISSING: { message: 'no site address or admin token was found (set CAIRN_URL and CAIRN_TOKEN, or run in the folder of `cairn start`)', status: 400, callerFault: true },
+  CAIRN_CATALOG_UPDATE_INVALID: { message: 'an update in the catalog is malformed', status: 400, callerFault: true },
+  CAIRN_CATALOG_CATEGORY_INVALID: { message: 'a category in the catalog is malformed', status: 400, callerFault: true },
+  CAIRN_CATALOG_RULE_INVALID: { message: "an update's applicability or installed rule is malformed", status: 400, callerFault: true },
+  CAIRN_CATALOG_VERSION_INVALID: { message: 'a Debian version string is malformed', status: 400, callerFault: true },
+  CAIRN_CATALOG_FOLDER_INVALID: { message: 'the catalog folder is missing, unreadable or not in the catalog format', status: 400, callerFault: true },
+  CAIRN_CATALOG_ANCHOR_INVALID: { message: 'the sync anchor or page cursor is malformed', status: 400, callerFault: true },
+  CAIRN_CATALOG_CHANGED: { message: 'the catalog changed while a sync was reading it', status: 409, callerFault: false },
+  CAIRN_CATALOG_APT_UNREADABLE: { message: 'an apt index file cannot be read', status: 500, callerFault: false },
+  CAIRN_UPSTREAM_UNREACHABLE: { message: 'the upstream update server cannot be reached', status: 502, callerFault: false },
+  CAIRN_UPSTREAM_REJECTED: { message: 'the upstream update server answered with an error or a malformed page', status: 502, callerFault: false },
   CAIRN_INTERNAL: { message: 'an internal error occurred', status: 500, callerFault: false },
 } as const satisfies Record<string, ErrorDefinition>;
 
