@@ -11,12 +11,14 @@ import type { Kysely, Migration, MigrationProvider } from 'kysely';
 import type { Engine } from './engine.ts';
 import type { Database } from './schema.ts';
 import * as m0001 from './migrations/0001-initial.ts';
+import * as m0004 from './migrations/0004-update-catalog.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- see 0001-initial.ts
 type MigrationModule = { up(db: Kysely<any>, engine: Engine): Promise<void> };
 
 const MIGRATIONS: Readonly<Record<string, MigrationModule>> = Object.freeze({
   '0001-initial': m0001,
+  '0004-update-catalog': m0004,
 });
 
 export const MIGRATION_NAMES = Object.keys(MIGRATIONS);
