@@ -9,6 +9,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { describeError } from '../shared/errors.ts';
 import { startSite } from '../site/site-server.ts';
 import { runDpCommand } from './dp-command.ts';
+import { runUpstreamCommand } from './upstream-command.ts';
 import { callAdmin, findAdminConnection } from './admin-client.ts';
 import type { DpView } from '../site/services/distribution-points.ts';
 import type { PackageStatusView, PackageView } from '../site/services/packages.ts';
@@ -156,6 +157,17 @@ export function buildProgram(): Command {
       print(!!o.json, r.statusMessages, () =>
         table([['TIME', 'ID', 'SEV', 'COMPONENT', 'INSERTION STRINGS'], ...r.statusMessages.map((m) => [m.time, String(m.id), m.severity, m.component, m.istr.filter(Boolean).join(' | ')])]),
       );
+    });
+
+  program
+    .command('upstream')
+    .description('serve an update catalog folder to sites over the incremental catalog protocol')
+    .requiredOption('--catalog <dir>', 'catalog folder: categories.ndjson and updates/*.ndjson (docs/catalog.md)')
+    .requiredOption('--port <n>', 'port to listen on (0 picks a free port)', port)
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--state <dir>', 'change index and log folder (default: <catalog>/.cairn-upstream)')
+    .action(async (o: { catalog: string; port: number; host: string; state?: string }) => {
+      await runUpstreamCommand({ catalog: o.catalog, port: o.port, host: o.host, ...(o.state ? { state: o.state } : {}) });
     });
 
   return program;
