@@ -54,7 +54,7 @@ export async function writeCatalog(dir: string, count: number, opts: { perFile?:
   for (let start = first; start < first + count; start += perFile) {
     const out = fs.createWriteStream(path.join(dir, 'updates', `${String(start).padStart(7, '0')}.ndjson`));
     for (let n = start; n < Math.min(start + perFile, first + count); n += 1) {
-      if (!out.write(JSON.stringify(update(n)) + '\n')) await new Promise((r) => out.once('drain', r));
+      if (!out.write(JSON.stringify(update(n)) + '\n')) await new Promise<void>((r) => out.once('drain', () => r()));
     }
     await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
   }

@@ -16,7 +16,10 @@ const hasAptHelper = fs.existsSync('/usr/lib/apt/apt-helper');
 async function drain(c: CatalogChanges): Promise<{ updates: Update[]; bad: string[]; categories: string[] }> {
   const out = { updates: [] as Update[], bad: [] as string[], categories: [] as string[] };
   for await (const page of c.categoryPages()) for (const it of page) if (it.ok) out.categories.push(`${it.value.type}:${it.value.name}`);
-  for await (const page of c.updatePages()) for (const it of page) (it.ok ? out.updates.push(it.value) : out.bad.push(it.id));
+  for await (const page of c.updatePages()) for (const it of page) {
+      if (it.ok) out.updates.push(it.value);
+      else out.bad.push(it.id);
+    }
   return out;
 }
 

@@ -11,10 +11,18 @@ import { update, updateId, writeCatalog } from '../helpers/catalog.ts';
 
 async function drain(c: CatalogChanges): Promise<{ categories: string[]; updates: string[]; bad: string[]; pages: number }> {
   const out = { categories: [] as string[], updates: [] as string[], bad: [] as string[], pages: 0 };
-  for await (const page of c.categoryPages()) for (const it of page) (it.ok ? out.categories.push(it.value.id) : out.bad.push(`${it.id} ${it.code}`));
+  for await (const page of c.categoryPages()) {
+    for (const it of page) {
+      if (it.ok) out.categories.push(it.value.id);
+      else out.bad.push(`${it.id} ${it.code}`);
+    }
+  }
   for await (const page of c.updatePages()) {
     out.pages += 1;
-    for (const it of page) (it.ok ? out.updates.push(it.value.id) : out.bad.push(`${it.id} ${it.code}`));
+    for (const it of page) {
+      if (it.ok) out.updates.push(it.value.id);
+      else out.bad.push(`${it.id} ${it.code}`);
+    }
   }
   return out;
 }
