@@ -233,7 +233,11 @@ export function createAptSource(dir: string, opts: AptSourceOptions = {}): Catal
       let total = 0;
       for (const [i, list] of lists.entries()) {
         for await (const s of stanzas(openList(list.file, aptHelper))) {
-          if (stanzaError(s)) continue;
+          // A malformed stanza is one item too: it is counted (and rejected) in pass 2.
+          if (stanzaError(s)) {
+            total += 1;
+            continue;
+          }
           const key = `${s.package}/${s.architecture}`;
           let byVersion = versions.get(key);
           if (!byVersion) versions.set(key, (byVersion = new Map()));

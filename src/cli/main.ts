@@ -10,6 +10,7 @@ import { describeError } from '../shared/errors.ts';
 import { startSite } from '../site/site-server.ts';
 import { runDpCommand } from './dp-command.ts';
 import { runUpstreamCommand } from './upstream-command.ts';
+import { runCatalogImport } from './catalog-command.ts';
 import { callAdmin, findAdminConnection } from './admin-client.ts';
 import type { DpView } from '../site/services/distribution-points.ts';
 import type { PackageStatusView, PackageView } from '../site/services/packages.ts';
@@ -168,6 +169,20 @@ export function buildProgram(): Command {
     .option('--state <dir>', 'change index and log folder (default: <catalog>/.cairn-upstream)')
     .action(async (o: { catalog: string; port: number; host: string; state?: string }) => {
       await runUpstreamCommand({ catalog: o.catalog, port: o.port, host: o.host, ...(o.state ? { state: o.state } : {}) });
+    });
+
+  const catalog = program.command('catalog').description('update catalog tools (internal; the update sync manager runs the same import)');
+  catalog
+    .command('import')
+    .description("import an update catalog into a site's database, once")
+    .option('--from <url>', 'a cairn upstream URL, e.g. http://127.0.0.1:8530')
+    .option('--apt <dir>', 'a folder of apt lists, e.g. /var/lib/apt/lists')
+    .option('--data <dir>', 'data folder of the site', './cairn-data')
+    .option('--full', 'ignore the stored anchor and import everything')
+    .option('--page-size <n>', 'items per page', (v) => Number(v))
+    .option('--json', 'JSON output (progress goes to stderr)')
+    .action(async (o: { from?: string; apt?: string; data: string; full?: boolean; pageSize?: number; json?: boolean }) => {
+      await runCatalogImport({ data: o.data, full: !!o.full, json: !!o.json, ...(o.from ? { from: o.from } : {}), ...(o.apt ? { apt: o.apt } : {}), ...(o.pageSize ? { pageSize: o.pageSize } : {}) });
     });
 
   return program;
