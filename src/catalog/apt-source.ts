@@ -139,39 +139,59 @@ interface Stanza {
   description?: string;
 }
 
-/** Streams the stanzas of a list. Only the fields above are decoded; continuation lines are skipped. */
+const FIELDS: Readonly<Record<string, keyof Stanza>> = { Package: 'package', Architecture: 'architecture', Version: 'version', Description: 'description' };
+
+/**
+ * Streams the stanzas of a list. Lines are found in the bytes and only the
+ * values of the fields above are decoded, each into a string of its own: a
+ * slice of a large decoded chunk would keep the whole chunk alive for as long
+ * as the version map holds the slice.
+ */
 async function* stanzas(stream: Readable): AsyncGenerator<Stanza> {
   let cur: Stanza = {};
   let any = false;
-  let carry = '';
-  const field = (line: string): void => {
-    const c = line.charCodeAt(0);
-    if (c === 32 || c === 9) return;
-    const colon = line.indexOf(':');
-    if (colon < 0) return;
-    const name = line.slice(0, colon);
-    const value = line.slice(colon + 1).trim();
+  let carry: Buffer | undefined;
+  const blank = (buf: Buffer, from: number, to: number): boolean => {
+    for (let i = from; i < to; i += 1) if (buf[i] !== 32 && buf[i] !== 9) return false;
+    return true;
+  };
+  const field = (buf: Buffer, from: number, to: number): void => {
+    const c = buf[from];
+    if (c === 32 || c === 9) return; // a continuation line
+    const colon = buf.indexOf(58, from);
+    if (colon < 0 || colon >= to) return;
+    const len = colon - from;
+    if (len !== 7 && len !== 11 && len !== 12) return;
+    const key = FIELDS[buf.toString('latin1', from, colon)];
+    if (!key) return;
+    let vs = colon + 1;
+    let ve = to;
+    while (vs < ve && (buf[vs] === 32 || buf[vs] === 9)) vs += 1;
+    while (ve > vs && (buf[ve - 1] === 32 || buf[ve - 1] === 9)) ve -= 1;
+    cur[key] = buf.toString('utf8', vs, ve);
+  };
+  const line = (buf: Buffer, from: number, to: number): boolean => {
+    if (to > from && buf[to - 1] === 13) to -= 1;
+    if (blank(buf, from, to)) return any;
     any = true;
-    if (name === 'Package') cur.package = value;
-    else if (name === 'Architecture') cur.architecture = value;
-    else if (name === 'Version') cur.version = value;
-    else if (name === 'Description') cur.description = value;
+    field(buf, from, to);
+    return false;
   };
   for await (const chunk of stream) {
-    const text: string = carry + (chunk as Buffer).toString('utf8');
+    const buf: Buffer = carry ? Buffer.concat([carry, chunk as Buffer]) : (chunk as Buffer);
     let start = 0;
-    for (let nl = text.indexOf('\n', start); nl !== -1; nl = text.indexOf('\n', start)) {
-      const line = text.charCodeAt(nl - 1) === 13 ? text.slice(start, nl - 1) : text.slice(start, nl);
+    for (let nl = buf.indexOf(10, start); nl !== -1; nl = buf.indexOf(10, start)) {
+      const ended = line(buf, start, nl);
       start = nl + 1;
-      if (line.trim() === '') {
-        if (any) yield cur;
+      if (ended) {
+        yield cur;
         cur = {};
         any = false;
-      } else field(line);
+      }
     }
-    carry = text.slice(start);
+    carry = start < buf.length ? Buffer.from(buf.subarray(start)) : undefined;
   }
-  if (carry.trim()) field(carry);
+  if (carry) line(carry, 0, carry.length);
   if (any) yield cur;
 }
 
@@ -186,10 +206,6 @@ function stanzaError(s: Stanza): string | undefined {
 
 const stanzaId = (s: Stanza): string => `${s.package ?? '?'}/${s.architecture ?? '?'}/${s.version ?? '?'}`;
 
-interface VersionInfo {
-  readonly lists: Set<number>;
-  emitted: boolean;
-}
 
 export interface AptSourceOptions {
   readonly aptHelper?: string;
@@ -228,8 +244,11 @@ export function createAptSource(dir: string, opts: AptSourceOptions = {}): Catal
       const plain = add('UpdateClassification', 'Updates');
       const productIds = lists.map((l) => add('Product', l.product, add('ProductFamily', `${l.origin} ${l.codename}`, add('Company', l.origin))));
 
-      // Pass 1: every version of every (package, architecture), and in which lists.
-      const versions = new Map<string, Map<string, VersionInfo>>();
+      // Pass 1: every version of every (package, architecture), and in which lists. Kept compact
+      // (two maps of small arrays): it is the only thing the source holds for the whole catalog.
+      const versionsOf = new Map<string, string[]>();
+      /** Lists of each not-yet-emitted `<package>/<arch>/<version>`; emitting deletes the entry. */
+      const listsOf = new Map<string, number[]>();
       let total = 0;
       for (const [i, list] of lists.entries()) {
         for await (const s of stanzas(openList(list.file, aptHelper))) {
@@ -239,14 +258,17 @@ export function createAptSource(dir: string, opts: AptSourceOptions = {}): Catal
             continue;
           }
           const key = `${s.package}/${s.architecture}`;
-          let byVersion = versions.get(key);
-          if (!byVersion) versions.set(key, (byVersion = new Map()));
-          let info = byVersion.get(s.version!);
-          if (!info) {
-            byVersion.set(s.version!, (info = { lists: new Set(), emitted: false }));
+          const vkey = `${key}/${s.version}`;
+          const inLists = listsOf.get(vkey);
+          if (inLists) {
+            if (!inLists.includes(i)) inLists.push(i);
+          } else {
+            listsOf.set(vkey, [i]);
+            const vs = versionsOf.get(key);
+            if (vs) vs.push(s.version!);
+            else versionsOf.set(key, [s.version!]);
             total += 1;
           }
-          info.lists.add(i);
         }
       }
 
@@ -261,13 +283,13 @@ export function createAptSource(dir: string, opts: AptSourceOptions = {}): Catal
               const pkg = s.package!;
               const arch = s.architecture!;
               const version = s.version!;
-              const byVersion = versions.get(`${pkg}/${arch}`)!;
-              const info = byVersion.get(version)!;
-              if (info.emitted) continue;
-              info.emitted = true;
+              const vkey = `${pkg}/${arch}/${version}`;
+              const lists0 = listsOf.get(vkey);
+              if (!lists0) continue; // already emitted from an earlier list
+              listsOf.delete(vkey);
               const mine = parseDebianVersion(version);
-              const older = [...byVersion.keys()].filter((v) => compareParsedVersions(parseDebianVersion(v), mine) < 0);
-              const inLists = [...info.lists].sort((a, b) => a - b);
+              const older = versionsOf.get(`${pkg}/${arch}`)!.filter((v) => compareParsedVersions(parseDebianVersion(v), mine) < 0);
+              const inLists = lists0.sort((a, b) => a - b);
               const rule = (op: 'lt' | 'ge') => ({ kind: 'package' as const, name: pkg, arch, installed: true, version: { op, value: version } });
               page.push({
                 ok: true,
