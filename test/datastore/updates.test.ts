@@ -39,6 +39,13 @@ function update(n: number, over: Partial<Update> = {}): Update {
 }
 
 describe('update catalog in the site database', () => {
+  engineTest('migration 0004 applies on top of a database already at 0001 and creates the catalog tables', async (d) => {
+    assert.deepEqual(await migrateToLatest(d.db, d.engine, '0001-initial'), ['0001-initial']);
+    assert.deepEqual(await migrateToLatest(d.db, d.engine), ['0004-update-catalog']);
+    const tables = (await d.db.introspection.getTables()).map((t) => t.name);
+    for (const t of ['CI_CategoryInstances', 'CI_ConfigurationItems', 'CI_ConfigurationItemCategories', 'Update_SyncStatus']) assert.ok(tables.includes(t), `${t} exists`);
+  });
+
   engineTest('a page of updates is written once: the same page again changes nothing, a higher revision replaces', async (d) => {
     await migrateToLatest(d.db, d.engine);
     const start = await recordSyncStart(d.db, 'CS1');
