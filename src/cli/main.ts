@@ -9,6 +9,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import { describeError } from '../shared/errors.ts';
 import { startSite } from '../site/site-server.ts';
 import { runDpCommand, runDpImport } from './dp-command.ts';
+import { runUpstreamCommand } from './upstream-command.ts';
+import { runCatalogImport } from './catalog-command.ts';
 import { callAdmin, downloadAdmin, findAdminConnection } from './admin-client.ts';
 import type { DpView } from '../site/services/distribution-points.ts';
 import type { PackageStatusView, PackageView } from '../site/services/packages.ts';
@@ -268,6 +270,31 @@ export function buildProgram(): Command {
       print(!!o.json, r.states, () =>
         table([['CLIENT', 'TOPIC TYPE', 'TOPIC', 'STATE', 'SERIAL', 'MESSAGE TIME'], ...r.states.map((s) => [s.client || s.clientId, `${s.topicType} ${s.topicTypeName ?? ''}`.trim(), s.topicId, `${s.stateId} ${s.stateName ?? ''}`.trim(), String(s.serialNumber), s.messageTime])]),
       );
+    });
+
+  program
+    .command('upstream')
+    .description('serve an update catalog folder to sites over the incremental catalog protocol')
+    .requiredOption('--catalog <dir>', 'catalog folder: categories.ndjson and updates/*.ndjson (docs/catalog.md)')
+    .requiredOption('--port <n>', 'port to listen on (0 picks a free port)', port)
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--state <dir>', 'change index and log folder (default: <catalog>/.cairn-upstream)')
+    .action(async (o: { catalog: string; port: number; host: string; state?: string }) => {
+      await runUpstreamCommand({ catalog: o.catalog, port: o.port, host: o.host, ...(o.state ? { state: o.state } : {}) });
+    });
+
+  const catalog = program.command('catalog').description('update catalog tools (internal; the update sync manager runs the same import)');
+  catalog
+    .command('import')
+    .description("import an update catalog into a site's database, once")
+    .option('--from <url>', 'a cairn upstream URL, e.g. http://127.0.0.1:8530')
+    .option('--apt <dir>', 'a folder of apt lists, e.g. /var/lib/apt/lists')
+    .option('--data <dir>', 'data folder of the site', './cairn-data')
+    .option('--full', 'ignore the stored anchor and import everything')
+    .option('--page-size <n>', 'items per page', (v) => Number(v))
+    .option('--json', 'JSON output (progress goes to stderr)')
+    .action(async (o: { from?: string; apt?: string; data: string; full?: boolean; pageSize?: number; json?: boolean }) => {
+      await runCatalogImport({ data: o.data, full: !!o.full, json: !!o.json, ...(o.from ? { from: o.from } : {}), ...(o.apt ? { apt: o.apt } : {}), ...(o.pageSize ? { pageSize: o.pageSize } : {}) });
     });
 
   return program;

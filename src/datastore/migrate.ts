@@ -13,6 +13,7 @@ import type { Database } from './schema.ts';
 import * as m0001 from './migrations/0001-initial.ts';
 import * as m0002 from './migrations/0002-package-lifecycle.ts';
 import * as m0003 from './migrations/0003-state-system.ts';
+import * as m0004 from './migrations/0004-update-catalog.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- see 0001-initial.ts
 type MigrationModule = { up(db: Kysely<any>, engine: Engine): Promise<void> };
@@ -21,6 +22,7 @@ const MIGRATIONS: Readonly<Record<string, MigrationModule>> = Object.freeze({
   '0001-initial': m0001,
   '0002-package-lifecycle': m0002,
   '0003-state-system': m0003,
+  '0004-update-catalog': m0004,
 });
 
 export const MIGRATION_NAMES = Object.keys(MIGRATIONS);

@@ -177,6 +177,73 @@ export interface IdSequencesTable {
   NextValue: number;
 }
 
+/**
+ * Migration 0004: the update catalog as configuration items (spec 20) and the
+ * sync status. A row's `ContentVersion` is the content version of the update
+ * source in which it first appears as it is now: rows above the site's
+ * `Update_SyncStatus.ContentVersion` belong to a sync that has not finished.
+ */
+export interface CICategoryInstancesTable {
+  CategoryInstance_UniqueID: string;
+  /** Company, ProductFamily, Product or UpdateClassification. */
+  CategoryTypeName: string;
+  CategoryInstanceName: string;
+  ParentCategoryInstance_UniqueID: string | null;
+  RevisionNumber: number;
+  ContentVersion: number;
+  DateLastModified: string;
+}
+
+export interface CIConfigurationItemsTable {
+  CI_ID: Generated<number>;
+  /** The update's GUID. */
+  CI_UniqueID: string;
+  /** Ours: 1 software update (the only type so far). */
+  CIType_ID: number;
+  RevisionNumber: number;
+  Title: string;
+  ArticleID: string;
+  /** GUID of the UpdateClassification category. */
+  Classification: string;
+  Severity: string;
+  ReleaseDate: string;
+  /** The whole validated update as JSON (the product's "SDM package digest"), rules included. */
+  Digest: string;
+  ContentVersion: number;
+  IsExpired: Generated<number>;
+  DateCreated: string;
+  DateLastModified: string;
+}
+
+/** Which products (categories) each update belongs to. */
+export interface CIConfigurationItemCategoriesTable {
+  CI_UniqueID: string;
+  CategoryInstance_UniqueID: string;
+}
+
+/** One row per site (seed 004). Columns besides SiteCode and SyncNow are ours. */
+export interface UpdateSyncStatusTable {
+  SiteCode: string;
+  UpdateSource_UniqueID: string;
+  ContentVersion: Generated<number>;
+  /** 'SELF' when the admin API asked for a sync (seed 004), null otherwise. */
+  SyncNow: string | null;
+  /** The upstream the anchor belongs to. */
+  SourceURL: Generated<string>;
+  /** The upstream's anchor after the last completed sync; empty for none. */
+  Anchor: Generated<string>;
+  /** Items changed by pages already committed but not yet counted in a content version. */
+  PendingChanges: Generated<number>;
+  LastSyncStartTime: Generated<string>;
+  LastSyncEndTime: Generated<string>;
+  /** '', 'succeeded' or 'failed'. */
+  LastSyncResult: Generated<string>;
+  LastSyncError: Generated<string>;
+  LastSyncItemsChanged: Generated<number>;
+  /** 1 while the sync-failure alert is raised. */
+  SyncAlert: Generated<number>;
+}
+
 export interface Database {
   Sites: SitesTable;
   SiteControl: SiteControlTable;
@@ -196,6 +263,10 @@ export interface Database {
   StateMsgHistory: StateMsgTable;
   SR_TopicTypes: SRTopicTypesTable;
   SR_StateNames: SRStateNamesTable;
+  CI_CategoryInstances: CICategoryInstancesTable;
+  CI_ConfigurationItems: CIConfigurationItemsTable;
+  CI_ConfigurationItemCategories: CIConfigurationItemCategoriesTable;
+  Update_SyncStatus: UpdateSyncStatusTable;
 }
 
 export type PackageRow = Selectable<SMSPackagesTable>;

@@ -1,0 +1,124 @@
+/**
+ * The declarative rules an update carries (*is applicable*, *is installed*)
+ * and their evaluation over one machine: its facts, its OS, and its installed
+ * Debian packages (ARCHITECTURE.md, "Software updates"). Rules are data, so
+ * that the site can store and serve them and the client can evaluate them
+ * without running anything the catalog sent.
+ *
+ * Evaluation is pure: no I/O, no clock, the same answer for the same input.
+ * It must never throw on a machine it does not understand: a missing fact,
+ * OS field or malformed installed version makes that check false (and so a
+ * `not` around it true), which is documented in docs/catalog.md.
+ * Rules arrive here already validated (`catalog-input.ts`).
+ */
+import { compareParsedVersions, operatorHolds, parseDebianVersion } from './dpkg-version.ts';
+import type { DebianVersion, VersionOperator } from './dpkg-version.ts';
+
+/** A version test: `<installed or fact version> <op> <value>`, in dpkg's ordering. */
+export interface VersionTest {
+  readonly op: VersionOperator;
+  readonly value: string;
+}
+
+export const RULE_KINDS = ['all', 'any', 'not', 'package', 'fact', 'os'] as const;
+export type RuleKind = (typeof RULE_KINDS)[number];
+
+export const FACT_OPERATORS = ['equals', 'in', 'lt', 'le', 'eq', 'ne', 'ge', 'gt'] as const;
+export type FactOperator = (typeof FACT_OPERATORS)[number];
+
+export type Rule =
+  | { readonly kind: 'all'; readonly rules: readonly Rule[] }
+  | { readonly kind: 'any'; readonly rules: readonly Rule[] }
+  | { readonly kind: 'not'; readonly rule: Rule }
+  /**
+   * A Debian package check. `installed: true` holds when some installed
+   * package of that name (and architecture, when given) satisfies `version`
+   * (when given); `installed: false` holds when none of that name and
+   * architecture is installed.
+   */
+  | { readonly kind: 'package'; readonly name: string; readonly arch?: string; readonly installed: boolean; readonly version?: VersionTest }
+  /** A named fact of the machine: equal to a value, one of values, or a version comparison (dpkg ordering). */
+  | { readonly kind: 'fact'; readonly name: string; readonly op: 'equals'; readonly value: string }
+  | { readonly kind: 'fact'; readonly name: string; readonly op: 'in'; readonly values: readonly string[] }
+  | { readonly kind: 'fact'; readonly name: string; readonly op: VersionOperator; readonly value: string }
+  /** The OS family (`debian`, `ubuntu`, … as in os-release `ID`), and optionally its version. */
+  | { readonly kind: 'os'; readonly family: string; readonly version?: VersionTest };
+
+export interface InstalledPackage {
+  readonly name: string;
+  readonly arch: string;
+  readonly version: string;
+}
+
+/** What a rule is evaluated against: a real machine's inventory or a simulated machine's facts file. */
+export interface Machine {
+  readonly os?: { readonly family: string; readonly version: string };
+  readonly facts?: Readonly<Record<string, string>>;
+  readonly packages?: readonly InstalledPackage[];
+}
+
+/** A machine prepared for many evaluations: installed packages indexed by name, versions parsed once. */
+export interface PreparedMachine {
+  readonly os: { readonly family: string; readonly version: string } | undefined;
+  readonly facts: Readonly<Record<string, string>>;
+  readonly packages: ReadonlyMap<string, readonly { readonly arch: string; readonly version: DebianVersion | undefined }[]>;
+}
+
+function tryParse(v: string): DebianVersion | undefined {
+  try {
+    return parseDebianVersion(v);
+  } catch {
+    return undefined;
+  }
+}
+
+export function prepareMachine(m: Machine): PreparedMachine {
+  const packages = new Map<string, { arch: string; version: DebianVersion | undefined }[]>();
+  for (const p of m.packages ?? []) {
+    const list = packages.get(p.name) ?? [];
+    list.push({ arch: p.arch, version: tryParse(p.version) });
+    packages.set(p.name, list);
+  }
+  return { os: m.os, facts: m.facts ?? {}, packages };
+}
+
+function versionHolds(actual: string | DebianVersion | undefined, test: VersionTest): boolean {
+  const a = typeof actual === 'string' ? tryParse(actual) : actual;
+  const b = tryParse(test.value);
+  if (!a || !b) return false;
+  return operatorHolds(compareParsedVersions(a, b), test.op);
+}
+
+/** Evaluates `rule` on `machine`. Pure; prepare the machine once when evaluating many rules. */
+export function evaluateRule(rule: Rule, machine: Machine | PreparedMachine): boolean {
+  const m = machine.packages instanceof Map ? (machine as PreparedMachine) : prepareMachine(machine as Machine);
+  return evaluate(rule, m);
+}
+
+function evaluate(rule: Rule, m: PreparedMachine): boolean {
+  switch (rule.kind) {
+    case 'all':
+      return rule.rules.every((r) => evaluate(r, m));
+    case 'any':
+      return rule.rules.some((r) => evaluate(r, m));
+    case 'not':
+      return !evaluate(rule.rule, m);
+    case 'package': {
+      const candidates = (m.packages.get(rule.name) ?? []).filter((p) => rule.arch === undefined || p.arch === rule.arch);
+      if (!rule.installed) return candidates.length === 0;
+      const test = rule.version;
+      return candidates.some((p) => (test ? versionHolds(p.version, test) : true));
+    }
+    case 'fact': {
+      const actual = Object.prototype.hasOwnProperty.call(m.facts, rule.name) ? m.facts[rule.name] : undefined;
+      if (actual === undefined) return false;
+      if (rule.op === 'equals') return actual === rule.value;
+      if (rule.op === 'in') return rule.values.includes(actual);
+      return versionHolds(actual, { op: rule.op, value: rule.value });
+    }
+    case 'os': {
+      if (!m.os || m.os.family !== rule.family) return false;
+      return rule.version ? versionHolds(m.os.version, rule.version) : true;
+    }
+  }
+}

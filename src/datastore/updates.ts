@@ -1,0 +1,284 @@
+/**
+ * SQL for the update catalog (`CI_CategoryInstances`, `CI_ConfigurationItems`,
+ * `CI_ConfigurationItemCategories`) and the site's sync status
+ * (`Update_SyncStatus`). The import (src/catalog/catalog-import.ts) decides
+ * what to sync; this file only reads and writes rows.
+ *
+ * Idempotence: an item is identified by its GUID; a page write inserts new
+ * items, replaces an item whose incoming revision is higher than the stored
+ * one, and leaves every other item alone, so the same page written twice
+ * changes nothing the second time. Each page is one transaction that also adds
+ * its changed count to `Update_SyncStatus.PendingChanges`, so a sync killed
+ * between pages still bumps the content version when the next sync finishes
+ * (seed 004: the content version moves only when a phase completes).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Kysely, Transaction } from 'kysely';
+import type { Category, Update } from '../catalog/catalog.ts';
+import type { Database } from './schema.ts';
+import { nowIso } from './time.ts';
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+/** Ours: the CIType_ID of a software update. */
+export const CI_TYPE_SOFTWARE_UPDATE = 1;
+/** Rows per INSERT: well under SQLite's and PostgreSQL's limits on bound parameters. */
+const ROWS_PER_INSERT = 200;
+/** IDs per `IN (…)` list. */
+const IDS_PER_QUERY = 500;
+
+export interface PageResult {
+  readonly inserted: number;
+  readonly updated: number;
+  readonly unchanged: number;
+}
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/** Keeps the highest revision of each ID in a page (an upstream may repeat an item). */
+function latestById<T extends { id: string; revision: number }>(items: readonly T[]): T[] {
+  const byId = new Map<string, T>();
+  for (const it of items) {
+    const seen = byId.get(it.id);
+    if (!seen || it.revision > seen.revision) byId.set(it.id, it);
+  }
+  return [...byId.values()];
+}
+
+async function storedRevisions(trx: Db, table: 'CI_ConfigurationItems' | 'CI_CategoryInstances', ids: readonly string[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const part of chunks(ids, IDS_PER_QUERY)) {
+    if (table === 'CI_ConfigurationItems') {
+      const rows = await trx.selectFrom('CI_ConfigurationItems').select(['CI_UniqueID as id', 'RevisionNumber as rev']).where('CI_UniqueID', 'in', part).execute();
+      for (const r of rows) out.set(r.id, Number(r.rev));
+    } else {
+      const rows = await trx.selectFrom('CI_CategoryInstances').select(['CategoryInstance_UniqueID as id', 'RevisionNumber as rev']).where('CategoryInstance_UniqueID', 'in', part).execute();
+      for (const r of rows) out.set(r.id, Number(r.rev));
+    }
+  }
+  return out;
+}
+
+async function addPending(trx: Db, siteCode: string, changed: number): Promise<void> {
+  if (!changed) return;
+  await trx
+    .updateTable('Update_SyncStatus')
+    .set((eb) => ({ PendingChanges: eb('PendingChanges', '+', changed) }))
+    .where('SiteCode', '=', siteCode)
+    .execute();
+}
+
+/**
+ * Writes one page of categories in one transaction. `contentVersion` is the
+ * version the changes will appear in (the site's current one plus one).
+ */
+export async function upsertCategoryPage(db: Kysely<Database>, siteCode: string, page: readonly Category[], contentVersion: number): Promise<PageResult> {
+  const items = latestById(page);
+  return db.transaction().execute(async (trx) => {
+    const stored = await storedRevisions(trx, 'CI_CategoryInstances', items.map((c) => c.id));
+    const now = nowIso();
+    const row = (c: Category) => ({
+      CategoryInstance_UniqueID: c.id,
+      CategoryTypeName: c.type,
+      CategoryInstanceName: c.name,
+      ParentCategoryInstance_UniqueID: c.parent ?? null,
+      RevisionNumber: c.revision,
+      ContentVersion: contentVersion,
+      DateLastModified: now,
+    });
+    const fresh = items.filter((c) => !stored.has(c.id));
+    const newer = items.filter((c) => stored.has(c.id) && c.revision > stored.get(c.id)!);
+    for (const part of chunks(fresh, ROWS_PER_INSERT)) await trx.insertInto('CI_CategoryInstances').values(part.map(row)).execute();
+    for (const c of newer) {
+      const { CategoryInstance_UniqueID: _id, ...set } = row(c);
+      await trx.updateTable('CI_CategoryInstances').set(set).where('CategoryInstance_UniqueID', '=', c.id).execute();
+    }
+    await addPending(trx, siteCode, fresh.length + newer.length);
+    return { inserted: fresh.length, updated: newer.length, unchanged: items.length - fresh.length - newer.length };
+  });
+}
+
+/** Writes one page of updates in one transaction; see `upsertCategoryPage`. */
+export async function upsertUpdatePage(db: Kysely<Database>, siteCode: string, page: readonly Update[], contentVersion: number): Promise<PageResult> {
+  const items = latestById(page);
+  return db.transaction().execute(async (trx) => {
+    const stored = await storedRevisions(trx, 'CI_ConfigurationItems', items.map((u) => u.id));
+    const now = nowIso();
+    const row = (u: Update) => ({
+      CI_UniqueID: u.id,
+      CIType_ID: CI_TYPE_SOFTWARE_UPDATE,
+      RevisionNumber: u.revision,
+      Title: u.title,
+      ArticleID: u.articleId,
+      Classification: u.classification,
+      Severity: u.severity,
+      ReleaseDate: u.releaseDate,
+      Digest: JSON.stringify(u),
+      ContentVersion: contentVersion,
+      DateCreated: now,
+      DateLastModified: now,
+    });
+    const fresh = items.filter((u) => !stored.has(u.id));
+    const newer = items.filter((u) => stored.has(u.id) && u.revision > stored.get(u.id)!);
+    for (const part of chunks(fresh, ROWS_PER_INSERT)) await trx.insertInto('CI_ConfigurationItems').values(part.map(row)).execute();
+    for (const u of newer) {
+      const { CI_UniqueID: _id, DateCreated: _created, ...set } = row(u);
+      await trx.updateTable('CI_ConfigurationItems').set(set).where('CI_UniqueID', '=', u.id).execute();
+    }
+    for (const part of chunks(newer.map((u) => u.id), IDS_PER_QUERY)) await trx.deleteFrom('CI_ConfigurationItemCategories').where('CI_UniqueID', 'in', part).execute();
+    const links = [...fresh, ...newer].flatMap((u) => [...new Set(u.products)].map((p) => ({ CI_UniqueID: u.id, CategoryInstance_UniqueID: p })));
+    for (const part of chunks(links, ROWS_PER_INSERT * 3)) await trx.insertInto('CI_ConfigurationItemCategories').values(part).execute();
+    await addPending(trx, siteCode, fresh.length + newer.length);
+    return { inserted: fresh.length, updated: newer.length, unchanged: items.length - fresh.length - newer.length };
+  });
+}
+
+export interface UpdateFilter {
+  /** GUID of an UpdateClassification category. */
+  readonly classification?: string;
+  /** GUID of a Product category. */
+  readonly product?: string;
+  readonly severity?: string;
+  readonly articleId?: string;
+  /** Case-insensitive substring of the title (`%` and `_` are LIKE wildcards). */
+  readonly title?: string;
+  /** Only updates visible at this content version (default: any stored row). */
+  readonly atContentVersion?: number;
+  readonly limit?: number;
+  readonly offset?: number;
+}
+
+/** A stored update: the validated update plus where and when it was stored. */
+export type StoredUpdate = Update & { readonly contentVersion: number; readonly dateLastModified: string };
+
+/** Updates matching `filter`, ordered by release date then ID. */
+export async function listUpdates(db: Db, filter: UpdateFilter = {}): Promise<StoredUpdate[]> {
+  let q = db.selectFrom('CI_ConfigurationItems as ci').select(['ci.Digest', 'ci.ContentVersion', 'ci.DateLastModified']).where('ci.IsExpired', '=', 0);
+  if (filter.classification) q = q.where('ci.Classification', '=', filter.classification.toLowerCase());
+  if (filter.severity) q = q.where('ci.Severity', '=', filter.severity);
+  if (filter.articleId) q = q.where('ci.ArticleID', '=', filter.articleId);
+  if (filter.title) q = q.where((eb) => eb(eb.fn('lower', ['ci.Title']), 'like', `%${filter.title!.toLowerCase()}%`));
+  if (filter.atContentVersion !== undefined) q = q.where('ci.ContentVersion', '<=', filter.atContentVersion);
+  if (filter.product) {
+    const product = filter.product.toLowerCase();
+    q = q.where((eb) =>
+      eb.exists(eb.selectFrom('CI_ConfigurationItemCategories as l').select('l.CI_UniqueID').whereRef('l.CI_UniqueID', '=', 'ci.CI_UniqueID').where('l.CategoryInstance_UniqueID', '=', product)),
+    );
+  }
+  const rows = await q
+    .orderBy('ci.ReleaseDate')
+    .orderBy('ci.CI_UniqueID')
+    .limit(filter.limit ?? 1000)
+    .offset(filter.offset ?? 0)
+    .execute();
+  return rows.map((r) => ({ ...(JSON.parse(r.Digest) as Update), contentVersion: Number(r.ContentVersion), dateLastModified: r.DateLastModified }));
+}
+
+export async function countUpdates(db: Db): Promise<number> {
+  const r = await db.selectFrom('CI_ConfigurationItems').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+  return Number(r.n);
+}
+
+export async function listCategories(db: Db, type?: string): Promise<Category[]> {
+  let q = db.selectFrom('CI_CategoryInstances').selectAll();
+  if (type) q = q.where('CategoryTypeName', '=', type);
+  const rows = await q.orderBy('CategoryTypeName').orderBy('CategoryInstanceName').execute();
+  return rows.map((r) => ({
+    id: r.CategoryInstance_UniqueID,
+    revision: Number(r.RevisionNumber),
+    type: r.CategoryTypeName as Category['type'],
+    name: r.CategoryInstanceName,
+    ...(r.ParentCategoryInstance_UniqueID ? { parent: r.ParentCategoryInstance_UniqueID } : {}),
+  }));
+}
+
+export interface SyncStatus {
+  readonly siteCode: string;
+  readonly updateSourceId: string;
+  readonly contentVersion: number;
+  readonly syncNow: string | null;
+  readonly sourceUrl: string;
+  readonly anchor: string;
+  readonly pendingChanges: number;
+  readonly lastSyncStartTime: string;
+  readonly lastSyncEndTime: string;
+  readonly lastSyncResult: string;
+  readonly lastSyncError: string;
+  readonly lastSyncItemsChanged: number;
+  readonly syncAlert: boolean;
+}
+
+/** The site's sync status, creating its row (with a new update source GUID) on first use. */
+export async function getSyncStatus(db: Db, siteCode: string): Promise<SyncStatus> {
+  await db
+    .insertInto('Update_SyncStatus')
+    .values({ SiteCode: siteCode, UpdateSource_UniqueID: randomUUID(), SyncNow: null })
+    .onConflict((oc) => oc.column('SiteCode').doNothing())
+    .execute();
+  const r = await db.selectFrom('Update_SyncStatus').selectAll().where('SiteCode', '=', siteCode).executeTakeFirstOrThrow();
+  return {
+    siteCode: r.SiteCode,
+    updateSourceId: r.UpdateSource_UniqueID,
+    contentVersion: Number(r.ContentVersion),
+    syncNow: r.SyncNow,
+    sourceUrl: r.SourceURL,
+    anchor: r.Anchor,
+    pendingChanges: Number(r.PendingChanges),
+    lastSyncStartTime: r.LastSyncStartTime,
+    lastSyncEndTime: r.LastSyncEndTime,
+    lastSyncResult: r.LastSyncResult,
+    lastSyncError: r.LastSyncError,
+    lastSyncItemsChanged: Number(r.LastSyncItemsChanged),
+    syncAlert: Number(r.SyncAlert) === 1,
+  };
+}
+
+/** Records the start of a sync and returns the status it starts from. */
+export async function recordSyncStart(db: Kysely<Database>, siteCode: string): Promise<SyncStatus> {
+  await getSyncStatus(db, siteCode);
+  await db.updateTable('Update_SyncStatus').set({ LastSyncStartTime: nowIso() }).where('SiteCode', '=', siteCode).execute();
+  return getSyncStatus(db, siteCode);
+}
+
+/**
+ * Completes a sync in one transaction: moves the content version by one when
+ * changes are pending (from this sync or an earlier one that did not finish),
+ * stores the new anchor, clears the alert. Returns the status after.
+ */
+export async function recordSyncSuccess(db: Kysely<Database>, siteCode: string, done: { sourceUrl: string; anchor: string; itemsChanged: number }): Promise<SyncStatus> {
+  await db.transaction().execute(async (trx) => {
+    const r = await trx.selectFrom('Update_SyncStatus').select(['ContentVersion', 'PendingChanges']).where('SiteCode', '=', siteCode).executeTakeFirstOrThrow();
+    const bump = Number(r.PendingChanges) > 0 ? 1 : 0;
+    await trx
+      .updateTable('Update_SyncStatus')
+      .set({
+        ContentVersion: Number(r.ContentVersion) + bump,
+        PendingChanges: 0,
+        SourceURL: done.sourceUrl,
+        Anchor: done.anchor,
+        LastSyncEndTime: nowIso(),
+        LastSyncResult: 'succeeded',
+        LastSyncError: '',
+        LastSyncItemsChanged: done.itemsChanged,
+        SyncAlert: 0,
+      })
+      .where('SiteCode', '=', siteCode)
+      .execute();
+  });
+  return getSyncStatus(db, siteCode);
+}
+
+/** Records a failed sync: the alert is raised; the content version and anchor stay as they were. */
+export async function recordSyncFailure(db: Kysely<Database>, siteCode: string, reason: string): Promise<SyncStatus> {
+  await db.updateTable('Update_SyncStatus').set({ LastSyncEndTime: nowIso(), LastSyncResult: 'failed', LastSyncError: reason, SyncAlert: 1 }).where('SiteCode', '=', siteCode).execute();
+  return getSyncStatus(db, siteCode);
+}
+
+/** Forgets the anchor, so the next sync is a full one (`FULL.SYN`, or a new upstream). */
+export async function clearSyncAnchor(db: Db, siteCode: string): Promise<void> {
+  await db.updateTable('Update_SyncStatus').set({ Anchor: '' }).where('SiteCode', '=', siteCode).execute();
+}
