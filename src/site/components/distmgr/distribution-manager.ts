@@ -94,7 +94,6 @@ export class DistributionManager {
   #lastValidationCheck = 0;
   /** Package priorities seen by the main thread, for ordering the queue. */
   readonly #priority = new Map<string, number>();
-  #validationIntervalMs = 60_000;
 
   constructor(ctx: SiteContext) {
     this.#ctx = ctx;
@@ -369,12 +368,12 @@ export class DistributionManager {
    */
   async #scheduleValidations(): Promise<void> {
     const now = Date.now();
-    // Looked at no more than once a minute, or once an interval when that is shorter.
-    if (now - this.#lastValidationCheck < Math.min(60_000, this.#validationIntervalMs)) return;
-    this.#lastValidationCheck = now;
+    // The setting is one small read per pass; the packages are looked at no
+    // more than once a minute, or once an interval when that is shorter.
     const seconds = (await readSettings(this.#ctx.db))['distmgr.validationIntervalSeconds'];
-    this.#validationIntervalMs = Math.max(1000, seconds * 1000);
     if (!(seconds > 0)) return;
+    if (now - this.#lastValidationCheck < Math.min(60_000, seconds * 1000)) return;
+    this.#lastValidationCheck = now;
     const before = new Date(now - seconds * 1000).toISOString();
     const rows = await this.#ctx.db
       .selectFrom('PkgStatus as s')
