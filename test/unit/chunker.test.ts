@@ -1,8 +1,14 @@
 /** Content-defined chunking (chunker.ts): cut points follow content, not offsets. */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, createHash } from 'node:crypto';
 import { test } from 'node:test';
 import { CHUNKING, GearChunker, chunkBuffer } from '../../src/content-library/chunker.ts';
+
+/** Deterministic pseudo-random bytes (AES-256-CTR of zeros): the same cut points on every run. */
+function randomBytes(n: number, seed = 0): Buffer {
+  const key = createHash('sha256').update(`chunker-test-${seed}-${n}`).digest();
+  return createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(n));
+}
 
 test('chunks cover the buffer exactly and stay within the minimum and maximum sizes', () => {
   const data = randomBytes(3 * 1024 * 1024 + 123);
