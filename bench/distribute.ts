@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { api, cli, freePort, startDp, startSite, tempDir, waitFor } from '../test/helpers/processes.ts';
+import { addDp, api, cli, startSite, tempDir, waitFor } from '../test/helpers/processes.ts';
 import { makeBenchTree } from './tree.ts';
 
 const run = promisify(execFile);
@@ -40,9 +40,7 @@ try {
   await run('sync');
 
   const site = await startSite(path.join(work, 'site'), ['--no-local-dp']);
-  const port = await freePort();
-  const key = (await cli(site, ['dp', 'add', '--name', 'bench', '--url', `http://127.0.0.1:${port}`])).stdout.trim();
-  const dp = await startDp(path.join(work, 'dp'), port, key, 'bench');
+  const dp = await addDp(site, path.join(work, 'dp'), 'bench');
   try {
     t = performance.now();
     const pkgId = (await cli(site, ['package', 'create', '--name', 'Bench', '--source', source])).stdout.trim();

@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { api, cli, freePort, readLog, startDp, startSite, tempDir, waitFor } from '../test/helpers/processes.ts';
+import { addDp, api, cli, readLog, startSite, tempDir, waitFor } from '../test/helpers/processes.ts';
 import { makeBenchTree } from './tree.ts';
 
 const run = promisify(execFile);
@@ -39,9 +39,7 @@ try {
   const bytes = await makeBenchTree(source, mib * MiB);
   process.stdout.write(`tree: ${(bytes / MiB).toFixed(0)} MiB in 1004 files, ${os.cpus().length} cores, Node ${process.version}\n`);
   const site = await startSite(path.join(work, 'site'), ['--no-local-dp']);
-  const port = await freePort();
-  const key = (await cli(site, ['dp', 'add', '--name', 'bench', '--url', `http://127.0.0.1:${port}`])).stdout.trim();
-  const dp = await startDp(path.join(work, 'dp'), port, key, 'bench');
+  const dp = await addDp(site, path.join(work, 'dp'), 'bench');
   try {
     const pkgId = (await cli(site, ['package', 'create', '--name', 'Bench', '--source', source])).stdout.trim();
     await waitFor('the snapshot', async () => (await api<{ storedVersion: number }>(site, 'GET', `/api/v1/packages/${pkgId}`)).json.storedVersion === 1, 1_800_000);

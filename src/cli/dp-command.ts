@@ -8,6 +8,7 @@
  */
 import path from 'node:path';
 import { CONTENT_LIBRARY_FOLDER, startDp } from '../dp/dp-server.ts';
+import { untilStopSignal } from './until-signal.ts';
 import { createContentLibrary } from '../content-library/content-library.ts';
 import { importPrestage } from '../content-library/prestage.ts';
 import { createComponentLog } from '../shared/cmtrace-log.ts';
@@ -36,15 +37,7 @@ export async function runDpCommand(opts: DpCommandOptions): Promise<void> {
     ...(opts.name !== undefined ? { name: opts.name } : {}),
   });
   process.stdout.write(`Cairn distribution point listening on ${dp.url} (content library ${path.join(path.resolve(opts.data), CONTENT_LIBRARY_FOLDER)})\n`);
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await untilStopSignal();
   await dp.close();
 }
 

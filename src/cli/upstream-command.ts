@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import { startUpstream } from '../upstream/upstream-server.ts';
+import { untilStopSignal } from './until-signal.ts';
 
 export interface UpstreamCommandOptions {
   readonly catalog: string;
@@ -16,14 +17,6 @@ export interface UpstreamCommandOptions {
 export async function runUpstreamCommand(opts: UpstreamCommandOptions): Promise<void> {
   const up = await startUpstream({ catalogDir: opts.catalog, port: opts.port, logEcho: true, ...(opts.host ? { host: opts.host } : {}), ...(opts.state ? { stateDir: opts.state } : {}) });
   process.stdout.write(`Cairn upstream listening on ${up.url} (catalog ${path.resolve(opts.catalog)})\n`);
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await untilStopSignal();
   await up.close();
 }

@@ -137,7 +137,8 @@ export async function verifyPrestage(file: string): Promise<{ header: Header; da
     if (size < MAGIC.length + 4 + TRAILER_BYTES) throw invalid('the file is too short to be a prestaged content file');
     const magic = await readExactly(fd, MAGIC.length, 0);
     if (!magic.equals(MAGIC)) throw invalid(`not a ${PRESTAGE_FORMAT} file`);
-    const headerLength = (await readExactly(fd, 4, MAGIC.length)).readUInt32BE(0);
+    const lengthBytes = await readExactly(fd, 4, MAGIC.length);
+    const headerLength = lengthBytes.readUInt32BE(0);
     if (headerLength > MAX_HEADER_BYTES || MAGIC.length + 4 + headerLength + TRAILER_BYTES > size) throw invalid('the header length does not fit the file (truncated)');
     const headerBytes = await readExactly(fd, headerLength, MAGIC.length + 4);
     let header: Header;
@@ -151,7 +152,7 @@ export async function verifyPrestage(file: string): Promise<{ header: Header; da
     const dataBytes = header.files.reduce((n, f) => n + f.size, 0);
     if (dataStart + dataBytes + TRAILER_BYTES !== size) throw invalid(`the file holds ${size} bytes, its header says ${dataStart + dataBytes + TRAILER_BYTES} (truncated or padded)`);
     const whole = createHash('sha256');
-    whole.update(magic).update((await readExactly(fd, 4, MAGIC.length))).update(headerBytes);
+    whole.update(magic).update(lengthBytes).update(headerBytes);
     let pos = dataStart;
     for (const f of header.files) {
       const h = createHash('sha256');

@@ -362,10 +362,13 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
         await lib.addContent(def);
         // Seed 001, step 12: the line administrators look for in SMSDPProv.log.
         log.info(`Content '${contentId}' for package '${def.packageId}' has been successfully added to the content library`);
-        // Flow 4 step 6: the new version is current now, so the older ones
-        // go, and with them every file no other content on this DP uses.
-        const removed = await lib.removeOlderContents(def.packageId, contentId);
-        for (const id of removed.contents) log.info(`Removed content '${id}' of package '${def.packageId}' (superseded by '${contentId}')`);
+        // Flow 4 step 6: versions older than the current one go, and with
+        // them every file no other content on this DP uses. The current one is
+        // this content, or a newer one when this is a late retry of an older
+        // version (which is then removed at once).
+        const current = (await lib.currentContent(def.packageId))?.contentId ?? contentId;
+        const removed = await lib.removeOlderContents(def.packageId, current);
+        for (const id of removed.contents) log.info(`Removed content '${id}' of package '${def.packageId}' (superseded by '${current}')`);
         if (removed.contents.length) log.info(`Deleted ${removed.filesDeleted} file(s) (${removed.bytesFreed} bytes) no content on this distribution point uses any more`);
         return { contentId, removedContents: removed.contents, filesDeleted: removed.filesDeleted };
       });

@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import path from 'node:path';
 import fsp from 'node:fs/promises';
-import { api, cli, freePort, listFiles, makeTree, readLog, sha256File, startDp, startSite, tempDir, waitFor } from '../helpers/processes.ts';
+import { addDp, api, cli, listFiles, makeTree, readLog, sha256File, startSite, tempDir, waitFor } from '../helpers/processes.ts';
 import type { DpProc, SiteProc } from '../helpers/processes.ts';
 
 const run = promisify(execFile);
@@ -38,12 +38,7 @@ describe('create a package and distribute it to two standard DPs', () => {
     source = path.join(work, 'source');
     await makeTree(source);
     site = await startSite(path.join(work, 'site'), ['--no-local-dp']);
-    for (const name of ['dp1', 'dp2']) {
-      const port = await freePort();
-      const added = await cli(site, ['dp', 'add', '--name', name, '--url', `http://127.0.0.1:${port}`]);
-      assert.equal(added.code, 0, added.stderr);
-      dps.push(await startDp(path.join(work, name), port, added.stdout.trim(), name));
-    }
+    for (const name of ['dp1', 'dp2']) dps.push(await addDp(site, path.join(work, name), name));
   });
 
   after(async () => {

@@ -11,7 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { api, cli, freePort, listFiles, readLog, startDp, startSite, tempDir, waitFor } from '../helpers/processes.ts';
+import { addDp, api, cli, listFiles, readLog, startSite, tempDir, waitFor } from '../helpers/processes.ts';
 import type { DpProc, SiteProc } from '../helpers/processes.ts';
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex').toUpperCase();
@@ -42,12 +42,7 @@ describe('many packages to many DPs at once', () => {
   before(async () => {
     work = await tempDir('e2e-many');
     site = await startSite(path.join(work, 'site'), ['--no-local-dp']);
-    for (const name of ['dp1', 'dp2']) {
-      const port = await freePort();
-      const added = await cli(site, ['dp', 'add', '--name', name, '--url', `http://127.0.0.1:${port}`]);
-      assert.equal(added.code, 0, added.stderr);
-      dps.push(await startDp(path.join(work, name), port, added.stdout.trim(), name));
-    }
+    for (const name of ['dp1', 'dp2']) dps.push(await addDp(site, path.join(work, name), name));
     const priorities = ['low', 'high', 'medium', 'low', 'high', 'medium'];
     for (let i = 0; i < 6; i += 1) {
       const source = path.join(work, `src${i}`);

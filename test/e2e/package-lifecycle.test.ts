@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { api, cli, freePort, listFiles, readLog, startDp, startSite, tempDir, waitFor } from '../helpers/processes.ts';
+import { addDp, api, cli, listFiles, readLog, startSite, tempDir, waitFor } from '../helpers/processes.ts';
 import type { DpProc, SiteProc } from '../helpers/processes.ts';
 import { CHUNKING } from '../../src/content-library/chunker.ts';
 
@@ -99,12 +99,7 @@ describe('package lifecycle on standard DPs', () => {
     await fsp.writeFile(path.join(srcB, 'b-only.txt'), 'only in B\n');
 
     site = await startSite(path.join(work, 'site'), ['--no-local-dp']);
-    for (const name of ['dp1', 'dp2']) {
-      const port = await freePort();
-      const added = await cli(site, ['dp', 'add', '--name', name, '--url', `http://127.0.0.1:${port}`]);
-      assert.equal(added.code, 0, added.stderr);
-      dps.set(name, await startDp(path.join(work, name), port, added.stdout.trim(), name));
-    }
+    for (const name of ['dp1', 'dp2']) dps.set(name, await addDp(site, path.join(work, name), name));
     const a = await cli(site, ['package', 'create', '--name', 'Package A', '--source', srcA]);
     const b = await cli(site, ['package', 'create', '--name', 'Package B', '--source', srcB]);
     assert.equal(a.code + b.code, 0, a.stderr + b.stderr);

@@ -6,25 +6,18 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { api, CAIRN_BIN, cli, freePort, listFiles, readLog, startDp, startSite, tempDir, waitFor } from '../helpers/processes.ts';
+import { addDp, api, cli, listFiles, readLog, runCairn, startSite, tempDir, waitFor } from '../helpers/processes.ts';
 import type { DpProc, SiteProc } from '../helpers/processes.ts';
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex').toUpperCase();
 
 /** `cairn dp import FILE --data DIR`, as an administrator runs it on the DP's machine. */
-async function dpImport(file: string, dataDir: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CAIRN_BIN, 'dp', 'import', file, '--data', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const code = await new Promise<number>((resolve) => child.once('exit', (c) => resolve(c ?? -1)));
-  return { code, stdout, stderr };
+function dpImport(file: string, dataDir: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return runCairn(['dp', 'import', file, '--data', dataDir]);
 }
 
 describe('prestaged content', () => {
@@ -89,10 +82,7 @@ describe('prestaged content', () => {
     assert.equal(ok.code, 0, ok.stderr);
     assert.match(ok.stdout, new RegExp(`Imported content ${pkgId}\\.1 \\(12 files`));
 
-    const port = await freePort();
-    const added = await cli(site, ['dp', 'add', '--name', 'dp3', '--url', `http://127.0.0.1:${port}`]);
-    assert.equal(added.code, 0, added.stderr);
-    dp = await startDp(dpData, port, added.stdout.trim(), 'dp3');
+    dp = await addDp(site, dpData, 'dp3');
     assert.equal((await cli(site, ['package', 'distribute', pkgId, '--dp', 'dp3'])).code, 0);
     await waitFor('installed on dp3', async () => {
       const s = (await api<{ distributionPoints: { dp: string; status: number }[] }>(site, 'GET', `/api/v1/packages/${pkgId}/status`)).json;

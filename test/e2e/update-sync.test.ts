@@ -5,7 +5,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -15,7 +14,7 @@ import { getSyncStatus, listCategories, listUpdates } from '../../src/datastore/
 import { importCatalog } from '../../src/catalog/catalog-import.ts';
 import type { ImportProgress, RejectedItem } from '../../src/catalog/catalog-import.ts';
 import { createUpstreamClient } from '../../src/catalog/upstream-client.ts';
-import { CAIRN_BIN, ROOT, tempDir } from '../helpers/processes.ts';
+import { ROOT, runCairn, tempDir } from '../helpers/processes.ts';
 import { startUpstreamProcess, update, updateId, writeCatalog } from '../helpers/catalog.ts';
 
 test('[US7][US9][US10] a full import from cairn upstream, then only the changes, then none: the content version moves only with changes', async () => {
@@ -91,15 +90,7 @@ test('[US7][US9][US10] a full import from cairn upstream, then only the changes,
   }
 });
 
-async function cairn(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CAIRN_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const code = await new Promise<number>((resolve) => child.once('exit', (c) => resolve(c ?? -1)));
-  return { code, stdout, stderr };
-}
+const cairn = (args: string[]) => runCairn(args);
 
 test('cairn catalog import --apt imports apt lists into a site database once, and a re-import changes nothing', { skip: fs.existsSync('/usr/lib/apt/apt-helper') ? false : 'apt-helper is not installed' }, async () => {
   const dir = await tempDir('apt-import');

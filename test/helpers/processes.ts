@@ -100,15 +100,28 @@ export async function startDp(dataDir: string, port: number, key: string, name =
   return { ...proc, url: `http://127.0.0.1:${port}`, port, dataDir };
 }
 
-/** Runs `cairn admin …` as a user would, returning exit code and output. */
-export async function cli(site: { url: string; token: string }, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CAIRN_BIN, 'admin', ...args], { env: { ...process.env, CAIRN_URL: site.url, CAIRN_TOKEN: site.token }, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Runs `cairn ARGS…` as a user would, returning exit code and output. */
+export async function runCairn(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CAIRN_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const code = await new Promise<number>((resolve) => child.once('exit', (c) => resolve(c ?? -1)));
   return { code, stdout, stderr };
+}
+
+/** Runs `cairn admin …` against `site` as a user would, returning exit code and output. */
+export async function cli(site: { url: string; token: string }, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return runCairn(['admin', ...args], { CAIRN_URL: site.url, CAIRN_TOKEN: site.token });
+}
+
+/** Registers a DP named `name` with the site on a free loopback port and starts it with its data in `dataDir`. */
+export async function addDp(site: { url: string; token: string }, dataDir: string, name: string): Promise<DpProc> {
+  const port = await freePort();
+  const added = await cli(site, ['dp', 'add', '--name', name, '--url', `http://127.0.0.1:${port}`]);
+  if (added.code !== 0) throw new Error(`cairn admin dp add ${name} failed: ${added.stderr}`);
+  return startDp(dataDir, port, added.stdout.trim(), name);
 }
 
 export async function api<T>(site: { url: string; token: string }, method: string, route: string, body?: unknown): Promise<{ status: number; json: T }> {

@@ -32,7 +32,7 @@ import { Limiter } from '../../../shared/limit.ts';
 import { WorkLoop } from '../../../shared/work-loop.ts';
 import { createStatusReporter, ATTR } from '../../../shared/status-message.ts';
 import type { StatusReporter } from '../../../shared/status-message.ts';
-import { describeError, isCairnError } from '../../../shared/errors.ts';
+import { CairnError, describeError, isCairnError } from '../../../shared/errors.ts';
 import { readSignatures, snapshotFolder, writeSignatures, signatureHash } from '../../../content-library/snapshot.ts';
 import { HASH_ALGORITHM } from '../../../content-library/types.ts';
 import {
@@ -500,16 +500,17 @@ export class DistributionManager {
     }
     const dp = await findDistributionPoint(db, { nalPath: r.nalPath });
     const valid = r.status === PKG_STATUS.installed;
+    const problems = r.reason.split('\n').join('; ');
     await db.transaction().execute(async (trx) => {
       await recordValidation(trx, { PkgID: r.packageId, NALPath: r.nalPath, DPID: Number(dp?.DPID ?? 0), SourceVersion: r.version || installedVersion, Valid: valid, Problems: valid ? '' : r.reason });
-      if (!valid) await upsertPkgStatus(trx, key, { Status: PKG_STATUS.failed, LastError: r.reason.split('\n').join('; ') });
+      if (!valid) await upsertPkgStatus(trx, key, { Status: PKG_STATUS.failed, LastError: describeError(new CairnError('CAIRN_DP_CONTENT_INVALID', problems)) });
     });
     if (valid) {
       this.log.info(`Package ${r.packageId} on distribution point ${r.nalPath} has been verified successfully.`, tid);
       await this.#status.raise(DISTMGR_MESSAGES.validated, { istr: [r.packageId, r.nalPath], attrs, tid });
       return;
     }
-    this.log.error(`Package ${r.packageId} on distribution point ${r.nalPath} failed validation: ${r.reason.split('\n').join('; ')}. Redistribute the package to that DP to repair it.`, tid);
-    await this.#status.raise(DISTMGR_MESSAGES.validationFailed, { severity: 'E', istr: [r.packageId, r.nalPath, r.reason.split('\n').join('; ')], attrs, tid });
+    this.log.error(`Package ${r.packageId} on distribution point ${r.nalPath} failed validation: ${problems}. Redistribute the package to that DP to repair it.`, tid);
+    await this.#status.raise(DISTMGR_MESSAGES.validationFailed, { severity: 'E', istr: [r.packageId, r.nalPath, problems], attrs, tid });
   }
 }

@@ -40,7 +40,7 @@ import { createDpClient } from '../../../dp/dp-client.ts';
 import { PACKAGE_SHARE, SIGNATURE_SHARE } from '../../../dp/protocol.ts';
 import type { ContentDefinition, FileSignature } from '../../../content-library/types.ts';
 import { planDelta } from '../../../content-library/delta.ts';
-import { readSignatures, signaturesPath } from '../../../content-library/snapshot.ts';
+import { parseSignatureFile, readSignatures, signaturesPath } from '../../../content-library/snapshot.ts';
 import type { DpClient } from '../../../dp/dp-client.ts';
 import fsp from 'node:fs/promises';
 import { newThreadId } from '../../site-context.ts';
@@ -244,14 +244,21 @@ export class PackageTransferManager {
     const unique = new Map<string, { path: string; size: number }>();
     for (const f of def.files) if (!unique.has(f.hash)) unique.set(f.hash, { path: f.path, size: f.size });
     const missing = redistribute ? [...unique.keys()] : await client.missing([...unique.keys()]);
-    const bases = redistribute ? new Map<string, { hash: string; sig: FileSignature }>() : await this.#deltaBases(client, job, def, missing, tid);
+    // The signature file is read once: sent to the DP as it is, and parsed for deltas.
+    const sigText = await fsp.readFile(signaturesPath(library.root, def.contentId), 'utf8').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    });
+    const newSigs = new Map((sigText === undefined ? undefined : parseSignatureFile(JSON.parse(sigText), def.contentId))?.map((sig) => [sig.hash, sig]) ?? []);
+    // Only a missing file that has a signature (1 MiB or more) can travel as a delta.
+    const deltaCandidates = missing.filter((h) => newSigs.has(h));
+    const bases = redistribute || !deltaCandidates.length ? new Map<string, { hash: string; sig: FileSignature }>() : await this.#deltaBases(client, job, def, deltaCandidates, tid);
     const needed = missing.reduce((n, h) => n + (unique.get(h)?.size ?? 0), 0);
     const dpStatus = await client.status();
     if (dpStatus.freeBytes < needed) {
       throw new CairnError('CAIRN_DP_DISK_FULL', `${job.DPName} has ${dpStatus.freeBytes} bytes free; package ${job.PkgID} version ${job.PackageVersion} needs ${needed} more`);
     }
     this.log.info(`${unique.size - missing.length} files already exist on ${job.DPName}, ${missing.length} files to send (${needed} bytes)`, tid);
-    const newSigs = bases.size ? new Map((await readSignatures(library.root, def.contentId))?.map((sig) => [sig.hash, sig]) ?? []) : new Map<string, FileSignature>();
     const files = new Limiter(this.#ctx.settings['pkgxfermgr.filesInParallel']);
     let bytes = 0;
     let deltas = 0;
@@ -284,10 +291,6 @@ export class PackageTransferManager {
       ),
     );
     let signatureBytes = 0;
-    const sigText = await fsp.readFile(signaturesPath(library.root, def.contentId), 'utf8').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return undefined;
-      throw err;
-    });
     if (sigText !== undefined) {
       signatureBytes = await client.putSignatures(def.contentId, sigText);
       this.log.info(`Sent the signatures of ${def.contentId} (${signatureBytes} bytes)`, tid);
