@@ -53,7 +53,7 @@ test('a site-signed document verifies, and a tampered one or a wrong signature d
   const sig = signDocument(client.privateKey, doc);
   assert.equal(verifyDocument(client.publicKey, doc, sig), true);
   const tampered = Buffer.from(doc);
-  tampered[5] ^= 1;
+  tampered.writeUInt8(tampered.readUInt8(5) ^ 1, 5);
   assert.equal(verifyDocument(client.publicKey, tampered, sig), false);
   assert.equal(verifyDocument(other.publicKey, doc, sig), false);
   assert.equal(verifyDocument(client.publicKey, doc, undefined), false);
