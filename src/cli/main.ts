@@ -18,7 +18,7 @@ import type { SettingView } from '../site/services/settings.ts';
 import type { StoredStatusMessage } from '../datastore/status-messages.ts';
 import { verifyPrestage } from '../content-library/prestage.ts';
 import type { StateView } from '../site/services/state-messages.ts';
-import { addClientCommands } from './mp-admin-commands.ts';
+import { addBoundaryCommands, addClientCommands, addCollectionCommands, addDeployCommand, addMpCommands } from './mp-admin-commands.ts';
 
 function port(value: string): number {
   const n = Number(value);
@@ -275,6 +275,10 @@ export function buildProgram(): Command {
 
   // Management point and policy provider (issue 4): src/cli/mp-admin-commands.ts.
   addClientCommands(admin, { conn, print, table });
+  addCollectionCommands(admin, { conn, print, table });
+  addDeployCommand(pkg, { conn, print, table });
+  addBoundaryCommands(admin, { conn, print, table });
+  addMpCommands(admin, { conn, print, table });
 
   program
     .command('upstream')
