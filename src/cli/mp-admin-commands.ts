@@ -90,7 +90,7 @@ export function addDeployCommand(pkg: Command, p: CliPrinters): void {
     .option('--json', 'JSON output')
     .action(async (pkgId: string, o: { collection: string; json?: boolean }) => {
       const r = await callAdmin<{ deployment: DeploymentView; created: boolean }>(p.conn(), 'POST', `/api/v1/packages/${encodeURIComponent(pkgId)}/deploy`, { collection: o.collection });
-      p.print(!!o.json, r, () => `${r.created ? 'Deployed' : 'Already deployed'} ${r.deployment.packageId} to ${r.deployment.collectionId}: deployment ${r.deployment.deploymentId}\n`);
+      p.print(!!o.json, r, () => `${r.created ? 'Deployed' : 'Already deployed'} package ${r.deployment.packageId} to collection ${r.deployment.collectionId}: deployment ${r.deployment.deploymentId}\n`);
     });
 }
 
