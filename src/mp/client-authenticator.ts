@@ -4,8 +4,9 @@
  * the nonce, the approval. Refusals are thrown as CairnErrors in the ADR's
  * order; the route's error handler logs them with the caller's address.
  *
- * The nonce cache is per MP process: a nonce is remembered for twice the
- * clock window, after which the timestamp check refuses the request anyway.
+ * The nonce cache is per MP process: a nonce is remembered until its
+ * request's timestamp leaves the clock window, after which the timestamp
+ * check refuses the request anyway.
  */
 import type { Kysely } from 'kysely';
 import type { Database, ClientRow } from '../datastore/schema.ts';
@@ -28,25 +29,32 @@ export class ClockSkewError extends CairnError {
   }
 }
 
-/** Remembers (client, nonce) pairs for twice the clock window. */
+/**
+ * Remembers (client, nonce) pairs until their request's timestamp leaves the
+ * clock window: after that the clock check refuses a replay anyway, so the
+ * cache holds at most a window's worth of requests. Swept every 30 seconds.
+ */
 export class ClientNonceCache {
-  readonly #seen = new Map<string, number>();
+  readonly #expiry = new Map<string, number>();
   #lastSweep = 0;
-  claim(key: string, now = Date.now()): boolean {
-    if (now - this.#lastSweep > CLIENT_CLOCK_WINDOW_MS) {
+  claim(key: string, ts: number, now = Date.now()): boolean {
+    if (now - this.#lastSweep > 30_000) {
       this.#lastSweep = now;
-      for (const [k, t] of this.#seen) if (now - t > CLIENT_CLOCK_WINDOW_MS * 2) this.#seen.delete(k);
+      for (const [k, until] of this.#expiry) if (until < now) this.#expiry.delete(k);
     }
-    if (this.#seen.has(key)) return false;
-    this.#seen.set(key, now);
+    if (this.#expiry.has(key)) return false;
+    this.#expiry.set(key, ts + CLIENT_CLOCK_WINDOW_MS);
     return true;
+  }
+  get size(): number {
+    return this.#expiry.size;
   }
 }
 
 /** Checks the timestamp and the nonce of an already signature-checked request. */
 export function checkFreshness(auth: ClientAuthorization, nonces: ClientNonceCache, now = Date.now()): void {
   if (Math.abs(now - auth.ts) > CLIENT_CLOCK_WINDOW_MS) throw new ClockSkewError(`the request says ${new Date(auth.ts).toISOString()}, the MP's clock ${new Date(now).toISOString()}`, now);
-  if (!nonces.claim(`${auth.clientId} ${auth.nonce}`, now)) throw new CairnError('CAIRN_AUTH_REPLAY', `nonce ${auth.nonce} from ${auth.clientId}`);
+  if (!nonces.claim(`${auth.clientId} ${auth.nonce}`, auth.ts, now)) throw new CairnError('CAIRN_AUTH_REPLAY', `nonce ${auth.nonce} from ${auth.clientId}`);
 }
 
 export interface AuthenticatedClient {
