@@ -63,6 +63,8 @@ export interface DpClientOptions {
 const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 /** Hashes per `files/missing` request (the DP accepts at most 100 000). */
 const MISSING_BATCH = 50_000;
+/** Files this large ask the DP for a partial copy before sending; smaller ones are sent whole at once. */
+const OFFSET_QUERY_MIN_BYTES = 1024 * 1024;
 
 /** A file body; `total` is the whole file's size, which the DP may re-hash before it answers. */
 type Body =
@@ -282,13 +284,20 @@ export function createDpClient(opts: DpClientOptions): DpClient {
       // A 409 means the DP holds a different number of bytes than we were
       // told a moment ago (another sender, or a write still settling): ask
       // again and continue once; a second 409 is an error.
+      // A small file is sent from its start without asking first: one request
+      // instead of two. A DP holding part of it answers 409 with its offset,
+      // and the loop asks and resumes as it does for a large file.
+      let asked = size >= OFFSET_QUERY_MIN_BYTES;
       for (let attempt = 0; ; attempt++) {
-        let start = await uploadOffset(h, contentId);
+        let start = asked ? await uploadOffset(h, contentId) : 0;
         // The DP discards a temporary file longer than the file, so start over.
         if (start > size) start = 0;
         const route = `/dp/v1/uploads/${h}?content=${encodeURIComponent(contentId)}&offset=${start}&size=${size}${uploadOpts.replace ? '&replace=1' : ''}`;
         const a = await call('PUT', route, { kind: 'file', path: filePath, start, length: size - start, total: size });
-        if (a.status === 409 && attempt === 0) continue;
+        if (a.status === 409 && attempt === 0) {
+          asked = true;
+          continue;
+        }
         if (a.status === 201 && field(a.body, 'stored') === true) return size - start;
         if (ok(a)) throw new CairnError('CAIRN_DP_REJECTED', `${where}: the upload of ${h} ended without the file being stored (${JSON.stringify(a.body)})`);
         throw rejection(a, `uploading ${h} for ${contentId}`);

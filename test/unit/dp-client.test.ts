@@ -274,13 +274,28 @@ describe('DP client upload conflicts', () => {
       const sent = await createDpClient({ url: proxy.url, key }).upload(hash, 'CS200010.1', await writeSource('conflict.bin', bytes), bytes.length);
       assert.equal(sent, bytes.length - 20_000);
       const lines = proxy.seen.map((l) => l.replace(/\?.*$/, (q) => q.replace(/content=[^&]*&?/, '')));
+      // A small file is sent at once, without asking for the offset first.
       assert.deepEqual(lines, [
-        `GET /dp/v1/uploads/${hash}?`,
         `PUT /dp/v1/uploads/${hash}?offset=0&size=${bytes.length}`,
         `GET /dp/v1/uploads/${hash}?`,
         `PUT /dp/v1/uploads/${hash}?offset=20000&size=${bytes.length}`,
       ]);
       assert.deepEqual(await fsp.readFile(createContentLibrary(path.join(dataDir, 'ContentLib')).filePath(hash)), bytes);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('a file of 1 MiB or more asks for the offset before its first PUT', async () => {
+    const bytes = Buffer.alloc(1024 * 1024 + 7, 0x5a);
+    const hash = sha256(bytes);
+    const proxy = await startProxy(() => Promise.resolve());
+    try {
+      assert.equal(await createDpClient({ url: proxy.url, key }).upload(hash, 'CS200012.1', await writeSource('large.bin', bytes), bytes.length), bytes.length);
+      assert.deepEqual(
+        proxy.seen.map((l) => l.replace(/\?.*$/, '')),
+        [`GET /dp/v1/uploads/${hash}`, `PUT /dp/v1/uploads/${hash}`],
+      );
     } finally {
       await proxy.close();
     }
