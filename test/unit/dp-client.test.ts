@@ -211,6 +211,23 @@ describe('DP client transfers', () => {
     await rejectsWith(client().upload(sha256(bytes), 'CS200008.1', await writeSource('short.bin', bytes), 99), 'CAIRN_INTERNAL', /holds 5 bytes/);
   });
 
+  test('a bundle carries small files in one request; a file whose bytes changed is rejected alone', async () => {
+    const a = Buffer.from('bundle file a');
+    const b = Buffer.alloc(100_000, 3);
+    const changed = Buffer.from('the bytes on disk now');
+    const files = [
+      { hash: sha256(a), size: a.length, path: await writeSource('bundle-a.bin', a) },
+      { hash: sha256(b), size: b.length, path: await writeSource('bundle-b.bin', b) },
+      { hash: sha256('the bytes when hashed'), size: changed.length, path: await writeSource('bundle-c.bin', changed) },
+    ];
+    const r = await client().uploadBundle('CS200013.1', files);
+    assert.deepEqual([...r.stored].sort(), [sha256(a), sha256(b)].sort());
+    assert.deepEqual(r.rejected.map((x) => [x.hash, x.code]), [[files[2]!.hash, 'CAIRN_DP_HASH_MISMATCH']]);
+    assert.ok(r.bytes > a.length + b.length + changed.length, 'the bytes sent include the header line');
+    assert.deepEqual(await fsp.readFile(lib().filePath(sha256(b))), b);
+    await rejectsWith(client().uploadBundle('CS200013.1', [{ ...files[0]!, size: 99 }]), 'CAIRN_INTERNAL', /holds 13 bytes/);
+  });
+
   test('uploads over one client run in parallel on a keep-alive pool', async () => {
     const sources = await Promise.all(
       Array.from({ length: 12 }, async (_, i) => {
