@@ -180,11 +180,16 @@ function etagMatches(header: string, etag: string): boolean {
  * and discards the rest of the body, so that the request is read to its end
  * and the DP can still answer 507 or 400 instead of resetting the connection.
  */
+/** How much of an upload may arrive before the DP starts writing it to disk in the background. */
+const FLUSH_EVERY_BYTES = 32 * 1024 * 1024;
+
 class UploadSink extends Writable {
   readonly #file: FileHandle;
   readonly #expected: number;
   readonly #hasher: Hash | undefined;
   #closed = false;
+  #unflushed = 0;
+  #flushing: Promise<void> | undefined;
   /** Bytes appended to the file. */
   written = 0;
   failure: unknown = undefined;
@@ -231,6 +236,16 @@ class UploadSink extends Writable {
       const { bytesWritten } = await this.#file.write(chunk, done, chunk.length - done);
       done += bytesWritten;
       this.written += bytesWritten;
+      this.#unflushed += bytesWritten;
+    }
+    // Start writing a large file to disk while it still arrives, so that the
+    // flush before it is acknowledged has little left to do.
+    if (this.#unflushed >= FLUSH_EVERY_BYTES && this.#flushing === undefined) {
+      this.#unflushed = 0;
+      this.#flushing = this.#file.datasync().then(
+        () => void (this.#flushing = undefined),
+        () => void (this.#flushing = undefined),
+      );
     }
   }
 
@@ -239,10 +254,16 @@ class UploadSink extends Writable {
     return this.#hasher?.digest('hex').toUpperCase();
   }
 
-  async closeFile(): Promise<void> {
+  /** Closes the temporary file; with `flush`, its bytes are on disk first (a complete file about to enter the library). */
+  async closeFile(flush = false): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#file.close();
+    try {
+      await this.#flushing;
+      if (flush) await this.#file.datasync();
+    } finally {
+      await this.#file.close();
+    }
   }
 }
 
@@ -609,7 +630,7 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
           log.warn(`Upload of file ${u.hash} for content ${u.contentId} interrupted after ${u.offset + sink.written} of ${u.size} bytes (${describeError(err)}); the partial file is kept for resume`);
           throw err;
         } finally {
-          await sink.closeFile();
+          await sink.closeFile(sink.failure === undefined && u.offset + sink.written === u.size);
         }
         const failure = sink.failure;
         if (failure !== undefined) {
