@@ -24,6 +24,8 @@ export interface AgentCommandOptions {
 }
 
 export async function runAgentCommand(o: AgentCommandOptions): Promise<void> {
+  // Listen for the stop signal before anything is started, so that a signal during start-up stops cleanly too.
+  const stopSignal = untilStopSignal();
   let fatal: unknown;
   let wakeFatal: () => void = () => undefined;
   const fatalSeen = new Promise<void>((resolve) => (wakeFatal = resolve));
@@ -45,7 +47,7 @@ export async function runAgentCommand(o: AgentCommandOptions): Promise<void> {
       `  data:             ${path.resolve(o.data)}\n` +
       `  logs:             ${agent.logsDir}\n`,
   );
-  await Promise.race([untilStopSignal(), fatalSeen]);
+  await Promise.race([stopSignal, fatalSeen]);
   await agent.close();
   if (fatal !== undefined) throw fatal;
 }
