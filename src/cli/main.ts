@@ -19,6 +19,7 @@ import type { SettingView } from '../site/services/settings.ts';
 import type { StoredStatusMessage } from '../datastore/status-messages.ts';
 import { verifyPrestage } from '../content-library/prestage.ts';
 import type { StateView } from '../site/services/state-messages.ts';
+import { addClientCommands } from './mp-admin-commands.ts';
 
 function port(value: string): number {
   const n = Number(value);
@@ -272,6 +273,9 @@ export function buildProgram(): Command {
         table([['CLIENT', 'TOPIC TYPE', 'TOPIC', 'STATE', 'SERIAL', 'MESSAGE TIME'], ...r.states.map((s) => [s.client || s.clientId, `${s.topicType} ${s.topicTypeName ?? ''}`.trim(), s.topicId, `${s.stateId} ${s.stateName ?? ''}`.trim(), String(s.serialNumber), s.messageTime])]),
       );
     });
+
+  // Management point and policy provider (issue 4): src/cli/mp-admin-commands.ts.
+  addClientCommands(admin, { conn, print, table });
 
   program
     .command('upstream')
