@@ -267,6 +267,19 @@ export interface Database {
   CI_ConfigurationItems: CIConfigurationItemsTable;
   CI_ConfigurationItemCategories: CIConfigurationItemCategoriesTable;
   Update_SyncStatus: UpdateSyncStatusTable;
+  ClientRegistration: ClientRegistrationTable;
+  Policy: PolicyTable;
+  PolicyAssignment: PolicyAssignmentTable;
+  ResPolicyMap: ResPolicyMapTable;
+  SettingsPolicy: SettingsPolicyTable;
+  Collections: CollectionsTable;
+  CollectionRules: CollectionRulesTable;
+  CollectionMembers: CollectionMembersTable;
+  ContentDeployments: ContentDeploymentsTable;
+  BoundaryGroups: BoundaryGroupsTable;
+  Boundaries: BoundariesTable;
+  BoundaryGroupSiteSystems: BoundaryGroupSiteSystemsTable;
+  ManagementPoints: ManagementPointsTable;
 }
 
 export type PackageRow = Selectable<SMSPackagesTable>;
@@ -314,3 +327,143 @@ export interface SRStateNamesTable {
 }
 
 export type StateMsgRow = Selectable<StateMsgTable>;
+
+/**
+ * Migration 0005 (management point and policy provider; the migration's
+ * comment describes each table).
+ */
+export interface ClientRegistrationTable {
+  ResourceID: Generated<number>;
+  /** `GUID:<UUID upper case>`. */
+  ClientID: string;
+  NetBIOSName: string;
+  /** Ed25519 SPKI PEM. */
+  PublicKey: string;
+  /** SHA-256 of the DER public key, hex upper. */
+  KeyFingerprint: string;
+  /** JSON list of IPv4/IPv6 addresses as the client last reported them. */
+  IPAddresses: Generated<string>;
+  OSFamily: Generated<string>;
+  OSVersion: Generated<string>;
+  AgentVersion: Generated<string>;
+  /** `approved`, `pending` or `revoked`. */
+  ApprovalStatus: string;
+  RegisteredTime: string;
+  ApprovedTime: Generated<string>;
+  LastSeenTime: string;
+}
+
+export interface PolicyTable {
+  /** `{guid}`, lower case as in the seeds. */
+  PolicyID: string;
+  /** `N.00`. */
+  Version: string;
+  /** `ClientSettings`, `ContentDeployment`, `UpdateSource`. */
+  Category: string;
+  /** The exact body bytes (JSON text) clients download and the signature covers. */
+  Body: string;
+  /** SHA-256 of Body, hex upper (algorithm 32780). */
+  BodyHash: string;
+  HashAlgId: Generated<number>;
+  /** base64url Ed25519 signature of the site signing key over Body. */
+  BodySignature: string;
+  /** Hash of the body without its ID and version: the version moves only when this does. */
+  SourceCRC: string;
+  LastModified: string;
+}
+
+export interface PolicyAssignmentTable {
+  PADBID: Generated<number>;
+  PolicyAssignmentID: string;
+  PolicyID: string;
+  Version: string;
+  /** The collection it targets; null for site-wide assignments (every approved client). */
+  CollectionID: string | null;
+  LastModified: string;
+}
+
+export interface ResPolicyMapTable {
+  ResourceID: number;
+  PADBID: number;
+}
+
+export interface SettingsPolicyTable {
+  /** The site code. */
+  SourceID: string;
+  /** `ClientSettings` or `UpdateSource`. */
+  SourceType: string;
+  PolicyID: string;
+  PolicyAssignmentID: string;
+  PADBID: number;
+  SourceCRC: string;
+}
+
+export interface CollectionsTable {
+  CollectionID: string;
+  Name: string;
+  Comment: Generated<string>;
+  MemberCount: Generated<number>;
+  CreatedTime: string;
+  LastChangeTime: string;
+  LastEvaluatedTime: Generated<string>;
+}
+
+export interface CollectionRulesTable {
+  RuleID: Generated<number>;
+  CollectionID: string;
+  /** `direct`, `iprange`, `subnet` or `name`. */
+  RuleType: string;
+  Value: string;
+  CreatedTime: string;
+}
+
+export interface CollectionMembersTable {
+  CollectionID: string;
+  ResourceID: number;
+}
+
+export interface ContentDeploymentsTable {
+  DeploymentID: string;
+  PkgID: string;
+  CollectionID: string;
+  PolicyID: string;
+  PolicyAssignmentID: string;
+  PADBID: number | null;
+  SourceCRC: Generated<string>;
+  CreatedTime: string;
+}
+
+export interface BoundaryGroupsTable {
+  GroupID: Generated<number>;
+  Name: string;
+  CreatedTime: string;
+}
+
+export interface BoundariesTable {
+  BoundaryID: Generated<number>;
+  GroupID: number;
+  /** `subnet` or `range`. */
+  BoundaryType: string;
+  Value: string;
+  CreatedTime: string;
+}
+
+export interface BoundaryGroupSiteSystemsTable {
+  GroupID: number;
+  DPID: number;
+}
+
+export interface ManagementPointsTable {
+  MPID: Generated<number>;
+  Name: string;
+  SharedKey: string;
+  CreatedTime: string;
+  LastSeenTime: Generated<string>;
+}
+
+export type ClientRow = Selectable<ClientRegistrationTable>;
+export type PolicyRow = Selectable<PolicyTable>;
+export type CollectionRow = Selectable<CollectionsTable>;
+export type CollectionRuleRow = Selectable<CollectionRulesTable>;
+export type ContentDeploymentRow = Selectable<ContentDeploymentsTable>;
+export type ManagementPointRow = Selectable<ManagementPointsTable>;

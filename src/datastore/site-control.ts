@@ -34,6 +34,14 @@ export const SETTING_DEFAULTS = {
   'statesys.batchSize': 200,
   /** Ours: state system worker threads that parse .SMX files. */
   'statesys.parseThreads': 2,
+  /** Ours (docs/adr/0006-mp-server.md): 1 approves a registering client at once, 0 leaves it pending for an administrator. Read on every registration. */
+  'mp.autoApprove': 1,
+  /** Ours: content location fallback. 1: after the DPs of the client's boundary groups, every other DP holding the content; 0: none. Read on every request. */
+  'mp.locationFallback': 1,
+  /** ADR 0005: the ClientSettings policy's values (seconds); the policy provider reads them on every pass. */
+  'client.policyPollSeconds': 3600,
+  'client.stateReportingSeconds': 900,
+  'client.statusReportingSeconds': 900,
 } as const;
 
 export type SettingName = keyof typeof SETTING_DEFAULTS;

@@ -17,11 +17,15 @@
  *   `{ "messages": [ClientStatusMessage, ...] }` → `.SVF` in
  *   `statmgr.box/statmsgs`; 202 `{ file, messages }`.
  *
- * Authentication (docs/adr/0003-state-relay.md): until client registration
- * exists, a request is signed with the site's relay key, HMAC-SHA256 over the
- * method, the path, a timestamp, a nonce and the SHA-256 of the body (the DP
- * protocol's scheme with the body bound in). Refusals are logged in
- * `MP_Relay.log` with the caller's address and the reason.
+ * Authentication: a registered client signs with its own key (ADR 0005;
+ * `clientAuth`), and then a report's `ClientID` (or a status message's
+ * attribute 408) must be the signer's, else 403 `CAIRN_CLIENT_MISMATCH`.
+ * Tools and tests may still sign with the site's relay key
+ * (docs/adr/0003-state-relay.md), HMAC-SHA256 over the method, the path, a
+ * timestamp, a nonce and the SHA-256 of the body (the DP protocol's scheme
+ * with the body bound in); a remote MP has no relay key and takes client
+ * signatures only. Refusals are logged in `MP_Relay.log` with the caller's
+ * address and the reason.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
@@ -44,8 +48,10 @@ export const MAX_STATUS_BYTES = 1024 * 1024;
 export const MAX_STATUS_MESSAGES = 500;
 
 export interface StateRelayOptions {
-  /** The shared secret clients sign with (`<data>/relay.key`). */
-  readonly key: string;
+  /** The shared secret tools sign with (`<data>/relay.key`); absent on a remote MP, which takes client signatures only. */
+  readonly key?: string;
+  /** Authenticates a `CairnClient` signature (ADR 0005) and returns the signer's client ID; throws the refusal. */
+  readonly clientAuth?: (header: string, method: string, pathWithQuery: string, body: Buffer) => Promise<{ clientId: string }>;
   readonly siteCode: string;
   readonly statesysIncoming: string;
   readonly statmsgs: string;
@@ -173,18 +179,30 @@ export const stateRelay: FastifyPluginAsync<StateRelayOptions> = async (app: Fas
       return reply.code(500).send({ code: 'CAIRN_INTERNAL', message: ERRORS.CAIRN_INTERNAL.message });
     }
     log.warn(`Refused ${request.method} ${request.url} from ${request.ip}: ${code}: ${message}`);
-    return reply.code(ERRORS[code].status).send({ code, message });
+    const serverTime = (err as { serverTime?: unknown }).serverTime;
+    return reply.code(ERRORS[code].status).send({ code, message, ...(typeof serverTime === 'number' ? { serverTime } : {}) });
   });
+
+  /** The client that signed each request (absent for a relay-key signature). */
+  const signers = new WeakMap<FastifyRequest, string>();
 
   const authenticate = async (request: RawRequest): Promise<void> => {
     const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-    const v = verifyRequest(opts.key, request.headers.authorization, request.method, signedPath(request.url, body), nonces);
+    const header = request.headers.authorization;
+    if (opts.clientAuth && header?.startsWith('CairnClient ')) {
+      signers.set(request, (await opts.clientAuth(header, request.method, request.url, body)).clientId);
+      return;
+    }
+    if (opts.key === undefined) throw new CairnError(header ? 'CAIRN_AUTH_INVALID' : 'CAIRN_AUTH_MISSING', 'this management point takes client signatures only');
+    const v = verifyRequest(opts.key, header, request.method, signedPath(request.url, body), nonces);
     if (!v.ok) throw new CairnError(v.code, v.reason);
   };
 
   app.post(STATE_MESSAGES_ROUTE, { bodyLimit: MAX_REPORT_BYTES, preHandler: authenticate }, async (request: RawRequest, reply) => {
     const xml = Buffer.isBuffer(request.body) ? request.body.toString('utf8') : '';
     const report = parseStateReport(xml);
+    const signer = signers.get(request);
+    if (signer !== undefined && report.client.clientId !== signer) throw new CairnError('CAIRN_CLIENT_MISMATCH', `the report is for ${report.client.clientId}, signed by ${signer}`);
     const name = fileName('SMX');
     await writeInboxFile(opts.statesysIncoming, name, xml);
     log.info(`Relayed a state-message report from ${report.client.clientId} (${report.client.netbiosName || 'no name'}, priority ${report.client.priority}): ${report.records.length + report.invalid.length} messages, ${report.invalid.length} invalid; wrote ${name} to ${opts.statesysIncoming}.`);
@@ -200,6 +218,9 @@ export const stateRelay: FastifyPluginAsync<StateRelayOptions> = async (app: Fas
       throw new CairnError('CAIRN_STATUS_MESSAGE_INVALID', `the body is not JSON (${(err as Error).message})`);
     }
     const messages = parseClientStatusMessages(json, opts.siteCode);
+    const signer = signers.get(request);
+    const other = signer === undefined ? undefined : messages.flatMap((m) => m.attrs).find((a) => a.id === 408 && a.value !== signer);
+    if (other) throw new CairnError('CAIRN_CLIENT_MISMATCH', `a message names client ${other.value}, signed by ${signer}`);
     const name = fileName('SVF');
     await writeInboxFile(opts.statmsgs, name, JSON.stringify({ format: SVF_FORMAT, messages }));
     log.info(`Received ${messages.length} client status messages from ${messages[0]!.machine}; wrote ${name} to ${opts.statmsgs}.`);

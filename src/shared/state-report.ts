@@ -23,10 +23,11 @@ import type { ErrorCode } from './errors.ts';
 
 /**
  * Topic types the state system knows (REFERENCE.md, "State-message topic
- * types"); a message with any other topic type is an invalid record. The
- * friendly names live in `SR_TopicTypes`/`SR_StateNames` (migration 0003).
+ * types") and 901, ours (content deployment, ADR 0005); a message with any
+ * other topic type is an invalid record. The friendly names live in
+ * `SR_TopicTypes`/`SR_StateNames` (migrations 0003 and 0005).
  */
-export const STATE_TOPIC_TYPES = [300, 301, 302, 500, 501, 900, 902] as const;
+export const STATE_TOPIC_TYPES = [300, 301, 302, 500, 501, 900, 901, 902] as const;
 export type StateTopicType = (typeof STATE_TOPIC_TYPES)[number];
 
 /** Ours: the largest report the relay and the state system accept (4 MiB, about 10,000 state messages). */

@@ -23,6 +23,10 @@ export interface SitePaths {
   readonly statesysIncoming: string;
   /** The all-in-one site's own distribution point data folder. */
   readonly localDp: string;
+  /** The site's Ed25519 signing key (PKCS#8 PEM, 0600): policies and assignment lists are signed with it (ADR 0005). */
+  readonly siteSigningKey: string;
+  /** The policy provider's inbox: `.STN`, `.DEP`, `.COL`, `.CLI` wake-ups (docs/adr/0006-mp-server.md). */
+  readonly policypvBox: string;
 }
 
 export function sitePaths(dataDir: string): SitePaths {
@@ -43,6 +47,8 @@ export function sitePaths(dataDir: string): SitePaths {
     statmsgs: path.join(inboxes, 'statmgr.box', 'statmsgs'),
     statesysIncoming: path.join(inboxes, 'auth', 'statesys.box', 'incoming'),
     localDp: path.join(data, 'dp'),
+    siteSigningKey: path.join(data, 'site-signing.key'),
+    policypvBox: path.join(inboxes, 'policypv.box'),
   });
 }
 

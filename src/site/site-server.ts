@@ -2,7 +2,8 @@
  * Starts a site: opens and migrates the site database, writes the bootstrap
  * files (`site.json` with the admin API address, `admin.token`), starts the
  * components (DB monitor, distribution manager, package transfer manager,
- * status manager) and the admin API, and, for the all-in-one `cairn start`,
+ * status manager, state system, policy provider), the admin API with the
+ * in-process management point under `/mp`, and, for the all-in-one `cairn start`,
  * a distribution point of its own in the same process, registered
  * automatically. Components talk to that DP over HTTP like any other: nothing
  * works only when co-located.
@@ -26,7 +27,12 @@ import { PackageTransferManager } from './components/pkgxfermgr/package-transfer
 import { StatusManager } from './components/statmgr/status-manager.ts';
 import { StateSystem } from './components/statesys/state-system.ts';
 import { buildAdminApi } from './admin-api/admin-api.ts';
-import { MP_PREFIX, stateRelay } from '../mp/state-relay.ts';
+import { MP_PREFIX } from '../mp/state-relay.ts';
+import { managementPoint } from '../mp/management-point.ts';
+import { createMpLogs } from '../mp/mp-logs.ts';
+import { ensureSiteSigningKey } from '../mp/site-signing-key.ts';
+import { PolicyProvider } from './components/policypv/policy-provider.ts';
+import { dropPolicyTrigger } from './components/policypv/policy-triggers.ts';
 import { addDistributionPoint } from './services/distribution-points.ts';
 
 export interface SiteOptions {
@@ -118,9 +124,12 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
     if (inbox === paths.pkgTransferMgrBox) xfer.wake();
   });
   wakeDbmon.fn = () => dbmon.wake();
+  const policypv = new PolicyProvider(ctx);
 
-  const api = await buildAdminApi({ ctx, token, log: provLog });
-  // Until the MP role exists, the site's HTTP server carries the MP relay (docs/adr/0003-state-relay.md).
+  const api = await buildAdminApi({ ctx, token, log: provLog, wakePolicyProvider: () => policypv.wake() });
+  // The site's HTTP server carries the in-process MP (ADR 0005; docs/adr/0006-mp-server.md), with the relay (ADR 0003).
+  const signing = ensureSiteSigningKey(paths.siteSigningKey);
+  if (signing.created) provLog.info(`Created the site signing key ${paths.siteSigningKey}; fingerprint ${signing.key.fingerprint}`);
   let relayKey: string;
   try {
     relayKey = fs.readFileSync(paths.relayKey, 'utf8').trim();
@@ -128,16 +137,23 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
     relayKey = randomBytes(32).toString('base64url');
     writeFileAtomic(paths.relayKey, `${relayKey}\n`, 0o600);
   }
-  const relayLog = createComponentLog({ dir: paths.logs, name: 'MP_Relay', component: 'MP_RelayEndpoint' });
-  await api.register(stateRelay, {
+  await api.register(managementPoint, {
     prefix: MP_PREFIX,
-    key: relayKey,
+    db: database.db,
     siteCode,
-    statesysIncoming: paths.statesysIncoming,
-    statmsgs: paths.statmsgs,
-    log: relayLog,
-    onStateFile: () => statesys.wake(),
-    onStatusFile: () => statmgr.wake(),
+    signingKey: signing.key,
+    logs: createMpLogs(paths.logs),
+    relay: {
+      key: relayKey,
+      statesysIncoming: paths.statesysIncoming,
+      statmsgs: paths.statmsgs,
+      onStateFile: () => statesys.wake(),
+      onStatusFile: () => statmgr.wake(),
+    },
+    onClientChanged: async (resourceId) => {
+      await dropPolicyTrigger(paths.policypvBox, String(resourceId), 'CLI', 'registered');
+      policypv.wake();
+    },
   });
   const host = opts.host ?? '127.0.0.1';
   await api.listen({ port: opts.port ?? 8340, host });
@@ -171,6 +187,7 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
   dbmon.start();
   distmgr.start();
   xfer.start();
+  policypv.start();
 
   let closed = false;
   return {
@@ -188,6 +205,7 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
       await dbmon.stop();
       await statmgr.stop();
       await statesys.stop();
+      await policypv.stop();
       await localDp?.close();
       await database.destroy();
     },

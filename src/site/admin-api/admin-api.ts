@@ -32,11 +32,14 @@ import { addDistributionPoint, listDpViews } from '../services/distribution-poin
 import { changeSetting, listSettings } from '../services/settings.ts';
 import { MP_PREFIX } from '../../mp/state-relay.ts';
 import { listStates } from '../services/state-messages.ts';
+import { registerMpAdminRoutes } from './mp-admin-routes.ts';
 
 export interface AdminApiOptions {
   readonly ctx: SiteContext;
   readonly token: string;
   readonly log: ComponentLog;
+  /** Wakes the policy provider after an admin call dropped a trigger in `policypv.box` (issue 4). */
+  readonly wakePolicyProvider?: () => void;
 }
 
 function sameSecret(a: string, b: string): boolean {
@@ -225,6 +228,9 @@ export async function buildAdminApi(opts: AdminApiOptions): Promise<FastifyInsta
   });
 
   app.get<{ Querystring: { client?: string; topicType?: string; limit?: string } }>('/api/v1/states', async (request) => ({ states: await listStates(ctx, request.query) }));
+
+  // Clients, collections, deployments, boundaries and remote MPs (issue 4; src/site/admin-api/mp-admin-routes.ts).
+  registerMpAdminRoutes(app, { ctx, wakePolicyProvider: opts.wakePolicyProvider ?? (() => undefined) });
 
   return app;
 }

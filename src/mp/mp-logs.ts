@@ -1,0 +1,12 @@
+/** The MP's logs, one per endpoint (CMTrace, components named as the product's). */
+import { createComponentLog } from '../shared/cmtrace-log.ts';
+import type { MpLogs } from './management-point.ts';
+
+export function createMpLogs(dir: string, echo = false): MpLogs {
+  return {
+    registration: createComponentLog({ dir, name: 'MP_Registration', component: 'MP_RegistrationManager', echo }),
+    policy: createComponentLog({ dir, name: 'MP_Policy', component: 'MP_PolicyManager', echo }),
+    location: createComponentLog({ dir, name: 'MP_Location', component: 'MP_LocationManager', echo }),
+    relay: createComponentLog({ dir, name: 'MP_Relay', component: 'MP_RelayEndpoint', echo }),
+  };
+}
