@@ -10,6 +10,7 @@ import { describeError } from '../shared/errors.ts';
 import { startSite } from '../site/site-server.ts';
 import { runDpCommand, runDpImport } from './dp-command.ts';
 import { runUpstreamCommand } from './upstream-command.ts';
+import { runAgentCommand, runAgentTrigger } from './agent-command.ts';
 import { runCatalogImport } from './catalog-command.ts';
 import { callAdmin, downloadAdmin, findAdminConnection } from './admin-client.ts';
 import type { DpView } from '../site/services/distribution-points.ts';
@@ -322,6 +323,48 @@ export function buildProgram(): Command {
     .action(async (o: { from?: string; apt?: string; data: string; full?: boolean; pageSize?: number; json?: boolean }) => {
       await runCatalogImport({ data: o.data, full: !!o.full, json: !!o.json, ...(o.from ? { from: o.from } : {}), ...(o.apt ? { apt: o.apt } : {}), ...(o.pageSize ? { pageSize: o.pageSize } : {}) });
     });
+
+  const agentRole = program
+    .command('agent')
+    .description('run the client agent for this machine, or N simulated clients (`cairn agent policy|report --now` asks a running one)')
+    .option('--mp <url>', 'base URL of the management point, e.g. http://127.0.0.1:8340')
+    .option('--data <dir>', 'data folder of the agent (identity, store, cache, logs)')
+    .option('--site-key-fingerprint <hex>', "trust the site signing key only if it has this SHA-256 fingerprint (else: trust on first use)")
+    .option('--name <name>', 'machine name to register with (default: the host name)')
+    .option('--simulate <n>', 'run N simulated clients in this process', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new InvalidArgumentError('an integer from 1 to 100000');
+      return n;
+    })
+    .option('--facts <file>', 'facts file of the simulated clients (JSON; docs/operations.md)')
+    .option('--spread-seconds <n>', "spread simulated clients' first requests over this many seconds", (v) => Number(v))
+    .action(async (o: { mp?: string; data?: string; siteKeyFingerprint?: string; name?: string; simulate?: number; facts?: string; spreadSeconds?: number }) => {
+      for (const [flag, value] of [['--mp <url>', o.mp], ['--data <dir>', o.data]] as const) {
+        if (value === undefined) agentRole.error(`error: required option '${flag}' not specified`);
+      }
+      if (o.simulate !== undefined && o.facts === undefined) agentRole.error("error: --simulate needs --facts <file>");
+      await runAgentCommand({
+        mp: o.mp!,
+        data: o.data!,
+        ...(o.siteKeyFingerprint === undefined ? {} : { siteKeyFingerprint: o.siteKeyFingerprint }),
+        ...(o.name === undefined ? {} : { name: o.name }),
+        ...(o.simulate === undefined ? {} : { simulate: o.simulate, facts: o.facts! }),
+        ...(o.spreadSeconds === undefined ? {} : { spreadSeconds: o.spreadSeconds }),
+      });
+    });
+  for (const what of ['policy', 'report'] as const) {
+    agentRole
+      .command(what)
+      .description(what === 'policy' ? 'ask the running agent of --data DIR for a policy poll now' : 'ask the running agent of --data DIR to send its state and status messages now')
+      .requiredOption('--now', 'now (the only mode)')
+      .option('--data <dir>', 'data folder of the running agent')
+      .action(async (o: { data?: string }) => {
+        const data = o.data ?? (agentRole.opts() as { data?: string }).data;
+        if (data === undefined) agentRole.error("error: required option '--data <dir>' not specified");
+        const file = await runAgentTrigger(data!, what);
+        process.stdout.write(`Asked the agent of ${path.resolve(data!)} for ${what === 'policy' ? 'a policy poll' : 'its reports'} (${file}).\n`);
+      });
+  }
 
   return program;
 }

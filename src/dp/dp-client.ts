@@ -11,20 +11,21 @@
  * failure into a CairnError with a DP code, so callers decide on retries by
  * code alone.
  *
- * It must never buffer a file in memory (files are streamed from disk) and
- * never send the shared key itself.
+ * It never buffers a large file in memory (files are streamed from disk);
+ * small files travel in bundles of a few MiB (`uploadBundle`). It never
+ * sends the shared key itself.
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { ContentDefinition, ValidationProblem } from '../content-library/types.ts';
 import { deltaStream } from '../content-library/delta.ts';
 import type { DeltaPlan } from '../content-library/delta.ts';
 import { CairnError, describeError } from '../shared/errors.ts';
 import type { ErrorCode } from '../shared/errors.ts';
-import { PROOF_HEADER, signRequest, verifyProof } from './protocol.ts';
+import { BUNDLE_FILE_MAX_BYTES, BUNDLE_MAX_BYTES, BUNDLE_MAX_FILES, PROOF_HEADER, encodeBundleHeader, signRequest, verifyProof } from './protocol.ts';
 import type { DpStatus } from './protocol.ts';
 
 export interface DpClient {
@@ -42,6 +43,14 @@ export interface DpClient {
    * CAIRN_DP_DELTA_INVALID when the DP cannot use it (send the file whole then).
    */
   uploadDelta(hash: string, contentId: string, baseHash: string, size: number, plan: DeltaPlan, filePath: string): Promise<number>;
+  /**
+   * Sends small files (each at most BUNDLE_FILE_MAX_BYTES; together at most
+   * BUNDLE_MAX_BYTES and BUNDLE_MAX_FILES) in one `cairn-bundle/1` request.
+   * Returns what the DP stored and what it rejected (a file whose bytes do
+   * not match its hash), and the bytes sent. A DP without the route answers
+   * CAIRN_NOT_FOUND: send the files one by one then.
+   */
+  uploadBundle(contentId: string, files: readonly BundleFile[], opts?: { readonly replace?: boolean }): Promise<{ stored: string[]; rejected: { hash: string; code: string; message: string }[]; bytes: number }>;
   putContent(def: ContentDefinition): Promise<{ removedContents: string[]; filesDeleted: number }>;
   /** Stores a content's signature file (its text as written in SigLib); returns the bytes sent. */
   putSignatures(contentId: string, text: string): Promise<number>;
@@ -49,6 +58,13 @@ export interface DpClient {
   packageContent(packageId: string): Promise<{ contentId: string | null; version: number | null }>;
   removePackage(packageId: string): Promise<{ contents: string[]; filesDeleted: number; bytesFreed: number }>;
   validatePackage(packageId: string): Promise<{ contentId: string; version: number; files: number; problems: ValidationProblem[] }>;
+}
+
+export interface BundleFile {
+  readonly hash: string;
+  readonly size: number;
+  /** Where the site's library holds it. */
+  readonly path: string;
 }
 
 export interface DpClientOptions {
@@ -63,6 +79,10 @@ export interface DpClientOptions {
 const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 /** Hashes per `files/missing` request (the DP accepts at most 100 000). */
 const MISSING_BATCH = 50_000;
+/** Files this large ask the DP for a partial copy before sending; smaller ones are sent whole at once. */
+const OFFSET_QUERY_MIN_BYTES = 1024 * 1024;
+/** Reads of a file being sent: larger than the stream default (64 KiB) for fewer reads and socket writes. */
+const READ_CHUNK_BYTES = 1024 * 1024;
 
 /** A file body; `total` is the whole file's size, which the DP may re-hash before it answers. */
 type Body =
@@ -192,7 +212,7 @@ export function createDpClient(opts: DpClientOptions): DpClient {
           req.end();
           return;
         }
-        const file: Readable = body.kind === 'stream' ? body.open() : fs.createReadStream(body.path, { start: body.start, end: body.start + body.length - 1 });
+        const file: Readable = body.kind === 'stream' ? body.open() : fs.createReadStream(body.path, { start: body.start, end: body.start + body.length - 1, highWaterMark: READ_CHUNK_BYTES });
         const what = body.kind === 'stream' ? 'the delta' : body.path;
         file.on('error', (err) => {
           req.destroy();
@@ -282,17 +302,57 @@ export function createDpClient(opts: DpClientOptions): DpClient {
       // A 409 means the DP holds a different number of bytes than we were
       // told a moment ago (another sender, or a write still settling): ask
       // again and continue once; a second 409 is an error.
+      // A small file is sent from its start without asking first: one request
+      // instead of two. A DP holding part of it answers 409 with its offset,
+      // and the loop asks and resumes as it does for a large file.
+      let asked = size >= OFFSET_QUERY_MIN_BYTES;
       for (let attempt = 0; ; attempt++) {
-        let start = await uploadOffset(h, contentId);
+        let start = asked ? await uploadOffset(h, contentId) : 0;
         // The DP discards a temporary file longer than the file, so start over.
         if (start > size) start = 0;
         const route = `/dp/v1/uploads/${h}?content=${encodeURIComponent(contentId)}&offset=${start}&size=${size}${uploadOpts.replace ? '&replace=1' : ''}`;
         const a = await call('PUT', route, { kind: 'file', path: filePath, start, length: size - start, total: size });
-        if (a.status === 409 && attempt === 0) continue;
+        if (a.status === 409 && attempt === 0) {
+          asked = true;
+          continue;
+        }
         if (a.status === 201 && field(a.body, 'stored') === true) return size - start;
         if (ok(a)) throw new CairnError('CAIRN_DP_REJECTED', `${where}: the upload of ${h} ended without the file being stored (${JSON.stringify(a.body)})`);
         throw rejection(a, `uploading ${h} for ${contentId}`);
       }
+    },
+
+    async uploadBundle(contentId, files, bundleOpts = {}) {
+      const total = files.reduce((n, f) => n + f.size, 0);
+      if (files.length === 0 || files.length > BUNDLE_MAX_FILES || total > BUNDLE_MAX_BYTES || files.some((f) => f.size > BUNDLE_FILE_MAX_BYTES)) {
+        throw new CairnError('CAIRN_INTERNAL', `a bundle of ${files.length} files and ${total} bytes is outside the limits`);
+      }
+      const parts: Buffer[] = [encodeBundleHeader(files)];
+      for (const f of files) {
+        let data: Buffer;
+        try {
+          data = await fsp.readFile(f.path);
+        } catch (err) {
+          throw new CairnError('CAIRN_INTERNAL', `cannot read ${f.path}: ${describeError(err)}`, { cause: err });
+        }
+        if (data.length !== f.size) throw new CairnError('CAIRN_INTERNAL', `${f.path} holds ${data.length} bytes, not the ${f.size} its content says`);
+        parts.push(data);
+      }
+      const payload = Buffer.concat(parts);
+      const route = `/dp/v1/bundles?content=${encodeURIComponent(contentId)}${bundleOpts.replace ? '&replace=1' : ''}`;
+      const a = await call('PUT', route, { kind: 'stream', open: () => Readable.from([payload]), length: payload.length, total: payload.length });
+      if (!ok(a)) {
+        if (a.status === 404 && field(a.body, 'code') === 'CAIRN_NOT_FOUND') throw new CairnError('CAIRN_NOT_FOUND', `${where} does not take bundles`);
+        throw rejection(a, `uploading a bundle of ${files.length} files for ${contentId}`);
+      }
+      const stored = field(a.body, 'stored');
+      const rejected = field(a.body, 'rejected');
+      const isRejection = (r: unknown): r is { hash: string; code: string; message: string } =>
+        typeof field(r, 'hash') === 'string' && typeof field(r, 'code') === 'string' && typeof field(r, 'message') === 'string';
+      if (!Array.isArray(stored) || !stored.every((h): h is string => typeof h === 'string') || !Array.isArray(rejected) || !rejected.every(isRejection)) {
+        throw new CairnError('CAIRN_DP_REJECTED', `${where}: malformed answer to a bundle`);
+      }
+      return { stored, rejected, bytes: payload.length };
     },
 
     async uploadDelta(hash, contentId, baseHash, size, plan, filePath) {

@@ -19,7 +19,7 @@
  * ever served. It must never let a file into the library before its bytes have
  * been checked against their hash, and never buffer an upload in memory.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Hash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -36,13 +36,13 @@ import { createContentLibrary } from '../content-library/content-library.ts';
 import { parseContentDefinition, validatePackageId } from '../content-library/definition.ts';
 import { applyDelta } from '../content-library/delta.ts';
 import { parseSignatureFile, signaturesPath } from '../content-library/snapshot.ts';
-import { writeFileAtomic } from '../content-library/content-library.ts';
+import { forEachLimited, writeFileAtomic } from '../content-library/content-library.ts';
 import type { ContentDefinition, ContentLibrary } from '../content-library/types.ts';
 import { createComponentLog } from '../shared/cmtrace-log.ts';
 import type { ComponentLog } from '../shared/cmtrace-log.ts';
 import { CairnError, ERRORS, describeError, isCairnError } from '../shared/errors.ts';
 import type { ErrorCode } from '../shared/errors.ts';
-import { NonceCache, PACKAGE_SHARE, PROOF_HEADER, SIGNATURE_SHARE, proveResponse, verifyRequest } from './protocol.ts';
+import { BUNDLE_MAX_BYTES, BUNDLE_MAX_FILES, NonceCache, PACKAGE_SHARE, PROOF_HEADER, SIGNATURE_SHARE, parseBundle, proveResponse, verifyRequest } from './protocol.ts';
 import type { DpStatus, PackageListing } from './protocol.ts';
 
 /** Folder of partial uploads inside the data folder, named as the product's share. */
@@ -180,17 +180,23 @@ function etagMatches(header: string, etag: string): boolean {
  * and discards the rest of the body, so that the request is read to its end
  * and the DP can still answer 507 or 400 instead of resetting the connection.
  */
+/** How much of an upload may arrive before the DP starts writing it to disk in the background. */
+const FLUSH_EVERY_BYTES = 32 * 1024 * 1024;
+
 class UploadSink extends Writable {
   readonly #file: FileHandle;
   readonly #expected: number;
   readonly #hasher: Hash | undefined;
   #closed = false;
+  #unflushed = 0;
+  #flushing: Promise<void> | undefined;
   /** Bytes appended to the file. */
   written = 0;
   failure: unknown = undefined;
 
   constructor(file: FileHandle, expected: number, hasher: Hash | undefined) {
-    super();
+    // Chunks that arrive while a write is in flight are written together by _writev: fewer, larger writes.
+    super({ highWaterMark: 1024 * 1024 });
     this.#file = file;
     this.#expected = expected;
     this.#hasher = hasher;
@@ -216,12 +222,30 @@ class UploadSink extends Writable {
     );
   }
 
+  override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
+    if (chunks.length === 1) {
+      this._write(chunks[0]!.chunk, 'binary', callback);
+      return;
+    }
+    this._write(Buffer.concat(chunks.map((c) => c.chunk)), 'binary', callback);
+  }
+
   async #append(chunk: Buffer): Promise<void> {
     let done = 0;
     while (done < chunk.length) {
       const { bytesWritten } = await this.#file.write(chunk, done, chunk.length - done);
       done += bytesWritten;
       this.written += bytesWritten;
+      this.#unflushed += bytesWritten;
+    }
+    // Start writing a large file to disk while it still arrives, so that the
+    // flush before it is acknowledged has little left to do.
+    if (this.#unflushed >= FLUSH_EVERY_BYTES && this.#flushing === undefined) {
+      this.#unflushed = 0;
+      this.#flushing = this.#file.datasync().then(
+        () => void (this.#flushing = undefined),
+        () => void (this.#flushing = undefined),
+      );
     }
   }
 
@@ -230,10 +254,16 @@ class UploadSink extends Writable {
     return this.#hasher?.digest('hex').toUpperCase();
   }
 
-  async closeFile(): Promise<void> {
+  /** Closes the temporary file; with `flush`, its bytes are on disk first (a complete file about to enter the library). */
+  async closeFile(flush = false): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#file.close();
+    try {
+      await this.#flushing;
+      if (flush) await this.#file.datasync();
+    } finally {
+      await this.#file.close();
+    }
   }
 }
 
@@ -251,7 +281,10 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
 
   // Partial uploads are kept on purpose: the site resumes them from their
   // current size (GET /dp/v1/uploads/:hash). Only their number is reported.
-  const partials = (await fsp.readdir(tempDir)).filter((f) => f.endsWith('.temp')).length;
+  const inTemp = await fsp.readdir(tempDir);
+  const partials = inTemp.filter((f) => f.endsWith('.temp')).length;
+  // A file from a bundle is written whole and renamed at once; one left here was cut off by a stop.
+  for (const f of inTemp.filter((n) => n.endsWith('.bundle'))) await fsp.rm(path.join(tempDir, f), { force: true });
   log.info(`Distribution point '${name}' starting; content library ${libRoot}; ${partials} partial upload(s) in ${tempDir}`);
 
   // Uploads in progress, by temporary file: two writers appending to one file would corrupt it.
@@ -432,6 +465,71 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
           }
         });
 
+        // Small files, many to a request (protocol.ts, `cairn-bundle/1`). The body is at most a few MiB, so it is read whole.
+        up.put('/bundles', { bodyLimit: Number.MAX_SAFE_INTEGER }, async (request) => {
+          const q = query(request);
+          const contentId = parseContentId(q['content']);
+          const replace = q['replace'] === '1';
+          const body = request.body === undefined || request.body === null ? Readable.from([]) : request.body;
+          if (!(body instanceof Readable)) throw new CairnError('CAIRN_REQUEST_INVALID', 'the body must be a bundle');
+          const declared = Number(request.headers['content-length']);
+          // Header line plus the files: generously above what a sender may put in one bundle.
+          const limit = BUNDLE_MAX_BYTES + BUNDLE_MAX_FILES * 128 + 1024;
+          if (declared > limit) {
+            request.raw.resume();
+            throw new CairnError('CAIRN_REQUEST_INVALID', `a bundle is at most ${limit} bytes; this one declares ${declared}`);
+          }
+          const chunks: Buffer[] = [];
+          let length = 0;
+          for await (const chunk of body as AsyncIterable<Buffer>) {
+            length += chunk.length;
+            if (length > limit) {
+              request.raw.resume();
+              throw new CairnError('CAIRN_REQUEST_INVALID', `a bundle is at most ${limit} bytes`);
+            }
+            chunks.push(chunk);
+          }
+          const bytes = Buffer.concat(chunks, length);
+          const bundle = parseBundle(bytes);
+          if ('error' in bundle) {
+            log.warn(`Bundle for content ${contentId} from ${request.ip} refused: ${bundle.error}`);
+            throw new CairnError('CAIRN_REQUEST_INVALID', `malformed bundle: ${bundle.error}`);
+          }
+          const stored: string[] = [];
+          const rejected: { hash: string; code: ErrorCode; message: string }[] = [];
+          let diskFull: unknown;
+          await forEachLimited(bundle.files, 8, async (f) => {
+            const data = bytes.subarray(f.start, f.start + f.size);
+            const actual = createHash('sha256').update(data).digest('hex').toUpperCase();
+            if (actual !== f.hash) {
+              log.error(`File ${f.hash} for content ${contentId} in a bundle failed hash verification (the bytes hash to ${actual}); it was not stored`);
+              rejected.push({ hash: f.hash, code: 'CAIRN_DP_HASH_MISMATCH', message: `the bytes hash to ${actual}, not ${f.hash}` });
+              return;
+            }
+            if (!replace && (await lib.hasFile(f.hash))) {
+              stored.push(f.hash);
+              return;
+            }
+            const temp = `${uploadTempPath(dataDir, f.hash, contentId)}.${randomBytes(4).toString('hex')}.bundle`;
+            try {
+              await fsp.writeFile(temp, data, { mode: 0o644 });
+              await lib.adoptFile(temp, f.hash, { replace });
+            } catch (err) {
+              await removeQuietly(temp, log);
+              if (!isDiskFull(err)) throw err;
+              diskFull = err;
+              return;
+            }
+            stored.push(f.hash);
+            log.info(replace ? `Rewrote file ${f.hash} for content ${contentId} in the content library` : `Added file ${f.hash} for content ${contentId} to the content library`);
+          });
+          if (diskFull !== undefined) {
+            log.error(`Out of disk space storing a bundle for content ${contentId}: ${describeError(diskFull)}; ${stored.length} of its files were stored`);
+            throw new CairnError('CAIRN_DP_DISK_FULL', `no space left on the device holding ${dataDir} while storing a bundle for ${contentId}`);
+          }
+          return { stored, rejected };
+        });
+
         up.put('/deltas/:hash', { bodyLimit: Number.MAX_SAFE_INTEGER }, async (request, reply) => {
           const hash = parseHash(param(request, 'hash'));
           const q = query(request);
@@ -532,7 +630,7 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
           log.warn(`Upload of file ${u.hash} for content ${u.contentId} interrupted after ${u.offset + sink.written} of ${u.size} bytes (${describeError(err)}); the partial file is kept for resume`);
           throw err;
         } finally {
-          await sink.closeFile();
+          await sink.closeFile(sink.failure === undefined && u.offset + sink.written === u.size);
         }
         const failure = sink.failure;
         if (failure !== undefined) {

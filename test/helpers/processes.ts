@@ -53,8 +53,11 @@ export interface Proc {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
+/** `CAIRN_PROFILE_DIR=DIR` makes every long-running role write a V8 CPU profile there when it exits (for bench/). */
+const PROFILE_ARGS = process.env['CAIRN_PROFILE_DIR'] ? ['--cpu-prof', `--cpu-prof-dir=${process.env['CAIRN_PROFILE_DIR']}`] : [];
+
 function run(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
-  const child = spawn(process.execPath, [CAIRN_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...PROFILE_ARGS, CAIRN_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));

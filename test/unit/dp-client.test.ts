@@ -211,6 +211,23 @@ describe('DP client transfers', () => {
     await rejectsWith(client().upload(sha256(bytes), 'CS200008.1', await writeSource('short.bin', bytes), 99), 'CAIRN_INTERNAL', /holds 5 bytes/);
   });
 
+  test('a bundle carries small files in one request; a file whose bytes changed is rejected alone', async () => {
+    const a = Buffer.from('bundle file a');
+    const b = Buffer.alloc(100_000, 3);
+    const changed = Buffer.from('the bytes on disk now');
+    const files = [
+      { hash: sha256(a), size: a.length, path: await writeSource('bundle-a.bin', a) },
+      { hash: sha256(b), size: b.length, path: await writeSource('bundle-b.bin', b) },
+      { hash: sha256('the bytes when hashed'), size: changed.length, path: await writeSource('bundle-c.bin', changed) },
+    ];
+    const r = await client().uploadBundle('CS200013.1', files);
+    assert.deepEqual([...r.stored].sort(), [sha256(a), sha256(b)].sort());
+    assert.deepEqual(r.rejected.map((x) => [x.hash, x.code]), [[files[2]!.hash, 'CAIRN_DP_HASH_MISMATCH']]);
+    assert.ok(r.bytes > a.length + b.length + changed.length, 'the bytes sent include the header line');
+    assert.deepEqual(await fsp.readFile(lib().filePath(sha256(b))), b);
+    await rejectsWith(client().uploadBundle('CS200013.1', [{ ...files[0]!, size: 99 }]), 'CAIRN_INTERNAL', /holds 13 bytes/);
+  });
+
   test('uploads over one client run in parallel on a keep-alive pool', async () => {
     const sources = await Promise.all(
       Array.from({ length: 12 }, async (_, i) => {
@@ -274,13 +291,28 @@ describe('DP client upload conflicts', () => {
       const sent = await createDpClient({ url: proxy.url, key }).upload(hash, 'CS200010.1', await writeSource('conflict.bin', bytes), bytes.length);
       assert.equal(sent, bytes.length - 20_000);
       const lines = proxy.seen.map((l) => l.replace(/\?.*$/, (q) => q.replace(/content=[^&]*&?/, '')));
+      // A small file is sent at once, without asking for the offset first.
       assert.deepEqual(lines, [
-        `GET /dp/v1/uploads/${hash}?`,
         `PUT /dp/v1/uploads/${hash}?offset=0&size=${bytes.length}`,
         `GET /dp/v1/uploads/${hash}?`,
         `PUT /dp/v1/uploads/${hash}?offset=20000&size=${bytes.length}`,
       ]);
       assert.deepEqual(await fsp.readFile(createContentLibrary(path.join(dataDir, 'ContentLib')).filePath(hash)), bytes);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('a file of 1 MiB or more asks for the offset before its first PUT', async () => {
+    const bytes = Buffer.alloc(1024 * 1024 + 7, 0x5a);
+    const hash = sha256(bytes);
+    const proxy = await startProxy(() => Promise.resolve());
+    try {
+      assert.equal(await createDpClient({ url: proxy.url, key }).upload(hash, 'CS200012.1', await writeSource('large.bin', bytes), bytes.length), bytes.length);
+      assert.deepEqual(
+        proxy.seen.map((l) => l.replace(/\?.*$/, '')),
+        [`GET /dp/v1/uploads/${hash}`, `PUT /dp/v1/uploads/${hash}`],
+      );
     } finally {
       await proxy.close();
     }

@@ -20,7 +20,7 @@ import { definitionHash } from '../../src/content-library/definition.ts';
 import type { ContentDefinition, FileEntry } from '../../src/content-library/types.ts';
 import { createDpClient } from '../../src/dp/dp-client.ts';
 import { buildDpServer, uploadTempPath } from '../../src/dp/dp-server.ts';
-import { PROOF_HEADER, newSharedKey, signRequest, verifyProof } from '../../src/dp/protocol.ts';
+import { BUNDLE_FILE_MAX_BYTES, BUNDLE_MAX_BYTES, BUNDLE_MAX_FILES, PROOF_HEADER, encodeBundleHeader, newSharedKey, packBundles, parseBundle, signRequest, verifyProof } from '../../src/dp/protocol.ts';
 import type { PackageListing } from '../../src/dp/protocol.ts';
 import { isCairnError } from '../../src/shared/errors.ts';
 
@@ -236,6 +236,62 @@ describe('DP uploads', () => {
     assert.equal(await exists(uploadTempPath(dp.dataDir, hash, 'CS100002.1')), false);
     const log = await fsp.readFile(path.join(dp.dataDir, 'logs', 'SMSDPProv.log'), 'utf8');
     assert.ok(log.includes(`Added file ${hash} for content CS100002.1 to the content library`));
+  });
+
+  test('a bundle stores each file whose bytes match its hash and rejects, alone, the one that does not', async () => {
+    const good = [Buffer.from('first small file'), Buffer.alloc(70_000, 7), Buffer.alloc(0)];
+    const liar = Buffer.from('these bytes are not what the hash says');
+    const claimed = sha256('what the site meant');
+    const entries = [...good.map((b) => ({ hash: sha256(b), size: b.length })), { hash: claimed, size: liar.length }];
+    const body = Buffer.concat([encodeBundleHeader(entries), ...good, liar]);
+    const r = await signed(dp, 'PUT', '/dp/v1/bundles?content=CS100020.1', body);
+    assert.equal(r.status, 200);
+    assert.ok(r.proofOk);
+    assert.deepEqual([...(r.json['stored'] as string[])].sort(), good.map((b) => sha256(b)).sort());
+    assert.deepEqual(r.json['rejected'], [{ hash: claimed, code: 'CAIRN_DP_HASH_MISMATCH', message: `the bytes hash to ${sha256(liar)}, not ${claimed}` }]);
+    for (const b of good) assert.deepEqual(await fsp.readFile(lib().filePath(sha256(b))), b);
+    assert.equal(await lib().hasFile(claimed), false);
+    assert.deepEqual((await fsp.readdir(path.join(dp.dataDir, 'SMS_DP$'))).filter((f) => f.includes('CS100020')), [], 'no temporary file is left behind');
+    const log = await fsp.readFile(path.join(dp.dataDir, 'logs', 'SMSDPProv.log'), 'utf8');
+    assert.ok(log.includes(`Added file ${sha256(good[1]!)} for content CS100020.1 to the content library`));
+    assert.ok(log.includes(`File ${claimed} for content CS100020.1 in a bundle failed hash verification`));
+  });
+
+  test('malformed bundles get 400 CAIRN_REQUEST_INVALID and store nothing', async () => {
+    const bytes = Buffer.from('payload');
+    const entry = { hash: sha256(bytes), size: bytes.length };
+    const cases: [string, Buffer][] = [
+      ['no header line', Buffer.from('{"format":"cairn-bundle/1"')],
+      ['not JSON', Buffer.from('not json\npayload')],
+      ['wrong format', Buffer.from(`${JSON.stringify({ format: 'other', files: [entry] })}\npayload`)],
+      ['sizes that do not add up', Buffer.concat([encodeBundleHeader([entry]), bytes, Buffer.from('extra')])],
+      ['a file too large for a bundle', Buffer.concat([encodeBundleHeader([{ hash: entry.hash, size: BUNDLE_FILE_MAX_BYTES + 1 }]), Buffer.alloc(BUNDLE_FILE_MAX_BYTES + 1)])],
+      ['a lower-case hash', Buffer.concat([encodeBundleHeader([entry]).toString().replace(entry.hash, entry.hash.toLowerCase()), bytes].map((x) => Buffer.from(x)))],
+    ];
+    for (const [what, body] of cases) {
+      const r = await signed(dp, 'PUT', '/dp/v1/bundles?content=CS100021.1', body);
+      assert.equal(r.status, 400, what);
+      assert.equal(r.json['code'], 'CAIRN_REQUEST_INVALID', what);
+    }
+    assert.equal(await lib().hasFile(entry.hash), false);
+    const tooBig = await signed(dp, 'PUT', '/dp/v1/bundles?content=CS100021.1', Buffer.alloc(BUNDLE_MAX_BYTES + BUNDLE_MAX_FILES * 128 + 2048));
+    assert.equal(tooBig.status, 400);
+    const hostile = await signed(dp, 'PUT', '/dp/v1/bundles?content=..%2Fetc', Buffer.concat([encodeBundleHeader([entry]), bytes]));
+    assert.equal(hostile.status, 400);
+    assert.equal(await lib().hasFile(entry.hash), false);
+  });
+
+  test('bundles are packed within their limits, in order', () => {
+    const files = Array.from({ length: BUNDLE_MAX_FILES + 10 }, (_, i) => ({ hash: String(i), size: 10 }));
+    const byCount = packBundles(files);
+    assert.deepEqual(byCount.map((b) => b.length), [BUNDLE_MAX_FILES, 10]);
+    assert.deepEqual(byCount.flat(), files);
+    const large = Array.from({ length: 40 }, (_, i) => ({ hash: String(i), size: BUNDLE_FILE_MAX_BYTES }));
+    const bySize = packBundles(large);
+    assert.ok(bySize.every((b) => b.reduce((n, f) => n + f.size, 0) <= BUNDLE_MAX_BYTES));
+    assert.equal(bySize.flat().length, 40);
+    assert.deepEqual(packBundles([]), []);
+    assert.ok('error' in parseBundle(Buffer.from('')));
   });
 
   test('a PUT at another offset than the DP holds gets 409 with the DP offset', async () => {

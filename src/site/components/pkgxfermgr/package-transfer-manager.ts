@@ -37,7 +37,7 @@ import type { RunnableJob } from '../../../datastore/distribution-jobs.ts';
 import { JOB_ACTION, JOB_STATE, PKG_STATUS } from '../../../datastore/enums.ts';
 import { nowIso } from '../../../datastore/time.ts';
 import { createDpClient } from '../../../dp/dp-client.ts';
-import { PACKAGE_SHARE, SIGNATURE_SHARE } from '../../../dp/protocol.ts';
+import { BUNDLE_FILE_MAX_BYTES, PACKAGE_SHARE, SIGNATURE_SHARE, packBundles } from '../../../dp/protocol.ts';
 import type { ContentDefinition, FileSignature } from '../../../content-library/types.ts';
 import { planDelta } from '../../../content-library/delta.ts';
 import { parseSignatureFile, readSignatures, signaturesPath } from '../../../content-library/snapshot.ts';
@@ -262,8 +262,58 @@ export class PackageTransferManager {
     const files = new Limiter(this.#ctx.settings['pkgxfermgr.filesInParallel']);
     let bytes = 0;
     let deltas = 0;
-    await Promise.all(
-      missing.map((hash) =>
+    // Small files travel many to a request (`cairn-bundle/1`); the rest one by one, as deltas where that pays.
+    const small = missing.filter((h) => (unique.get(h)?.size ?? Infinity) <= BUNDLE_FILE_MAX_BYTES && !bases.has(h));
+    const smallSet = new Set(small);
+    const bundles = packBundles(small.map((h) => ({ hash: h, size: unique.get(h)!.size })));
+    const one = (hash: string): Promise<void> =>
+      files.run(async () => {
+        const entry = unique.get(hash)!;
+        this.log.info(`Sending file '${job.URL}/SMS_DP$/${hash}-${def.contentId}.temp'`, tid);
+        bytes += await this.#uploadWithResend(client, hash, def.contentId, entry.size, tid, redistribute);
+        this.log.info(`Adding file ${entry.path} in ${def.contentId}.`, tid);
+      });
+    let bundlesRefused = false;
+    // A DP that does not take bundles gets their files one by one, each in a lane of its own once this lane is free.
+    const fallbacks: Promise<void>[] = [];
+    const fallbackErrors: unknown[] = [];
+    const sendOneByOne = (b: readonly { hash: string }[]): void => {
+      for (const f of b) fallbacks.push(one(f.hash).catch((err: unknown) => void fallbackErrors.push(err)));
+    };
+    await Promise.all([
+      ...bundles.map((b) =>
+        files.run(async () => {
+          if (bundlesRefused) return sendOneByOne(b);
+          const size = b.reduce((n, f) => n + f.size, 0);
+          this.log.info(`Sending ${b.length} files (${size} bytes) to '${job.URL}/SMS_DP$' in one bundle`, tid);
+          for (const f of b) this.log.info(`Sending file '${job.URL}/SMS_DP$/${f.hash}-${def.contentId}.temp'`, tid);
+          let r;
+          try {
+            r = await client.uploadBundle(def.contentId, b.map((f) => ({ ...f, path: library.filePath(f.hash) })), { replace: redistribute });
+          } catch (err) {
+            if (!(isCairnError(err) && err.code === 'CAIRN_NOT_FOUND')) throw err;
+            if (!bundlesRefused) this.log.warn(`${job.DPName} does not take bundles (${describeError(err)}); sending small files one by one.`, tid);
+            bundlesRefused = true;
+            return sendOneByOne(b);
+          }
+          bytes += r.bytes;
+          const storedSet = new Set(r.stored);
+          const rejectedBy = new Map(r.rejected.map((x) => [x.hash, x]));
+          const unanswered = b.filter((f) => !storedSet.has(f.hash) && !rejectedBy.has(f.hash));
+          if (unanswered.length) throw new CairnError('CAIRN_DP_REJECTED', `${job.DPName} neither stored nor rejected ${unanswered.length} file(s) of a bundle, e.g. ${unanswered[0]!.hash}`);
+          for (const f of b) {
+            const entry = unique.get(f.hash)!;
+            const rej = storedSet.has(f.hash) ? undefined : rejectedBy.get(f.hash);
+            if (rej) {
+              // Sent again on its own, where a mismatch is resent twice before the job retries.
+              this.log.warn(`The DP rejected file ${f.hash} of ${def.contentId} in a bundle (${rej.code}: ${rej.message}); sending it on its own.`, tid);
+              bytes += await this.#uploadWithResend(client, f.hash, def.contentId, f.size, tid, redistribute);
+            }
+            this.log.info(`Adding file ${entry.path} in ${def.contentId}.`, tid);
+          }
+        }),
+      ),
+      ...missing.filter((h) => !smallSet.has(h)).map((hash) =>
         files.run(async () => {
           const entry = unique.get(hash)!;
           const base = bases.get(hash);
@@ -289,7 +339,9 @@ export class PackageTransferManager {
           this.log.info(`Adding file ${entry.path} in ${def.contentId}.`, tid);
         }),
       ),
-    );
+    ]);
+    await Promise.all(fallbacks);
+    if (fallbackErrors.length) throw fallbackErrors[0];
     let signatureBytes = 0;
     if (sigText !== undefined) {
       signatureBytes = await client.putSignatures(def.contentId, sigText);

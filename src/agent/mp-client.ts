@@ -1,0 +1,194 @@
+/**
+ * Client messaging (the seed's CcmExec messaging layer, `CcmMessaging.log`):
+ * the one HTTP client through which the agent talks to its management point
+ * (docs/adr/0005-mp-client-protocol.md). It signs every request but the
+ * site-key fetch with the client's key (`signClientRequest`), logs every
+ * request and reply (route, status, bytes each way, duration), and turns
+ * every failure into a CairnError with a clear code:
+ *
+ * - no answer (refused, reset, timeout): `CAIRN_AGENT_MP_UNREACHABLE`;
+ * - `CAIRN_CLIENT_CLOCK_SKEW` from the MP: `CAIRN_AGENT_CLOCK_SKEW`, logged
+ *   once with both clocks; the caller does not retry at once (its schedule
+ *   decides), so a wrong clock never makes the agent loop;
+ * - any other refusal: `CAIRN_AGENT_MP_REFUSED`, carrying the MP's own code
+ *   and HTTP status (`MpRefusal.mpCode`), so callers can act on
+ *   `CAIRN_CLIENT_UNKNOWN` or `CAIRN_CLIENT_NOT_APPROVED`.
+ *
+ * One `MpTransport` (one keep-alive socket pool) is shared by every client
+ * of a simulation; each client has its own `MpClient` view with its key and
+ * its log prefix. It never retries by itself: retry and backoff belong to the
+ * component that knows what the request was for.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { createPrivateKey } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import type { ComponentLog } from '../shared/cmtrace-log.ts';
+import { CairnError, describeError } from '../shared/errors.ts';
+import { signClientRequest } from '../shared/client-auth.ts';
+
+/** Ours: how long one MP request may take before it counts as unreachable. */
+export const MP_REQUEST_TIMEOUT_MS = 60_000;
+/** Ours: the largest MP reply the agent reads (policy bodies and lists are small). */
+export const MAX_MP_REPLY_BYTES = 16 * 1024 * 1024;
+
+export class MpRefusal extends CairnError {
+  /** The MP's code, e.g. `CAIRN_CLIENT_NOT_APPROVED`; '' when the reply had none. */
+  readonly mpCode: string;
+  readonly httpStatus: number;
+  constructor(httpStatus: number, mpCode: string, mpMessage: string, route: string) {
+    super('CAIRN_AGENT_MP_REFUSED', `${route}: HTTP ${httpStatus}${mpCode ? ` ${mpCode}` : ''}${mpMessage ? ` (${mpMessage})` : ''}`);
+    this.mpCode = mpCode;
+    this.httpStatus = httpStatus;
+  }
+}
+
+export interface MpReply {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+/** The shared part: the MP's address and one keep-alive agent. */
+export class MpTransport {
+  readonly baseUrl: URL;
+  readonly #agent: http.Agent;
+  readonly #request: typeof http.request;
+
+  constructor(mpUrl: string, maxSockets = 64) {
+    let u: URL;
+    try {
+      u = new URL(mpUrl);
+    } catch {
+      throw new CairnError('CAIRN_REQUEST_INVALID', `--mp ${JSON.stringify(mpUrl)} is not a URL`);
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CairnError('CAIRN_REQUEST_INVALID', `--mp must be an http(s) URL, not ${u.protocol}`);
+    this.baseUrl = u;
+    const opts = { keepAlive: true, maxSockets, keepAliveMsecs: 10_000 };
+    this.#agent = u.protocol === 'https:' ? new https.Agent(opts) : new http.Agent(opts);
+    this.#request = u.protocol === 'https:' ? https.request : http.request;
+  }
+
+  /** The path on the request line for a route such as `/mp/v1/register`, under the MP URL's own path. */
+  pathFor(route: string): string {
+    return `${this.baseUrl.pathname.replace(/\/+$/, '')}${route}`;
+  }
+
+  send(method: string, requestPath: string, headers: Record<string, string>, body: Buffer | undefined): Promise<MpReply> {
+    return new Promise<MpReply>((resolve, reject) => {
+      const req = this.#request(
+        { protocol: this.baseUrl.protocol, hostname: this.baseUrl.hostname, port: this.baseUrl.port, method, path: requestPath, agent: this.#agent, headers: { ...headers, ...(body ? { 'content-length': String(body.length) } : {}) }, timeout: MP_REQUEST_TIMEOUT_MS },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > MAX_MP_REPLY_BYTES) {
+              req.destroy(new Error(`the reply is larger than ${MAX_MP_REPLY_BYTES} bytes`));
+              return;
+            }
+            chunks.push(c);
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+          res.on('error', reject);
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${MP_REQUEST_TIMEOUT_MS / 1000} s`)));
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  close(): void {
+    this.#agent.destroy();
+  }
+}
+
+export interface MpSigner {
+  readonly clientId: string;
+  readonly privateKey: KeyObject;
+}
+
+export interface RequestOptions {
+  readonly body?: Buffer | string;
+  readonly contentType?: string;
+  /** False only for the anonymous site-key fetch. */
+  readonly signed?: boolean;
+}
+
+/** One client's view of the MP: its key, its log. */
+export class MpClient {
+  readonly transport: MpTransport;
+  readonly #signer: MpSigner;
+  readonly #log: ComponentLog;
+
+  constructor(transport: MpTransport, signer: MpSigner | { clientId: string; privateKeyPem: string }, log: ComponentLog) {
+    this.transport = transport;
+    this.#signer = 'privateKey' in signer ? signer : { clientId: signer.clientId, privateKey: createPrivateKey(signer.privateKeyPem) };
+    this.#log = log;
+  }
+
+  get clientId(): string {
+    return this.#signer.clientId;
+  }
+
+  /**
+   * Sends one request and returns the reply when its status is 2xx; throws
+   * the CairnErrors above otherwise. Every attempt is logged.
+   */
+  async request(method: string, route: string, options: RequestOptions = {}): Promise<MpReply> {
+    const p = this.transport.pathFor(route);
+    const body = options.body === undefined ? undefined : Buffer.isBuffer(options.body) ? options.body : Buffer.from(options.body, 'utf8');
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (body) headers['content-type'] = options.contentType ?? 'application/json';
+    if (options.signed !== false) headers.authorization = signClientRequest(this.#signer.clientId, this.#signer.privateKey, method, p, body ?? '');
+    const started = process.hrtime.bigint();
+    const ms = (): string => (Number(process.hrtime.bigint() - started) / 1e6).toFixed(1);
+    let reply: MpReply;
+    try {
+      reply = await this.transport.send(method, p, headers, body);
+    } catch (err) {
+      this.#log.warn(`${method} ${p}: no reply after ${ms()} ms, ${body?.length ?? 0} bytes sent: ${describeError(err)}`);
+      throw new CairnError('CAIRN_AGENT_MP_UNREACHABLE', `${method} ${this.transport.baseUrl.origin}${p}: ${(err as Error).message}`, { cause: err });
+    }
+    const line = `${method} ${p} -> ${reply.status}, ${body?.length ?? 0} bytes sent, ${reply.body.length} bytes received, ${ms()} ms`;
+    if (reply.status >= 200 && reply.status < 300) {
+      this.#log.info(line);
+      return reply;
+    }
+    let mpCode = '';
+    let mpMessage = '';
+    let serverTime: string | undefined;
+    try {
+      const j = JSON.parse(reply.body.toString('utf8')) as { code?: unknown; message?: unknown; serverTime?: unknown };
+      if (typeof j.code === 'string') mpCode = j.code;
+      if (typeof j.message === 'string') mpMessage = j.message;
+      if (typeof j.serverTime === 'string' || typeof j.serverTime === 'number') serverTime = String(j.serverTime);
+    } catch {
+      // Not a Cairn error body (a proxy, another server): the status says enough.
+    }
+    if (mpCode === 'CAIRN_CLIENT_CLOCK_SKEW') {
+      const theirs = serverTime === undefined ? 'not given' : /^\d+$/.test(serverTime) ? new Date(Number(serverTime)).toISOString() : serverTime;
+      this.#log.error(`${line}: refused with CAIRN_CLIENT_CLOCK_SKEW: this machine's clock (${new Date().toISOString()}) is more than 5 minutes off the MP's (${theirs}). Every request will be refused until the clock is corrected; the agent tries again on its normal schedule.`);
+      throw new CairnError('CAIRN_AGENT_CLOCK_SKEW', `this machine's clock says ${new Date().toISOString()}, the MP's says ${theirs}`);
+    }
+    this.#log.warn(`${line}: refused${mpCode ? ` with ${mpCode}` : ''}${mpMessage ? `: ${mpMessage}` : ''}`);
+    throw new MpRefusal(reply.status, mpCode, mpMessage, `${method} ${p}`);
+  }
+
+  /** Sends a JSON body (or none) and parses a JSON reply; a reply that is not JSON is `CAIRN_AGENT_MP_REPLY_INVALID`. */
+  async json<T>(method: string, route: string, body?: unknown, options: Omit<RequestOptions, 'body'> = {}): Promise<{ reply: MpReply; json: T }> {
+    const reply = await this.request(method, route, { ...options, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    return { reply, json: parseJsonReply<T>(reply, `${method} ${route}`) };
+  }
+}
+
+export function parseJsonReply<T>(reply: MpReply, what: string): T {
+  try {
+    const v = JSON.parse(reply.body.toString('utf8')) as unknown;
+    if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
+    return v as T;
+  } catch (err) {
+    throw new CairnError('CAIRN_AGENT_MP_REPLY_INVALID', `${what}: ${(err as Error).message}`);
+  }
+}
