@@ -187,13 +187,15 @@ describe('package lifecycle on standard DPs', () => {
     assert.equal(row.state, 'failed');
     assert.match(row.lastError, /small\/f010\.dat: hash mismatch/);
     assert.match(row.lastError, /small\/f011\.dat: missing/);
-    const failedMsg = (await messages(site, pkgA)).find((m) => m.id === 2383);
+    // Status messages reach the database through the status manager's inbox, a moment after the DP's row.
+    let failedMsg: Awaited<ReturnType<typeof messages>>[number] | undefined;
+    await waitFor('status message 2383', async () => (failedMsg = (await messages(site, pkgA)).find((m) => m.id === 2383)) !== undefined);
     assert.equal(failedMsg?.severity, 'E');
     assert.match(failedMsg?.istr[2] ?? '', /f010\.dat: hash mismatch/);
 
     assert.equal((await cli(site, ['package', 'validate', pkgA, '--dp', 'dp1'])).code, 0);
     await waitForDps(site, pkgA, 'dp1 valid', (r) => r.get('dp1')?.validation?.valid === true);
-    assert.ok((await messages(site, pkgA)).some((m) => m.id === 2384));
+    await waitFor('status message 2384', async () => (await messages(site, pkgA)).some((m) => m.id === 2384));
 
     const redist = await cli(site, ['package', 'redistribute', pkgA, '--dp', 'dp2']);
     assert.equal(redist.code, 0, redist.stderr);
