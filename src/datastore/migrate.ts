@@ -4,7 +4,7 @@
  * are written in each engine's own dialect. Unordered migrations are allowed
  * because independent features land from parallel branches with reserved
  * numbers (0002 package lifecycle, 0003 management point and state system,
- * 0004 update catalog); each migration only adds its own tables.
+ * 0004 update catalog, 0006 update sync); each migration only adds its own tables.
  */
 import { Migrator } from 'kysely';
 import type { Kysely, Migration, MigrationProvider } from 'kysely';
@@ -14,6 +14,7 @@ import * as m0001 from './migrations/0001-initial.ts';
 import * as m0002 from './migrations/0002-package-lifecycle.ts';
 import * as m0003 from './migrations/0003-state-system.ts';
 import * as m0004 from './migrations/0004-update-catalog.ts';
+import * as m0006 from './migrations/0006-update-sync.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- see 0001-initial.ts
 type MigrationModule = { up(db: Kysely<any>, engine: Engine): Promise<void> };
@@ -23,6 +24,7 @@ const MIGRATIONS: Readonly<Record<string, MigrationModule>> = Object.freeze({
   '0002-package-lifecycle': m0002,
   '0003-state-system': m0003,
   '0004-update-catalog': m0004,
+  '0006-update-sync': m0006,
 });
 
 export const MIGRATION_NAMES = Object.keys(MIGRATIONS);

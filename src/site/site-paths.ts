@@ -23,6 +23,12 @@ export interface SitePaths {
   readonly statesysIncoming: string;
   /** The all-in-one site's own distribution point data folder. */
   readonly localDp: string;
+  /** The update sync manager's inbox (seed 004): `SELF.SYN`, `FULL.SYN`, a parent's `<SiteCode>.SYN`. */
+  readonly wsyncmgrBox: string;
+  /** The policy provider's inbox (spec 30): `{UpdateSourceID}.STN` after a sync with changes. */
+  readonly policypvBox: string;
+  /** The all-in-one site's own software update point data folder. */
+  readonly localSup: string;
 }
 
 export function sitePaths(dataDir: string): SitePaths {
@@ -43,6 +49,9 @@ export function sitePaths(dataDir: string): SitePaths {
     statmsgs: path.join(inboxes, 'statmgr.box', 'statmsgs'),
     statesysIncoming: path.join(inboxes, 'auth', 'statesys.box', 'incoming'),
     localDp: path.join(data, 'dp'),
+    wsyncmgrBox: path.join(inboxes, 'WSyncMgr.box'),
+    policypvBox: path.join(inboxes, 'policypv.box'),
+    localSup: path.join(data, 'sup'),
   });
 }
 
