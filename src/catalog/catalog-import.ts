@@ -18,7 +18,7 @@
  */
 import type { Kysely } from 'kysely';
 import type { Database } from '../datastore/schema.ts';
-import { expireSuperseded, recordSyncFailure, recordSyncStart, recordSyncSuccess, upsertCategoryPage, upsertUpdatePage } from '../datastore/updates.ts';
+import { expireSuperseded, getSyncStatus, recordSyncFailure, recordSyncStart, recordSyncSuccess, upsertCategoryPage, upsertUpdatePage } from '../datastore/updates.ts';
 import { describeError } from '../shared/errors.ts';
 import type { CatalogItem, Update } from './catalog.ts';
 import type { CatalogSource } from './catalog-source.ts';
@@ -55,6 +55,8 @@ export interface ImportOptions {
   readonly onPhase?: (phase: ImportPhase, total: number) => void;
   /** Stops between pages; the sync is then recorded as failed. */
   readonly signal?: AbortSignal;
+  /** The caller recorded the sync's start already (the sync manager, before its update point phase). */
+  readonly alreadyStarted?: boolean;
   /** Recorded with the sync's start (`LastSyncKind`, `LastSyncTrigger`). */
   readonly kind?: string;
   readonly trigger?: string;
@@ -151,7 +153,7 @@ async function runPhase<T>(
 
 /** Syncs `source` into the site database of `siteCode`; see the module comment. */
 export async function importCatalog(db: Kysely<Database>, source: CatalogSource, opts: ImportOptions): Promise<ImportResult> {
-  const start = await recordSyncStart(db, opts.siteCode, { ...(opts.kind ? { kind: opts.kind } : {}), ...(opts.trigger ? { trigger: opts.trigger } : {}) });
+  const start = opts.alreadyStarted ? await getSyncStatus(db, opts.siteCode) : await recordSyncStart(db, opts.siteCode, { ...(opts.kind ? { kind: opts.kind } : {}), ...(opts.trigger ? { trigger: opts.trigger } : {}) });
   try {
     const anchor = !opts.full && start.sourceUrl === source.url ? start.anchor : '';
     const changes = await source.changesSince(anchor);

@@ -327,6 +327,11 @@ export async function recordSyncSuccess(db: Kysely<Database>, siteCode: string, 
   return getSyncStatus(db, siteCode);
 }
 
+/** Records the end of a whole sync (after its replicas) and the malformed items both phases rejected. */
+export async function recordSyncEnd(db: Kysely<Database>, siteCode: string, done: { rejected: number }): Promise<void> {
+  await db.updateTable('Update_SyncStatus').set({ LastSyncEndTime: nowIso(), LastSyncRejected: done.rejected }).where('SiteCode', '=', siteCode).execute();
+}
+
 /** Records a failed sync: the alert is raised; the content version and anchor stay as they were. */
 export async function recordSyncFailure(db: Kysely<Database>, siteCode: string, reason: string): Promise<SyncStatus> {
   await db.updateTable('Update_SyncStatus').set({ LastSyncEndTime: nowIso(), LastSyncResult: 'failed', LastSyncError: reason, SyncAlert: 1 }).where('SiteCode', '=', siteCode).execute();
