@@ -275,6 +275,8 @@ export class SyncManager {
       let line = '';
       const report = (): void => {
         if (st.phase && st.phase !== phase) {
+          // Categories always come first; a fast categories phase can end between two polls.
+          if (st.phase === 'updates' && !phase) log(`sync: ${who} synchronizing categories`);
           phase = st.phase;
           line = '';
           log(`sync: ${who} synchronizing ${phase}`);
@@ -295,7 +297,10 @@ export class SyncManager {
       if (st.result && st.result.rejected > st.rejectedItems.length) this.log.warn(`sync: ${who} rejected ${st.result.rejected - st.rejectedItems.length} more item(s); see its SoftwareDistribution.log`, tid);
       if (st.state !== 'succeeded' || !st.result) {
         const code = st.error?.code && st.error.code in ERRORS ? (st.error.code as ErrorCode) : 'CAIRN_SUP_REJECTED';
-        throw new CairnError(code, `update point ${sup.Name}: ${st.error?.message ?? 'the sync ended without a result'}`);
+        // The update point's message repeats its code and the code's text: keep only the detail.
+        const message = st.error?.message ?? 'the sync ended without a result';
+        const prefix = `${code}: ${ERRORS[code].message}: `;
+        throw new CairnError(code, `update point ${sup.Name}: ${message.startsWith(prefix) ? message.slice(prefix.length) : message}`);
       }
       await recordUpdatePointSync(this.#ctx.db, sup.SUPID, { ok: true, contentVersion: st.result.contentVersion });
       return st.result;
