@@ -127,7 +127,8 @@ export async function upsertUpdatePage(db: Kysely<Database>, siteCode: string, p
     for (const part of chunks(fresh, ROWS_PER_INSERT)) await trx.insertInto('CI_ConfigurationItems').values(part.map(row)).execute();
     for (const u of newer) {
       const { CI_UniqueID: _id, DateCreated: _created, ...set } = row(u);
-      await trx.updateTable('CI_ConfigurationItems').set(set).where('CI_UniqueID', '=', u.id).execute();
+      // A new revision of an expired update is current again until expiry looks at it anew.
+      await trx.updateTable('CI_ConfigurationItems').set({ ...set, IsExpired: 0 }).where('CI_UniqueID', '=', u.id).execute();
     }
     for (const part of chunks(newer.map((u) => u.id), IDS_PER_QUERY)) {
       await trx.deleteFrom('CI_ConfigurationItemCategories').where('CI_UniqueID', 'in', part).execute();

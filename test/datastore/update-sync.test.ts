@@ -106,6 +106,9 @@ describe('update sync in the site database (migration 0006)', () => {
     assert.equal((await getSyncStatus(d.db, 'CS1')).pendingChanges, 1, 'expiry is a change of the next content version');
     assert.deepEqual((await listUpdates(d.db, {})).map((u) => u.id), [id(2), id(3), id(4)]);
     assert.equal(await expireSuperseded(d.db, 'CS1', new Date(Date.now() + 1000).toISOString(), 2), 0, 'idempotent');
+    // A higher revision of the expired update is current again.
+    await upsertUpdatePage(d.db, 'CS1', [{ ...update(1), revision: 2 }], 2);
+    assert.deepEqual((await listUpdates(d.db, {})).map((u) => [u.id, u.revision]), [[id(1), 2], [id(2), 1], [id(3), 1], [id(4), 1]]);
   });
 
   engineTest('update points keep their install order; upstream, criteria (which clear the anchor) and sync outcomes are stored', async (d) => {
