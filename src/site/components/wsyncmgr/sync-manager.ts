@@ -89,6 +89,8 @@ export class SyncManager {
   #firstPass = true;
   /** Until when a scheduled sync with no upstream anywhere is not asked about again (ms). */
   #noUpstreamUntil = 0;
+  /** The reason last logged for skipping a scheduled sync: logged again only when it changes. */
+  #skipReason = '';
 
   constructor(ctx: SiteContext) {
     this.#ctx = ctx;
@@ -124,6 +126,8 @@ export class SyncManager {
     let trigger: string;
     let kind: SyncKind = 'delta';
     if (files.length) {
+      // An administrator asking for a sync has likely just configured one: ask about upstreams afresh.
+      this.#noUpstreamUntil = 0;
       this.log.info('Wakeup by inbox notification');
       for (const f of files) {
         const base = f.slice(0, -4).toUpperCase();
@@ -171,8 +175,13 @@ export class SyncManager {
         // Unreachable: let the sync run and fail with the reason.
       }
     }
-    if (!reason) return true;
-    this.log.info(`Scheduled sync skipped: ${reason} (cairn admin sup add; cairn admin sync upstream)`);
+    if (!reason) {
+      this.#skipReason = '';
+      return true;
+    }
+    if (reason !== this.#skipReason) this.log.info(`Scheduled sync skipped: ${reason} (cairn admin sup add; cairn admin sync upstream)`);
+    this.#skipReason = reason;
+    // Asked again a minute later, quietly: configuring an upstream starts the overdue sync without a restart.
     this.#noUpstreamUntil = Date.now() + 60_000;
     return false;
   }
