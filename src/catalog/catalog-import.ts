@@ -65,10 +65,11 @@ export interface ImportOptions {
   /** Called for each accepted update of a page before it is written (seed 004: "synchronizing update <id> - <title>"). */
   readonly onUpdate?: (u: Update) => void;
   /**
-   * Expire the updates superseded by an update stored at or before this ISO
-   * time, once every page is in, as part of the same content version.
+   * Once every page is in, expire the updates superseded by an update the
+   * site has held this many days (0: any, even one stored by this sync), as
+   * part of the same content version.
    */
-  readonly expireSupersededBefore?: string;
+  readonly expireSupersededAfterDays?: number;
 }
 
 export interface PhaseCounts {
@@ -167,7 +168,8 @@ export async function importCatalog(db: Kysely<Database>, source: CatalogSource,
     };
     const { counts: updates, filtered } = await runPhase('updates', changes.updatePages(), changes.totals.updates, (items) => upsertUpdatePage(db, opts.siteCode, items, nextVersion), opts, keep);
     opts.signal?.throwIfAborted();
-    const expired = opts.expireSupersededBefore === undefined ? 0 : await expireSuperseded(db, opts.siteCode, opts.expireSupersededBefore, nextVersion);
+    // The cutoff is taken now, after the pages: a superseder this sync stored is "held 0 days".
+    const expired = opts.expireSupersededAfterDays === undefined ? 0 : await expireSuperseded(db, opts.siteCode, new Date(Date.now() - opts.expireSupersededAfterDays * 86_400_000).toISOString(), nextVersion);
     const itemsChanged = categories.inserted + categories.updated + updates.inserted + updates.updated + expired;
     const done = await recordSyncSuccess(db, opts.siteCode, { sourceUrl: source.url, anchor: changes.anchor, itemsChanged, rejected: categories.rejected + updates.rejected + changes.rejectedAtSource, expired });
     return {

@@ -19,7 +19,7 @@ import type { SyncStatusView } from '../../src/site/services/update-sync.ts';
 import type { UpdatePointView } from '../../src/site/services/update-points.ts';
 import { api, cli, freePort, readLog, startSite, tempDir, waitFor } from '../helpers/processes.ts';
 import type { SiteProc } from '../helpers/processes.ts';
-import { startSupProcess, startUpstreamProcess, update, updateId, writeCatalog } from '../helpers/catalog.ts';
+import { SECURITY, startSupProcess, startUpstreamProcess, update, updateId, writeCatalog } from '../helpers/catalog.ts';
 import type { SupProc, UpstreamProc } from '../helpers/catalog.ts';
 
 const text = (log: string): string[] => log.split('\n').map((l) => /^<!\[LOG\[(.*)\]LOG\]!>/.exec(l)?.[1] ?? '').filter(Boolean);
@@ -266,6 +266,46 @@ test('[US3][US10][US18] a site killed mid-sync shows no half catalog; two pendin
   } finally {
     await site.kill();
     await sup?.kill();
+    await up.kill();
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("[US9][US10] the site's own update point; sync criteria keep updates out of the site database; superseded updates expire per the setting", async () => {
+  const dir = await tempDir('wsync-criteria');
+  const catalog = path.join(dir, 'catalog');
+  await writeCatalog(catalog, 300, { perFile: 100 });
+  const up = await startUpstreamProcess(catalog);
+  const site = await startSite(path.join(dir, 'site'), ['--no-local-dp']);
+  try {
+    await configure(site, { 'wsyncmgr.scheduleSeconds': 0, 'wsyncmgr.pollMs': 50 });
+    // Criteria may be set before the first sync, by GUID.
+    let s = JSON.parse(await ok(site, ['sync', 'criteria', '--classification', SECURITY, '--json'])) as SyncStatusView;
+    assert.deepEqual(s.criteria, { products: [], classifications: [SECURITY], languages: [] });
+    await ok(site, ['sync', 'upstream', up.url]);
+    await ok(site, ['sync', 'now']);
+    let lines = await syncEnded(site, 1);
+    inOrder(lines, ['Found active SUP local', 'STATMSG: ID=6704 ', 'STATMSG: ID=6705 ', '200 update(s) left out by the sync criteria', 'STATMSG: ID=6702 ']);
+    assert.equal((JSON.parse(await ok(site, ['updates', 'list', '--json', '--limit', '5000'])) as { updates: unknown[] }).updates.length, 100);
+
+    // No criteria (the next sync is a full one), and update 5001 superseding update 1; expiry at once.
+    s = JSON.parse(await ok(site, ['sync', 'criteria', '--json'])) as SyncStatusView;
+    assert.deepEqual(s.criteria, { products: [], classifications: [], languages: [] });
+    await configure(site, { 'wsyncmgr.expireSupersededAfterDays': 0 });
+    await fsp.writeFile(path.join(catalog, 'updates', 'extra.ndjson'), JSON.stringify(update(5001)) + '\n');
+    const before = lines.length;
+    await ok(site, ['sync', 'now']);
+    lines = await syncEnded(site, 2);
+    inOrder(lines, ['sync: SMS synchronizing updates, processed 301 of 301 items (100%)', 'Expired 1 superseded update(s) (superseded for more than 0 days)', 'STATMSG: ID=6702 '], before);
+    s = await status(site);
+    assert.deepEqual([s.contentVersion, s.expired, s.itemsChanged], [2, 1, 202]);
+    const list = async (args: string[]) => (JSON.parse(await ok(site, ['updates', 'list', '--json', '--limit', '5000', ...args])) as { updates: { id: string }[] }).updates.map((u) => u.id);
+    assert.equal((await list([])).length, 300, '301 stored, 1 expired');
+    assert.deepEqual(await list(['--title', 'pkg-1 1.1-1']), []);
+    assert.deepEqual(await list(['--title', 'pkg-1 1.5001-1']), [updateId(5001)]);
+    assert.deepEqual(await list(['--superseded', 'yes']), [], 'the only superseded update expired');
+  } finally {
+    await site.kill();
     await up.kill();
     await fsp.rm(dir, { recursive: true, force: true });
   }

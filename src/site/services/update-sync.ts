@@ -82,8 +82,10 @@ async function categoryIds(ctx: SiteContext, values: unknown, type: string, what
   const out: string[] = [];
   for (const v of values as string[]) {
     const c = await findCategory(ctx.db, v, type);
-    if (!c) throw new CairnError('CAIRN_REQUEST_INVALID', `${what}: no ${type} category is named ${JSON.stringify(v.slice(0, 80))} (sync once first; \`cairn admin updates list\` shows the catalog)`);
-    out.push(c.id);
+    // A GUID the site does not hold yet is accepted: criteria may be set before the first sync.
+    if (!c && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(v)) out.push(v.toLowerCase());
+    else if (!c) throw new CairnError('CAIRN_REQUEST_INVALID', `${what}: no ${type} category is named ${JSON.stringify(v.slice(0, 80))} (sync once first, or give its GUID)`);
+    else out.push(c.id);
   }
   return [...new Set(out)];
 }

@@ -224,7 +224,7 @@ export class SyncManager {
         alreadyStarted: true,
         signal: this.#abort.signal,
         ...(accept ? { accept } : {}),
-        expireSupersededBefore: new Date(Date.now() - days * 86_400_000).toISOString(),
+        expireSupersededAfterDays: days,
         onPhase: (phase, total) => log(`sync: SMS synchronizing ${phase} (${total} changed)`),
         onUpdate: (u) => {
           listed += 1;
