@@ -13,8 +13,15 @@
  * 4. `cairn catalog import --apt` of this machine's apt lists; then again
  *    with no change. Baseline: `apt-helper cat-file` of the same lists.
  *
+ * 5. The update sync manager's whole path (issue 5, part 4): a real `cairn
+ *    start` (its own update point in-process) told to sync from the same
+ *    upstream with `cairn admin sync now`: the update point imports from
+ *    upstream, then the site database from the update point. Then again with
+ *    no change. Timed from the request to the sync's 6702 in wsyncmgr.log.
+ *
  * Each import runs in its own process, which reports its import time and its
- * peak RSS (`maxRSS`); the upstream's peak RSS is read from /proc (VmHWM).
+ * peak RSS (`maxRSS`); the upstream's and the site's peak RSS are read from
+ * /proc (VmHWM).
  */
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -24,7 +31,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import SQLite from 'better-sqlite3';
 import { forEachLine } from '../src/upstream/catalog-index.ts';
-import { CAIRN_BIN, tempDir } from '../test/helpers/processes.ts';
+import { CAIRN_BIN, cli, readLog, startSite, tempDir, waitFor } from '../test/helpers/processes.ts';
 import { startUpstreamProcess, writeCatalog } from '../test/helpers/catalog.ts';
 
 const run = promisify(execFile);
@@ -119,6 +126,42 @@ try {
     const again = await importOnce(path.join(work, 'site1'), ['--from', up.url]);
     row('re-import from `cairn upstream`, no change', items, again.seconds, `${again.peakRssMiB}`, `${again.itemsChanged} changed, content version ${full.contentVersion} → ${again.contentVersion}`);
     process.stdout.write(`upstream: started and indexed ${count} updates in ${upStart.toFixed(1)} s (with process start)\n`);
+
+    // The sync manager's path: upstream → the site's own update point → the site database.
+    const site = await startSite(path.join(work, 'site3'), ['--no-local-dp']);
+    try {
+      const admin = async (a: string[]): Promise<void> => {
+        const r = await cli(site, a);
+        if (r.code !== 0) throw new Error(`cairn admin ${a.join(' ')}: ${r.stderr}`);
+      };
+      await admin(['settings', 'set', 'wsyncmgr.scheduleSeconds', '0']);
+      await admin(['sync', 'upstream', up.url]);
+      // The CMTrace time of a log line, in ms.
+      const when = (line: string): number => {
+        const m = /time="(\d\d):(\d\d):(\d\d)\.(\d{3})\+000" date="(\d\d)-(\d\d)-(\d{4})"/.exec(line)!;
+        return Date.UTC(Number(m[7]), Number(m[5]) - 1, Number(m[6]), Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4]));
+      };
+      const syncOnce = async (n: number): Promise<{ seconds: number; changed: number }> => {
+        await admin(['sync', 'now']);
+        const line = await waitFor('the sync to end', async () => {
+          const log = await readLog(site.dataDir, 'wsyncmgr');
+          const ends = log.match(/Updated \d+ items in SMS database/g) ?? [];
+          if (/STATMSG: ID=6703/.test(log)) throw new Error('the sync failed: see wsyncmgr.log');
+          return ends.length >= n ? ends.at(-1) : undefined;
+        }, 600_000);
+        // From the sync's first log line to its last: the sync itself, not the CLI.
+        const lines = (await readLog(site.dataDir, 'wsyncmgr')).split('\n');
+        const start = lines.filter((l) => l.includes('[Starting Sync')).at(-1)!;
+        const end = lines.filter((l) => l.includes('[Sync time:')).at(-1)!;
+        return { seconds: (when(end) - when(start)) / 1000, changed: Number(/\d+/.exec(line)![0]) };
+      };
+      const first = await syncOnce(1);
+      row('sync manager: `sync now`, update point from upstream then site database from update point', count + 8, first.seconds, `${vmHwmMiB(site.child.pid!)} (site + update point)`, `${first.changed} changed; two imports; from the sync's first log line to its last`);
+      const second = await syncOnce(2);
+      row('sync manager: `sync now`, no change', count + 8, second.seconds, `${vmHwmMiB(site.child.pid!)}`, `${second.changed} changed`);
+    } finally {
+      await site.kill();
+    }
   } finally {
     await up.kill();
   }

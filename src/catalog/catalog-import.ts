@@ -18,9 +18,9 @@
  */
 import type { Kysely } from 'kysely';
 import type { Database } from '../datastore/schema.ts';
-import { recordSyncFailure, recordSyncStart, recordSyncSuccess, upsertCategoryPage, upsertUpdatePage } from '../datastore/updates.ts';
+import { expireSuperseded, getSyncStatus, recordSyncFailure, recordSyncStart, recordSyncSuccess, upsertCategoryPage, upsertUpdatePage } from '../datastore/updates.ts';
 import { describeError } from '../shared/errors.ts';
-import type { CatalogItem } from './catalog.ts';
+import type { CatalogItem, Update } from './catalog.ts';
 import type { CatalogSource } from './catalog-source.ts';
 import type { PageResult } from '../datastore/updates.ts';
 
@@ -55,6 +55,21 @@ export interface ImportOptions {
   readonly onPhase?: (phase: ImportPhase, total: number) => void;
   /** Stops between pages; the sync is then recorded as failed. */
   readonly signal?: AbortSignal;
+  /** The caller recorded the sync's start already (the sync manager, before its update point phase). */
+  readonly alreadyStarted?: boolean;
+  /** Recorded with the sync's start (`LastSyncKind`, `LastSyncTrigger`). */
+  readonly kind?: string;
+  readonly trigger?: string;
+  /** The sync criteria: an update it refuses is not stored (counted as `filtered`). Default: every update. */
+  readonly accept?: (u: Update) => boolean;
+  /** Called for each accepted update of a page before it is written (seed 004: "synchronizing update <id> - <title>"). */
+  readonly onUpdate?: (u: Update) => void;
+  /**
+   * Once every page is in, expire the updates superseded by an update the
+   * site has held this many days (0: any, even one stored by this sync), as
+   * part of the same content version.
+   */
+  readonly expireSupersededAfterDays?: number;
 }
 
 export interface PhaseCounts {
@@ -73,8 +88,12 @@ export interface ImportResult {
   readonly updates: Readonly<PhaseCounts>;
   /** Items the source could not read at all (no ID). */
   readonly rejectedAtSource: number;
-  /** Categories and updates inserted or replaced by this sync. */
+  /** Categories and updates inserted or replaced by this sync (expired updates included). */
   readonly itemsChanged: number;
+  /** Updates left out by the sync criteria. */
+  readonly filtered: number;
+  /** Superseded updates expired by this sync. */
+  readonly expired: number;
   readonly previousContentVersion: number;
   readonly contentVersion: number;
 }
@@ -98,16 +117,20 @@ async function runPhase<T>(
   total: number,
   write: (items: T[]) => Promise<PageResult>,
   opts: ImportOptions,
-): Promise<PhaseCounts> {
+  keep: (item: T) => boolean = () => true,
+): Promise<{ counts: PhaseCounts; filtered: number }> {
   const counts: PhaseCounts = { processed: 0, inserted: 0, updated: 0, unchanged: 0, rejected: 0 };
+  let filtered = 0;
   const started = performance.now();
   opts.onPhase?.(phase, total);
   for await (const page of pages) {
     opts.signal?.throwIfAborted();
     const good: T[] = [];
     for (const it of page) {
-      if (it.ok) good.push(it.value);
-      else {
+      if (it.ok) {
+        if (keep(it.value)) good.push(it.value);
+        else filtered += 1;
+      } else {
         counts.rejected += 1;
         opts.onRejected?.({ phase, id: it.id, code: it.code, reason: it.reason });
       }
@@ -126,21 +149,29 @@ async function runPhase<T>(
       opts.onProgress({ phase, processed: counts.processed, total: Math.max(total, counts.processed), percent: total ? Math.min(100, Math.floor((counts.processed * 100) / total)) : 100, etaSeconds: eta, line: progressLine(counts.processed, Math.max(total, counts.processed), eta) });
     }
   }
-  return counts;
+  return { counts, filtered };
 }
 
 /** Syncs `source` into the site database of `siteCode`; see the module comment. */
 export async function importCatalog(db: Kysely<Database>, source: CatalogSource, opts: ImportOptions): Promise<ImportResult> {
-  const start = await recordSyncStart(db, opts.siteCode);
+  const start = opts.alreadyStarted ? await getSyncStatus(db, opts.siteCode) : await recordSyncStart(db, opts.siteCode, { ...(opts.kind ? { kind: opts.kind } : {}), ...(opts.trigger ? { trigger: opts.trigger } : {}) });
   try {
     const anchor = !opts.full && start.sourceUrl === source.url ? start.anchor : '';
     const changes = await source.changesSince(anchor);
     // Rows changed now appear in the next content version; it is only published by recordSyncSuccess.
     const nextVersion = start.contentVersion + 1;
-    const categories = await runPhase('categories', changes.categoryPages(), changes.totals.categories, (items) => upsertCategoryPage(db, opts.siteCode, items, nextVersion), opts);
-    const updates = await runPhase('updates', changes.updatePages(), changes.totals.updates, (items) => upsertUpdatePage(db, opts.siteCode, items, nextVersion), opts);
-    const itemsChanged = categories.inserted + categories.updated + updates.inserted + updates.updated;
-    const done = await recordSyncSuccess(db, opts.siteCode, { sourceUrl: source.url, anchor: changes.anchor, itemsChanged });
+    const { counts: categories } = await runPhase('categories', changes.categoryPages(), changes.totals.categories, (items) => upsertCategoryPage(db, opts.siteCode, items, nextVersion), opts);
+    const keep = (u: Update): boolean => {
+      if (opts.accept && !opts.accept(u)) return false;
+      opts.onUpdate?.(u);
+      return true;
+    };
+    const { counts: updates, filtered } = await runPhase('updates', changes.updatePages(), changes.totals.updates, (items) => upsertUpdatePage(db, opts.siteCode, items, nextVersion), opts, keep);
+    opts.signal?.throwIfAborted();
+    // The cutoff is taken now, after the pages: a superseder this sync stored is "held 0 days".
+    const expired = opts.expireSupersededAfterDays === undefined ? 0 : await expireSuperseded(db, opts.siteCode, new Date(Date.now() - opts.expireSupersededAfterDays * 86_400_000).toISOString(), nextVersion);
+    const itemsChanged = categories.inserted + categories.updated + updates.inserted + updates.updated + expired;
+    const done = await recordSyncSuccess(db, opts.siteCode, { sourceUrl: source.url, anchor: changes.anchor, itemsChanged, rejected: categories.rejected + updates.rejected + changes.rejectedAtSource, expired });
     return {
       source: source.url,
       full: changes.full,
@@ -149,6 +180,8 @@ export async function importCatalog(db: Kysely<Database>, source: CatalogSource,
       updates,
       rejectedAtSource: changes.rejectedAtSource,
       itemsChanged,
+      filtered,
+      expired,
       previousContentVersion: start.contentVersion,
       contentVersion: done.contentVersion,
     };

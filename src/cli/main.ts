@@ -21,6 +21,10 @@ import { verifyPrestage } from '../content-library/prestage.ts';
 import type { StateView } from '../site/services/state-messages.ts';
 import { runMpCommand } from './mp-command.ts';
 import { addBoundaryCommands, addClientCommands, addCollectionCommands, addDeployCommand, addMpCommands } from './mp-admin-commands.ts';
+import { runSupCommand } from './sup-command.ts';
+import type { UpdatePointView } from '../site/services/update-points.ts';
+import type { SyncStatusView } from '../site/services/update-sync.ts';
+import type { StoredUpdate } from '../datastore/updates.ts';
 
 function port(value: string): number {
   const n = Number(value);
@@ -49,13 +53,26 @@ export function buildProgram(): Command {
     .option('--dp-port <n>', "the site's own distribution point port (default: admin port + 1)", port)
     .option('--no-local-dp', 'do not start a distribution point in this process')
     .option('--site-code <code>', 'site code for a new site', 'CS1')
-    .action(async (o: { data: string; port: number; dpPort?: number; localDp: boolean; siteCode: string }) => {
-      const site = await startSite({ dataDir: o.data, port: o.port, localDp: o.localDp, siteCode: o.siteCode, ...(o.dpPort === undefined ? {} : { dpPort: o.dpPort }) });
+    .option('--sup-port <n>', "the site's own software update point port (default: admin port + 2)", port)
+    .option('--no-local-sup', 'do not start a software update point in this process')
+    .option('--no-default-upstream', "on Debian/Ubuntu, do not make this machine's apt lists the upstream of a site that has none (also CAIRN_NO_DEFAULT_UPSTREAM=1)")
+    .action(async (o: { data: string; port: number; dpPort?: number; localDp: boolean; siteCode: string; supPort?: number; localSup: boolean; defaultUpstream: boolean }) => {
+      const site = await startSite({
+        dataDir: o.data,
+        port: o.port,
+        localDp: o.localDp,
+        siteCode: o.siteCode,
+        localSup: o.localSup,
+        defaultUpstream: o.defaultUpstream,
+        ...(o.dpPort === undefined ? {} : { dpPort: o.dpPort }),
+        ...(o.supPort === undefined ? {} : { supPort: o.supPort }),
+      });
       process.stdout.write(
         `Cairn site ${site.ctx.siteCode} is running.\n` +
           `  admin API:        ${site.adminUrl}\n` +
           `  admin token:      ${site.paths.adminToken}\n` +
           (site.localDpUrl ? `  distribution point 'local': ${site.localDpUrl}\n` : '') +
+          (site.localSupUrl ? `  software update point 'local': ${site.localSupUrl}\n` : '') +
           `  database:         ${site.database.display}\n` +
           `  logs:             ${site.paths.logs}\n` +
           `Try: npx cairn admin dp list   (from this folder; elsewhere set CAIRN_URL and CAIRN_TOKEN)\n`,
@@ -298,6 +315,113 @@ export function buildProgram(): Command {
   addDeployCommand(pkg, { conn, print, table });
   addBoundaryCommands(admin, { conn, print, table });
   addMpCommands(admin, { conn, print, table });
+  const sup = admin.command('sup').description('software update points (the first added syncs from upstream; the others are its replicas)');
+  sup
+    .command('add <name>')
+    .description('register a software update point and print its key (for `cairn sup --key`)')
+    .requiredOption('--url <url>', 'base URL of the update point, e.g. http://127.0.0.1:8530')
+    .option('--json', 'JSON output')
+    .action(async (name: string, o: { url: string; json?: boolean }) => {
+      const r = await callAdmin<{ sup: UpdatePointView; key: string }>(conn(), 'POST', '/api/v1/update-points', { name, url: o.url });
+      print(!!o.json, r, () => `${r.key}\n`);
+    });
+  sup
+    .command('list')
+    .description("the site's software update points in install order")
+    .option('--json', 'JSON output')
+    .action(async (o: { json?: boolean }) => {
+      const r = await callAdmin<{ updatePoints: UpdatePointView[] }>(conn(), 'GET', '/api/v1/update-points');
+      print(!!o.json, r.updatePoints, () =>
+        table([['ORDER', 'NAME', 'ROLE', 'URL', 'CONTENT VERSION', 'LAST SYNC', 'RESULT', 'ERROR'], ...r.updatePoints.map((s) => [String(s.installOrder), s.name, s.role, s.url, String(s.contentVersion), s.lastSyncTime, s.lastSyncResult, s.lastSyncError])]),
+      );
+    });
+
+  const sync = admin.command('sync').description('software update synchronisation (seed 004)');
+  sync
+    .command('now')
+    .description('ask for a sync now (SyncNow); --full ignores the anchors and syncs everything')
+    .option('--full', 'a full sync (FULL.SYN) rather than a delta one (SELF.SYN)')
+    .option('--json', 'JSON output')
+    .action(async (o: { full?: boolean; json?: boolean }) => {
+      const r = await callAdmin<{ requested: string }>(conn(), 'POST', '/api/v1/sync', { full: !!o.full });
+      print(!!o.json, r, () => `Requested a ${o.full ? 'full' : 'delta'} sync (SyncNow = ${r.requested}); follow it in wsyncmgr.log or with \`cairn admin sync status\`\n`);
+    });
+  const showStatus = (s: SyncStatusView): string =>
+    [
+      `site ${s.siteCode}, update source {${s.updateSourceId.toUpperCase()}}, content version ${s.contentVersion}`,
+      `last sync:      ${s.lastSyncResult || 'never'}${s.lastSyncKind ? ` (${s.lastSyncKind}, on ${s.lastSyncTrigger})` : ''}`,
+      `  started:      ${s.lastSyncStartTime || '-'}`,
+      `  ended:        ${s.lastSyncEndTime || '-'}`,
+      `  items changed: ${s.itemsChanged}; rejected: ${s.rejected}; expired: ${s.expired}`,
+      ...(s.lastSyncError ? [`  error:        ${s.lastSyncError}`] : []),
+      `alert:          ${s.alert ? 'ACTIVE (the last sync failed)' : 'none'}`,
+      ...(s.syncRequested ? [`requested:      ${s.syncRequested} (not yet picked up)`] : []),
+      `upstream:       ${s.upstream && s.upstream !== 'none' ? s.upstream : "(the first update point's own)"}`,
+      `criteria:       ${s.criteria.products.length || s.criteria.classifications.length || s.criteria.languages.length ? `products ${s.criteria.products.join(', ') || 'all'}; classifications ${s.criteria.classifications.join(', ') || 'all'}; languages ${s.criteria.languages.join(', ') || 'all'}` : 'all updates'}`,
+      `update points:  ${s.updatePoints.map((p) => `${p.name} (${p.role}, version ${p.contentVersion})`).join(', ') || 'none'}`,
+      '',
+    ].join('\n');
+  sync
+    .command('status')
+    .description('the last sync: start, end, result, content version, items changed, alert')
+    .option('--json', 'JSON output')
+    .action(async (o: { json?: boolean }) => {
+      const r = await callAdmin<SyncStatusView>(conn(), 'GET', '/api/v1/sync');
+      print(!!o.json, r, () => showStatus(r));
+    });
+  sync
+    .command('upstream [url]')
+    .description("set the site's upstream: a cairn upstream URL, --apt DIR, or `none` (the first update point's own)")
+    .option('--apt <dir>', 'a folder of apt lists, e.g. /var/lib/apt/lists')
+    .option('--json', 'JSON output')
+    .action(async (url: string | undefined, o: { apt?: string; json?: boolean }) => {
+      if (!url === !o.apt) sync.error('error: give a URL (or `none`) or --apt DIR');
+      const r = await callAdmin<SyncStatusView>(conn(), 'PUT', '/api/v1/sync/upstream', { upstream: o.apt ? `apt:${path.resolve(o.apt)}` : url });
+      print(!!o.json, r, () => `Upstream is now ${r.upstream}\n`);
+    });
+  sync
+    .command('criteria')
+    .description('set the sync criteria (none given: every update); the next sync is a full one')
+    .option('--product <name...>', 'product name or GUID (repeatable)')
+    .option('--classification <name...>', "classification name or GUID, e.g. 'Security Updates' (repeatable)")
+    .option('--language <code...>', 'language code (repeatable; kept for catalogs that carry languages)')
+    .option('--json', 'JSON output')
+    .action(async (o: { product?: string[]; classification?: string[]; language?: string[]; json?: boolean }) => {
+      const r = await callAdmin<SyncStatusView>(conn(), 'PUT', '/api/v1/sync/criteria', { products: o.product ?? [], classifications: o.classification ?? [], languages: o.language ?? [] });
+      print(!!o.json, r, () => showStatus(r));
+    });
+
+  admin
+    .command('updates')
+    .description('the update catalog')
+    .command('list')
+    .description('updates of the published catalog, by release date')
+    .option('--classification <name>', "classification name or GUID, e.g. 'Security Updates'")
+    .option('--product <name>', 'product name or GUID')
+    .option('--title <text>', 'text in the title (case-insensitive)')
+    .option('--superseded <yes|no>', 'only superseded updates (yes) or only current ones (no)')
+    .option('--limit <n>', 'at most this many (default 1000)')
+    .option('--json', 'JSON output')
+    .action(async (o: { classification?: string; product?: string; title?: string; superseded?: string; limit?: string; json?: boolean }) => {
+      const q = new URLSearchParams();
+      for (const k of ['classification', 'product', 'title', 'superseded', 'limit'] as const) if (o[k] !== undefined) q.set(k, o[k]!);
+      const r = await callAdmin<{ contentVersion: number; updates: StoredUpdate[] }>(conn(), 'GET', `/api/v1/updates?${q}`);
+      print(!!o.json, r, () => table([['ID', 'ARTICLE', 'SEVERITY', 'RELEASED', 'TITLE'], ...r.updates.map((u) => [u.id, u.articleId, u.severity, u.releaseDate.slice(0, 10), u.title])]));
+    });
+
+  program
+    .command('sup')
+    .description('run a software update point: its own catalog store, synced when the site asks, served to replicas, child sites and clients')
+    .requiredOption('--data <dir>', 'data folder of the update point (sup.db, logs/)')
+    .requiredOption('--port <n>', 'port to listen on (0 picks a free port)', port)
+    .requiredOption('--key <key>', 'the key `cairn admin sup add` printed')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--name <name>', 'name for logs')
+    .option('--upstream <url>', 'upstream to sync from when the site names none (a cairn upstream URL)')
+    .option('--apt <dir>', 'or: a folder of apt lists to sync from when the site names none')
+    .action(async (o: { data: string; port: number; key: string; host: string; name?: string; upstream?: string; apt?: string }) => {
+      await runSupCommand({ data: o.data, port: o.port, key: o.key, host: o.host, ...(o.name ? { name: o.name } : {}), ...(o.upstream ? { upstream: o.upstream } : {}), ...(o.apt ? { apt: o.apt } : {}) });
+    });
 
   program
     .command('upstream')

@@ -242,6 +242,40 @@ export interface UpdateSyncStatusTable {
   LastSyncItemsChanged: Generated<number>;
   /** 1 while the sync-failure alert is raised. */
   SyncAlert: Generated<number>;
+  /** Migration 0006: the upstream the first update point syncs from: `http(s)://…`, `apt:<folder>`, or '' (the update point's own). */
+  UpstreamSource: Generated<string>;
+  /** Migration 0006: JSON `{ products, classifications, languages }` (SyncCriteria in sync-status.ts); '' for all. */
+  SyncCriteria: Generated<string>;
+  /** Migration 0006: 'delta' or 'full'. */
+  LastSyncKind: Generated<string>;
+  /** Migration 0006: 'schedule', 'retry', 'local request' (SyncNow or a hand-dropped file), 'parent request', 'restart'. */
+  LastSyncTrigger: Generated<string>;
+  /** Migration 0006: malformed items rejected by the last sync (both phases). */
+  LastSyncRejected: Generated<number>;
+  /** Migration 0006: superseded updates the last sync expired. */
+  LastSyncExpired: Generated<number>;
+}
+
+/** Migration 0006: the site's update points; install order is `SUPID` ascending (the first syncs from upstream, the others are replicas). */
+export interface UpdatePointsTable {
+  SUPID: Generated<number>;
+  Name: string;
+  URL: string;
+  /** The key the site signs its control calls to this update point with (never sent). */
+  SharedKey: string;
+  SiteCode: string;
+  DateAdded: string;
+  /** The update point's own content version after its last sync. */
+  ContentVersion: Generated<number>;
+  LastSyncTime: Generated<string>;
+  LastSyncResult: Generated<string>;
+  LastSyncError: Generated<string>;
+}
+
+/** Migration 0006: update `CI_UniqueID` supersedes update `Superseded_UniqueID`. */
+export interface CIUpdateSupersedenceTable {
+  CI_UniqueID: string;
+  Superseded_UniqueID: string;
 }
 
 export interface Database {
@@ -280,6 +314,8 @@ export interface Database {
   Boundaries: BoundariesTable;
   BoundaryGroupSiteSystems: BoundaryGroupSiteSystemsTable;
   ManagementPoints: ManagementPointsTable;
+  UpdatePoints: UpdatePointsTable;
+  CI_UpdateSupersedence: CIUpdateSupersedenceTable;
 }
 
 export type PackageRow = Selectable<SMSPackagesTable>;

@@ -42,6 +42,16 @@ export const SETTING_DEFAULTS = {
   'client.policyPollSeconds': 3600,
   'client.stateReportingSeconds': 900,
   'client.statusReportingSeconds': 900,
+  /** The product's default sync schedule (every 7 days), in seconds; 0 turns scheduled syncs off. Read on every pass. */
+  'wsyncmgr.scheduleSeconds': 604800,
+  /** Ours: seconds after a failed sync before it is retried; 0 waits for the schedule. Read on every pass. */
+  'wsyncmgr.retrySeconds': 3600,
+  /** Ours: superseded updates expire this many days after the site stored the update superseding them (0: at the sync that brings it). */
+  'wsyncmgr.expireSupersededAfterDays': 90,
+  /** Ours: how often, in milliseconds, the sync manager asks an update point how its sync is going. */
+  'wsyncmgr.pollMs': 500,
+  /** Ours: items per page when the site database syncs from its update point. */
+  'wsyncmgr.pageSize': 1000,
 } as const;
 
 export type SettingName = keyof typeof SETTING_DEFAULTS;

@@ -13,7 +13,7 @@
  * (seed 004: the content version moves only when a phase completes).
  */
 import { randomUUID } from 'node:crypto';
-import type { Kysely, Transaction } from 'kysely';
+import type { ExpressionBuilder, Kysely, Transaction } from 'kysely';
 import type { Category, Update } from '../catalog/catalog.ts';
 import type { Database } from './schema.ts';
 import { nowIso } from './time.ts';
@@ -127,11 +127,17 @@ export async function upsertUpdatePage(db: Kysely<Database>, siteCode: string, p
     for (const part of chunks(fresh, ROWS_PER_INSERT)) await trx.insertInto('CI_ConfigurationItems').values(part.map(row)).execute();
     for (const u of newer) {
       const { CI_UniqueID: _id, DateCreated: _created, ...set } = row(u);
-      await trx.updateTable('CI_ConfigurationItems').set(set).where('CI_UniqueID', '=', u.id).execute();
+      // A new revision of an expired update is current again until expiry looks at it anew.
+      await trx.updateTable('CI_ConfigurationItems').set({ ...set, IsExpired: 0 }).where('CI_UniqueID', '=', u.id).execute();
     }
-    for (const part of chunks(newer.map((u) => u.id), IDS_PER_QUERY)) await trx.deleteFrom('CI_ConfigurationItemCategories').where('CI_UniqueID', 'in', part).execute();
+    for (const part of chunks(newer.map((u) => u.id), IDS_PER_QUERY)) {
+      await trx.deleteFrom('CI_ConfigurationItemCategories').where('CI_UniqueID', 'in', part).execute();
+      await trx.deleteFrom('CI_UpdateSupersedence').where('CI_UniqueID', 'in', part).execute();
+    }
     const links = [...fresh, ...newer].flatMap((u) => [...new Set(u.products)].map((p) => ({ CI_UniqueID: u.id, CategoryInstance_UniqueID: p })));
     for (const part of chunks(links, ROWS_PER_INSERT * 3)) await trx.insertInto('CI_ConfigurationItemCategories').values(part).execute();
+    const supersedence = [...fresh, ...newer].flatMap((u) => [...new Set(u.supersedes)].map((s) => ({ CI_UniqueID: u.id, Superseded_UniqueID: s })));
+    for (const part of chunks(supersedence, ROWS_PER_INSERT * 3)) await trx.insertInto('CI_UpdateSupersedence').values(part).execute();
     await addPending(trx, siteCode, fresh.length + newer.length);
     return { inserted: fresh.length, updated: newer.length, unchanged: items.length - fresh.length - newer.length };
   });
@@ -148,6 +154,8 @@ export interface UpdateFilter {
   readonly title?: string;
   /** Only updates visible at this content version (default: any stored row). */
   readonly atContentVersion?: number;
+  /** true: only updates superseded by an update the site holds; false: only those not superseded. */
+  readonly superseded?: boolean;
   readonly limit?: number;
   readonly offset?: number;
 }
@@ -163,6 +171,11 @@ export async function listUpdates(db: Db, filter: UpdateFilter = {}): Promise<St
   if (filter.articleId) q = q.where('ci.ArticleID', '=', filter.articleId);
   if (filter.title) q = q.where((eb) => eb(eb.fn('lower', ['ci.Title']), 'like', `%${filter.title!.toLowerCase()}%`));
   if (filter.atContentVersion !== undefined) q = q.where('ci.ContentVersion', '<=', filter.atContentVersion);
+  if (filter.superseded !== undefined) {
+    const by = (eb: ExpressionBuilder<Database & { ci: Database['CI_ConfigurationItems'] }, 'ci'>) =>
+      eb.exists(eb.selectFrom('CI_UpdateSupersedence as s').innerJoin('CI_ConfigurationItems as b', 'b.CI_UniqueID', 's.CI_UniqueID').select('s.CI_UniqueID').whereRef('s.Superseded_UniqueID', '=', 'ci.CI_UniqueID'));
+    q = filter.superseded ? q.where((eb) => by(eb)) : q.where((eb) => eb.not(by(eb)));
+  }
   if (filter.product) {
     const product = filter.product.toLowerCase();
     q = q.where((eb) =>
@@ -210,6 +223,37 @@ export interface SyncStatus {
   readonly lastSyncError: string;
   readonly lastSyncItemsChanged: number;
   readonly syncAlert: boolean;
+  readonly upstreamSource: string;
+  readonly criteria: SyncCriteria;
+  readonly lastSyncKind: string;
+  readonly lastSyncTrigger: string;
+  readonly lastSyncRejected: number;
+  readonly lastSyncExpired: number;
+}
+
+/**
+ * Which updates the top-level site syncs into its database (seed 004: "criteria
+ * specified … only at the top-level site"). An empty list means "all". Products
+ * and classifications are category GUIDs. Languages are kept for catalogs that
+ * carry them; the catalog format has no language yet, so they select nothing.
+ */
+export interface SyncCriteria {
+  readonly products: readonly string[];
+  readonly classifications: readonly string[];
+  readonly languages: readonly string[];
+}
+
+export const NO_CRITERIA: SyncCriteria = Object.freeze({ products: [], classifications: [], languages: [] });
+
+function parseCriteria(text: string): SyncCriteria {
+  if (!text) return NO_CRITERIA;
+  try {
+    const o = JSON.parse(text) as Partial<SyncCriteria>;
+    const list = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
+    return { products: list(o.products), classifications: list(o.classifications), languages: list(o.languages) };
+  } catch {
+    return NO_CRITERIA;
+  }
 }
 
 /** The site's sync status, creating its row (with a new update source GUID) on first use. */
@@ -234,13 +278,23 @@ export async function getSyncStatus(db: Db, siteCode: string): Promise<SyncStatu
     lastSyncError: r.LastSyncError,
     lastSyncItemsChanged: Number(r.LastSyncItemsChanged),
     syncAlert: Number(r.SyncAlert) === 1,
+    upstreamSource: r.UpstreamSource,
+    criteria: parseCriteria(r.SyncCriteria),
+    lastSyncKind: r.LastSyncKind,
+    lastSyncTrigger: r.LastSyncTrigger,
+    lastSyncRejected: Number(r.LastSyncRejected),
+    lastSyncExpired: Number(r.LastSyncExpired),
   };
 }
 
-/** Records the start of a sync and returns the status it starts from. */
-export async function recordSyncStart(db: Kysely<Database>, siteCode: string): Promise<SyncStatus> {
+/** Records the start of a sync (and, when given, its kind and trigger) and returns the status it starts from. */
+export async function recordSyncStart(db: Kysely<Database>, siteCode: string, what: { kind?: string; trigger?: string } = {}): Promise<SyncStatus> {
   await getSyncStatus(db, siteCode);
-  await db.updateTable('Update_SyncStatus').set({ LastSyncStartTime: nowIso() }).where('SiteCode', '=', siteCode).execute();
+  await db
+    .updateTable('Update_SyncStatus')
+    .set({ LastSyncStartTime: nowIso(), ...(what.kind ? { LastSyncKind: what.kind } : {}), ...(what.trigger ? { LastSyncTrigger: what.trigger } : {}) })
+    .where('SiteCode', '=', siteCode)
+    .execute();
   return getSyncStatus(db, siteCode);
 }
 
@@ -249,7 +303,7 @@ export async function recordSyncStart(db: Kysely<Database>, siteCode: string): P
  * changes are pending (from this sync or an earlier one that did not finish),
  * stores the new anchor, clears the alert. Returns the status after.
  */
-export async function recordSyncSuccess(db: Kysely<Database>, siteCode: string, done: { sourceUrl: string; anchor: string; itemsChanged: number }): Promise<SyncStatus> {
+export async function recordSyncSuccess(db: Kysely<Database>, siteCode: string, done: { sourceUrl: string; anchor: string; itemsChanged: number; rejected?: number; expired?: number }): Promise<SyncStatus> {
   await db.transaction().execute(async (trx) => {
     const r = await trx.selectFrom('Update_SyncStatus').select(['ContentVersion', 'PendingChanges']).where('SiteCode', '=', siteCode).executeTakeFirstOrThrow();
     const bump = Number(r.PendingChanges) > 0 ? 1 : 0;
@@ -264,12 +318,19 @@ export async function recordSyncSuccess(db: Kysely<Database>, siteCode: string, 
         LastSyncResult: 'succeeded',
         LastSyncError: '',
         LastSyncItemsChanged: done.itemsChanged,
+        LastSyncRejected: done.rejected ?? 0,
+        LastSyncExpired: done.expired ?? 0,
         SyncAlert: 0,
       })
       .where('SiteCode', '=', siteCode)
       .execute();
   });
   return getSyncStatus(db, siteCode);
+}
+
+/** Records the end of a whole sync (after its replicas) and the malformed items both phases rejected. */
+export async function recordSyncEnd(db: Kysely<Database>, siteCode: string, done: { rejected: number }): Promise<void> {
+  await db.updateTable('Update_SyncStatus').set({ LastSyncEndTime: nowIso(), LastSyncRejected: done.rejected }).where('SiteCode', '=', siteCode).execute();
 }
 
 /** Records a failed sync: the alert is raised; the content version and anchor stay as they were. */
@@ -281,4 +342,70 @@ export async function recordSyncFailure(db: Kysely<Database>, siteCode: string, 
 /** Forgets the anchor, so the next sync is a full one (`FULL.SYN`, or a new upstream). */
 export async function clearSyncAnchor(db: Db, siteCode: string): Promise<void> {
   await db.updateTable('Update_SyncStatus').set({ Anchor: '' }).where('SiteCode', '=', siteCode).execute();
+}
+
+/**
+ * Expires the updates superseded by an update the site has held since
+ * `cutoff` or earlier (ISO time), in one transaction: `IsExpired = 1`, and the
+ * row moves to `contentVersion` (the version the sync in progress will
+ * publish), counted in `PendingChanges`. Returns how many were expired.
+ */
+export async function expireSuperseded(db: Kysely<Database>, siteCode: string, cutoff: string, contentVersion: number): Promise<number> {
+  return db.transaction().execute(async (trx) => {
+    const r = await trx
+      .updateTable('CI_ConfigurationItems')
+      .set({ IsExpired: 1, ContentVersion: contentVersion, DateLastModified: nowIso() })
+      .where('IsExpired', '=', 0)
+      .where((eb) =>
+        eb.exists(
+          eb
+            .selectFrom('CI_UpdateSupersedence as s')
+            .innerJoin('CI_ConfigurationItems as b', 'b.CI_UniqueID', 's.CI_UniqueID')
+            .select('s.CI_UniqueID')
+            .whereRef('s.Superseded_UniqueID', '=', 'CI_ConfigurationItems.CI_UniqueID')
+            .where('b.DateCreated', '<=', cutoff)
+            .where('b.IsExpired', '=', 0),
+        ),
+      )
+      .executeTakeFirst();
+    const n = Number(r.numUpdatedRows);
+    await addPending(trx, siteCode, n);
+    return n;
+  });
+}
+
+/** Asks the DB monitor for a sync (seed 004: `update Update_SyncStatus set SyncNow = 'SELF'`); `FULL` for a full one. */
+export async function requestSyncNow(db: Kysely<Database>, siteCode: string, kind: 'SELF' | 'FULL'): Promise<void> {
+  await getSyncStatus(db, siteCode);
+  await db.updateTable('Update_SyncStatus').set({ SyncNow: kind }).where('SiteCode', '=', siteCode).execute();
+}
+
+/** Clears the request once its `.SYN` is in the inbox (seed 004: `set SyncNow = null`). */
+export async function clearSyncNow(db: Db, siteCode: string): Promise<void> {
+  await db.updateTable('Update_SyncStatus').set({ SyncNow: null }).where('SiteCode', '=', siteCode).execute();
+}
+
+/** Sets the upstream the site's first update point syncs from; a new upstream means a full sync next (its anchors are not ours). */
+export async function setUpstreamSource(db: Kysely<Database>, siteCode: string, source: string): Promise<SyncStatus> {
+  await getSyncStatus(db, siteCode);
+  await db.updateTable('Update_SyncStatus').set({ UpstreamSource: source }).where('SiteCode', '=', siteCode).execute();
+  return getSyncStatus(db, siteCode);
+}
+
+/**
+ * Sets the sync criteria. Updates left out before were never stored, so the
+ * anchor is cleared: the next sync is a full one and brings them in.
+ */
+export async function setSyncCriteria(db: Kysely<Database>, siteCode: string, criteria: SyncCriteria): Promise<SyncStatus> {
+  await getSyncStatus(db, siteCode);
+  const none = !criteria.products.length && !criteria.classifications.length && !criteria.languages.length;
+  await db.updateTable('Update_SyncStatus').set({ SyncCriteria: none ? '' : JSON.stringify(criteria), Anchor: '' }).where('SiteCode', '=', siteCode).execute();
+  return getSyncStatus(db, siteCode);
+}
+
+/** The category with this name (case-insensitive) or GUID, if any. */
+export async function findCategory(db: Db, nameOrId: string, type?: string): Promise<Category | undefined> {
+  const all = await listCategories(db, type);
+  const key = nameOrId.toLowerCase();
+  return all.find((c) => c.id === key) ?? all.find((c) => c.name.toLowerCase() === key);
 }

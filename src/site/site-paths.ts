@@ -27,6 +27,10 @@ export interface SitePaths {
   readonly siteSigningKey: string;
   /** The policy provider's inbox: `.STN`, `.DEP`, `.COL`, `.CLI` wake-ups (docs/adr/0006-mp-server.md). */
   readonly policypvBox: string;
+  /** The update sync manager's inbox (seed 004): `SELF.SYN`, `FULL.SYN`, a parent's `<SiteCode>.SYN`. */
+  readonly wsyncmgrBox: string;
+  /** The all-in-one site's own software update point data folder. */
+  readonly localSup: string;
 }
 
 export function sitePaths(dataDir: string): SitePaths {
@@ -49,6 +53,8 @@ export function sitePaths(dataDir: string): SitePaths {
     localDp: path.join(data, 'dp'),
     siteSigningKey: path.join(data, 'site-signing.key'),
     policypvBox: path.join(inboxes, 'policypv.box'),
+    wsyncmgrBox: path.join(inboxes, 'WSyncMgr.box'),
+    localSup: path.join(data, 'sup'),
   });
 }
 

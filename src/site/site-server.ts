@@ -35,6 +35,12 @@ import { ensureSiteSigningKey } from '../mp/site-signing-key.ts';
 import { PolicyProvider } from './components/policypv/policy-provider.ts';
 import { dropPolicyTrigger } from './components/policypv/policy-triggers.ts';
 import { addDistributionPoint } from './services/distribution-points.ts';
+import { SyncManager } from './components/wsyncmgr/sync-manager.ts';
+import { startSup } from '../sup/sup-server.ts';
+import { findUpdatePoint, setUpdatePointUrl } from '../datastore/update-points.ts';
+import { addUpdatePoint } from './services/update-points.ts';
+import { defaultUpstream } from './default-upstream.ts';
+import { getSyncStatus, setUpstreamSource } from '../datastore/updates.ts';
 
 export interface SiteOptions {
   readonly dataDir: string;
@@ -49,6 +55,16 @@ export interface SiteOptions {
   readonly dpPort?: number;
   /** Database URL; default CAIRN_DATABASE_URL, then site.json's `databaseUrl`, then SQLite in the data folder. */
   readonly databaseUrl?: string;
+  /** Start and register a software update point in this process (all-in-one). */
+  readonly localSup?: boolean;
+  /** Port of the local update point; default admin port + 2 (0 when the admin port is 0). */
+  readonly supPort?: number;
+  /**
+   * On Debian or Ubuntu, make the machine's apt lists the site's upstream when
+   * none was ever configured (issue 5, part 6). Default true, unless
+   * CAIRN_NO_DEFAULT_UPSTREAM=1 (the test suite's sites).
+   */
+  readonly defaultUpstream?: boolean;
 }
 
 export interface SiteJson {
@@ -57,11 +73,13 @@ export interface SiteJson {
   readonly databaseUrl?: string;
   readonly adminUrl?: string;
   readonly localDpUrl?: string;
+  readonly localSupUrl?: string;
 }
 
 export interface RunningSite {
   readonly adminUrl: string;
   readonly localDpUrl: string | undefined;
+  readonly localSupUrl: string | undefined;
   readonly paths: SitePaths;
   readonly ctx: SiteContext;
   readonly database: SiteDatabase;
@@ -123,7 +141,10 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
   const dbmon = new DbMonitor(ctx, (inbox) => {
     if (inbox === paths.distmgrBox) distmgr.wake();
     if (inbox === paths.pkgTransferMgrBox) xfer.wake();
+    if (inbox === paths.wsyncmgrBox) wsyncmgr.wake();
+    if (inbox === paths.policypvBox) policypv.wake();
   });
+  const wsyncmgr = new SyncManager(ctx);
   wakeDbmon.fn = () => dbmon.wake();
   const policypv = new PolicyProvider(ctx);
 
@@ -186,9 +207,32 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
     }
   }
 
+  let localSup: { url: string; close(): Promise<void> } | undefined;
+  if (opts.localSup) {
+    const existing = await findUpdatePoint(database.db, { name: 'local' });
+    const key = existing?.SharedKey ?? randomBytes(32).toString('base64url');
+    const supPort = opts.supPort ?? (port === 0 || opts.port === 0 ? 0 : port + 2);
+    localSup = await startSup({ dataDir: paths.localSup, port: supPort, host, key, name: 'local' });
+    if (!existing) {
+      await addUpdatePoint(ctx, { name: 'local', url: localSup.url, key });
+      provLog.info(`Registered this site's own software update point 'local' at ${localSup.url}`);
+    } else if (existing.URL !== localSup.url) {
+      await setUpdatePointUrl(database.db, existing.SUPID, localSup.url);
+      provLog.info(`This site's own software update point 'local' moved to ${localSup.url}`);
+    }
+  }
+  // Issue 5, part 6: on Debian or Ubuntu a site that never had an upstream syncs the machine's own apt lists.
+  if ((opts.defaultUpstream ?? true) && process.env.CAIRN_NO_DEFAULT_UPSTREAM !== '1' && !(await getSyncStatus(database.db, siteCode)).upstreamSource) {
+    const apt = defaultUpstream();
+    if (apt) {
+      await setUpstreamSource(database.db, siteCode, apt);
+      provLog.info(`Configured ${apt} (this machine's apt lists) as the site's update upstream; \`cairn admin sync upstream\` changes it`);
+    }
+  }
+
   writeFileAtomic(
     paths.siteJson,
-    JSON.stringify({ ...saved, siteCode, siteName: saved.siteName ?? `Cairn site ${siteCode}`, adminUrl, ...(localDp ? { localDpUrl: localDp.url } : {}) }, null, 2) + '\n',
+    JSON.stringify({ ...saved, siteCode, siteName: saved.siteName ?? `Cairn site ${siteCode}`, adminUrl, ...(localDp ? { localDpUrl: localDp.url } : {}), ...(localSup ? { localSupUrl: localSup.url } : {}) }, null, 2) + '\n',
   );
   provLog.info(`SMS Provider (admin API) listening on ${adminUrl}; site ${siteCode}; database ${database.display}`);
 
@@ -198,11 +242,14 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
   distmgr.start();
   xfer.start();
   policypv.start();
+  // Last: its first sync (a first start's, on the schedule) runs in the background and never delays start-up.
+  wsyncmgr.start();
 
   let closed = false;
   return {
     adminUrl,
     localDpUrl: localDp?.url,
+    localSupUrl: localSup?.url,
     paths,
     ctx,
     database,
@@ -210,6 +257,7 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
       if (closed) return;
       closed = true;
       await api.close();
+      await wsyncmgr.stop();
       await xfer.stop();
       await distmgr.stop();
       await dbmon.stop();
@@ -217,6 +265,7 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
       await statesys.stop();
       await policypv.stop();
       await localDp?.close();
+      await localSup?.close();
       await database.destroy();
     },
   };

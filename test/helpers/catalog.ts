@@ -90,3 +90,32 @@ export async function startUpstreamProcess(catalogDir: string, extra: string[] =
     },
   };
 }
+
+export interface SupProc {
+  readonly url: string;
+  readonly dataDir: string;
+  readonly output: () => string;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** Starts a real `cairn sup` process with `key` on `port` (0: a free one) and waits until it listens. */
+export async function startSupProcess(dataDir: string, key: string, port: number, name: string, extra: string[] = []): Promise<SupProc> {
+  const child = spawn(process.execPath, [CAIRN_BIN, 'sup', '--data', dataDir, '--port', String(port), '--key', key, '--name', name, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = await waitFor(`cairn sup ${name} to listen\n${out}`, async () => {
+    if (child.exitCode !== null) throw new Error(`cairn sup exited: ${out}`);
+    return /listening on (http:\/\/\S+)/.exec(out)?.[1];
+  }, 60_000);
+  return {
+    url,
+    dataDir,
+    output: () => out,
+    async kill(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+  };
+}

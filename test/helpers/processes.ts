@@ -79,7 +79,8 @@ export interface SiteProc extends Proc {
 }
 
 export async function startSite(dataDir: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<SiteProc> {
-  const proc = run(['start', '--data', dataDir, '--port', '0', ...extraArgs], env);
+  // Test sites do not sync this machine's apt lists unless a test asks (env CAIRN_NO_DEFAULT_UPSTREAM: '0').
+  const proc = run(['start', '--data', dataDir, '--port', '0', ...extraArgs], { CAIRN_NO_DEFAULT_UPSTREAM: '1', ...env });
   const url = await waitFor(`the site to start\n${proc.output()}`, async () => {
     if (proc.child.exitCode !== null) throw new Error(`site exited: ${proc.output()}`);
     return /admin API:\s+(http:\/\/\S+)/.exec(proc.output())?.[1];

@@ -33,6 +33,9 @@ import { changeSetting, listSettings } from '../services/settings.ts';
 import { MP_PREFIX } from '../../mp/state-relay.ts';
 import { listStates } from '../services/state-messages.ts';
 import { registerMpAdminRoutes } from './mp-admin-routes.ts';
+import { addUpdatePoint, listUpdatePointViews } from '../services/update-points.ts';
+import { changeCriteria, changeUpstream, listUpdateViews, requestSync, syncStatusView } from '../services/update-sync.ts';
+import type { UpdateListQuery } from '../services/update-sync.ts';
 
 export interface AdminApiOptions {
   readonly ctx: SiteContext;
@@ -231,6 +234,42 @@ export async function buildAdminApi(opts: AdminApiOptions): Promise<FastifyInsta
 
   // Clients, collections, deployments, boundaries and remote MPs (issue 4; src/site/admin-api/mp-admin-routes.ts).
   registerMpAdminRoutes(app, { ctx, wakePolicyProvider: opts.wakePolicyProvider ?? (() => undefined) });
+  // Software update points and the update sync (issue 5; seed 004).
+  app.get('/api/v1/update-points', async () => ({ updatePoints: await listUpdatePointViews(ctx) }));
+
+  app.post('/api/v1/update-points', async (request, reply) => {
+    const b = body(request);
+    const result = await addUpdatePoint(ctx, { name: str(b, 'name')!, url: str(b, 'url')! });
+    note(request, `added software update point ${result.sup.name} (${result.sup.url}), install order ${result.sup.installOrder}`);
+    return reply.code(201).send(result);
+  });
+
+  app.get('/api/v1/sync', async () => syncStatusView(ctx));
+
+  app.post('/api/v1/sync', async (request) => {
+    const full = body(request).full;
+    if (full !== undefined && typeof full !== 'boolean') throw new CairnError('CAIRN_REQUEST_INVALID', 'full must be true or false');
+    const result = await requestSync(ctx, full === true);
+    // Seed 004: what SMSProv.log shows for SyncNow.
+    log.info('ExecMethodAsync : SMS Provider SMS_SoftwareUpdate::SyncNow');
+    note(request, `requested a ${full === true ? 'full' : 'delta'} update sync (SyncNow = ${result.requested})`);
+    return result;
+  });
+
+  app.put('/api/v1/sync/upstream', async (request) => {
+    const result = await changeUpstream(ctx, str(body(request), 'upstream')!);
+    note(request, `set the update sync upstream to ${result.upstream}`);
+    return result;
+  });
+
+  app.put('/api/v1/sync/criteria', async (request) => {
+    const b = body(request);
+    const result = await changeCriteria(ctx, { products: b.products, classifications: b.classifications, languages: b.languages });
+    note(request, `set the update sync criteria (${result.criteria.products.length} products, ${result.criteria.classifications.length} classifications, ${result.criteria.languages.length} languages); next sync is full`);
+    return result;
+  });
+
+  app.get<{ Querystring: UpdateListQuery }>('/api/v1/updates', async (request) => listUpdateViews(ctx, request.query));
 
   return app;
 }

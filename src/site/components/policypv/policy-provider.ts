@@ -26,6 +26,7 @@
  * it asked for. Everything is idempotent: a pass with nothing new changes
  * nothing and logs nothing.
  */
+import { listUpdatePoints } from '../../../datastore/update-points.ts';
 import path from 'node:path';
 import { createHash, randomUUID } from 'node:crypto';
 import type { Transaction } from 'kysely';
@@ -180,9 +181,10 @@ export class PolicyProvider {
     const norm = (s: string) => s.replace(/[{}]/g, '').toLowerCase();
     if (norm(fileId) !== norm(status.updateSourceId)) this.log.warn(`${fileId} does not name this site's update source {${status.updateSourceId.toUpperCase()}}; building the policy of the site's update source.`);
     const updateSourceId = `{${status.updateSourceId.toUpperCase()}}`;
-    // Update points come with the SUP role (issue 5); until then the list is empty.
-    const content = { updateSourceId, contentVersion: status.contentVersion, updatePoints: [] as { serverName: string; url: string }[] };
-    const built = await this.#settingsPolicy('UpdateSource', content, String(status.contentVersion));
+    // The site's update points in install order (issue 5): where clients scan.
+    const updatePoints = (await listUpdatePoints(this.#ctx.db, this.#ctx.siteCode)).map((p) => ({ serverName: p.Name, url: p.URL }));
+    const content = { updateSourceId, contentVersion: status.contentVersion, updatePoints };
+    const built = await this.#settingsPolicy('UpdateSource', content, `${status.contentVersion}|${updatePoints.map((p) => p.url).join(' ')}`);
     if (!built) {
       this.log.info(`The UpdateSource policy of ${updateSourceId} is already at content version ${status.contentVersion}; nothing to change.`);
       return false;
