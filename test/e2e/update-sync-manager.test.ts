@@ -64,6 +64,18 @@ async function addSup(site: SiteProc, dir: string, name: string): Promise<SupPro
   return startSupProcess(path.join(dir, name), key, port, name);
 }
 
+/** policypv.log's lines for the UpdateSource policy, one per version built. */
+const updateSourcePolicies = async (site: SiteProc): Promise<string[]> => text(await readLog(site.dataDir, 'policypv')).filter((l) => /^Successfully (created|updated) policy .* based on update source /.test(l));
+/** The current UpdateSource policy body, from the site database. */
+async function updateSourceBody(site: SiteProc): Promise<{ contentVersion: number; updatePoints: { serverName: string; url: string }[] }> {
+  const database = openDatabase(`sqlite:${path.join(site.dataDir, 'site.db')}`);
+  try {
+    const row = await database.db.selectFrom('Policy').select(['Body']).where('Category', '=', 'UpdateSource').orderBy('LastModified', 'desc').executeTakeFirstOrThrow();
+    return JSON.parse(String(row.Body)) as { contentVersion: number; updatePoints: { serverName: string; url: string }[] };
+  } finally {
+    await database.destroy();
+  }
+}
 const stnFiles = async (site: SiteProc): Promise<string[]> => (await fsp.readdir(path.join(site.dataDir, 'inboxes', 'policypv.box')).catch(() => [] as string[])).filter((f) => f.endsWith('.STN'));
 
 test('[US2][US3][US4][US5][US6][US7][US8][US9][US10][US11][US12][US18][UC1] sync from cairn upstream through an update point and a replica: full, incremental, no change, FULL.SYN, upstream failure then retry, schedule', async () => {
@@ -130,11 +142,15 @@ test('[US2][US3][US4][US5][US6][US7][US8][US9][US10][US11][US12][US18][UC1] sync
     // The replica serves the same catalog, anonymously, over the upstream protocol.
     const replica = (await (await fetch(`${sups[1]!.url}/upstream/v1/changes?anchor=`)).json()) as { updates: number; categories: number };
     assert.deepEqual([replica.categories, replica.updates], [8, 300]);
-    // UC1: the content version moved, so the DB monitor dropped {UpdateSourceID}.STN for the policy provider.
+    // UC1: the content version moved, so the DB monitor dropped {UpdateSourceID}.STN, and the policy provider
+    // built the UpdateSource policy for that content version, listing the update points, and deleted the file.
     const stn = `{${s.updateSourceId.toUpperCase()}}.STN`;
-    assert.deepEqual(await stnFiles(site), [stn]);
     assert.ok(text(await readLog(site.dataDir, 'SMSDBMON')).some((l) => /^SND:Dropped .*policypv\.box\/\{[0-9A-F-]{36}\}\.STN \[\d+\]$/.test(l)));
-    await fsp.rm(path.join(site.dataDir, 'inboxes', 'policypv.box', stn));
+    await waitFor('the UpdateSource policy for content version 1', async () => (await updateSourcePolicies(site)).some((l) => l.includes('content version 1;')));
+    inOrder(text(await readLog(site.dataDir, 'policypv')), [`Found ${stn}`, `Added scan tool ID {${s.updateSourceId.toUpperCase()}}`, /^Successfully created policy \{[0-9a-f-]{36}\} \(version 1\.00\) .*content version 1; signed \(hash algorithm 32780\)\.$/]);
+    await waitFor('the .STN to be deleted', async () => (await stnFiles(site)).length === 0);
+    const body = await updateSourceBody(site);
+    assert.deepEqual([body.contentVersion, body.updatePoints.map((p) => p.serverName)], [1, ['sup1', 'sup2']]);
     const messages = await waitFor('6701 and 6702 stored', async () => {
       const m = (await api<{ statusMessages: { id: number }[] }>(site, 'GET', '/api/v1/status-messages?component=SMS_WSUS_SYNC_MANAGER')).json.statusMessages.map((x) => x.id);
       return m.includes(6702) ? m : undefined;
@@ -166,8 +182,8 @@ test('[US2][US3][US4][US5][US6][US7][US8][US9][US10][US11][US12][US18][UC1] sync
     assert.ok(!fs.existsSync(path.join(site.dataDir, 'inboxes', 'WSyncMgr.box', 'SELF.SYN')), 'the request file is deleted once its sync ended');
     const five = (JSON.parse(await ok(site, ['updates', 'list', '--json', '--title', 'pkg-5 1.5-1'])) as { updates: { revision: number }[] }).updates;
     assert.deepEqual(five.map((u) => u.revision), [2]);
-    assert.deepEqual(await stnFiles(site), [stn], 'a sync with changes drops the .STN again');
-    await fsp.rm(path.join(site.dataDir, 'inboxes', 'policypv.box', stn));
+    await waitFor('the UpdateSource policy for content version 2', async () => (await updateSourcePolicies(site)).some((l) => /\(version 2\.00\) .*content version 2;/.test(l)));
+    assert.equal((await updateSourceBody(site)).contentVersion, 2);
 
     // 3. No change: nothing travels, the content version stays, no .STN.
     before = lines.length;
@@ -176,7 +192,6 @@ test('[US2][US3][US4][US5][US6][US7][US8][US9][US10][US11][US12][US18][UC1] sync
     inOrder(lines, ['sync: update point synchronizing updates', /No changes: content version of update source \{[0-9A-F-]{36}\} for site CS1 stays 2/, 'STATMSG: ID=6702 ', 'Updated 0 items in SMS database, new update source content version is 2'], before);
     assert.ok(!lines.slice(before).some((l) => l.startsWith('sync: SMS synchronizing updates, processed')), 'no update page travels');
     assert.equal((await status(site)).contentVersion, 2);
-    assert.deepEqual(await stnFiles(site), []);
 
     // 4. FULL.SYN by hand: everything is read again, nothing changes.
     before = lines.length;
@@ -185,7 +200,6 @@ test('[US2][US3][US4][US5][US6][US7][US8][US9][US10][US11][US12][US18][UC1] sync
     inOrder(lines, ['Found local sync request file FULL.SYN', 'Starting Sync (full)', 'sync: SMS synchronizing updates, processed 302 of 302 items (100%)', 'stays 2', 'STATMSG: ID=6702 '], before);
     s = await status(site);
     assert.deepEqual([s.contentVersion, s.lastSyncKind, s.itemsChanged], [2, 'full', 0]);
-    assert.deepEqual(await stnFiles(site), []);
 
     // 5. The upstream goes away: 6703 with the reason, alert set, catalog and version unchanged; retried per the setting once it is back.
     const upPort = Number(new URL(up.url).port);
@@ -211,6 +225,13 @@ test('[US2][US3][US4][US5][US6][US7][US8][US9][US10][US11][US12][US18][UC1] sync
     await configure(site, { 'wsyncmgr.scheduleSeconds': 1 });
     lines = await syncEnded(site, 7);
     inOrder(lines, ['Wakeup for a scheduled regular sync', 'Performing sync on regular schedule', 'STATMSG: ID=6702 '], before);
+
+    // UC1 over the whole run: two syncs changed the catalog, so two .STN drops and UpdateSource versions 1.00
+    // and 2.00; the no-change, full, failed and retried syncs after them bumped nothing.
+    const drops = text(await readLog(site.dataDir, 'SMSDBMON')).filter((l) => /^SND:Dropped .*policypv\.box\/\{[0-9A-F-]{36}\}\.STN/.test(l));
+    assert.equal(drops.length, 2);
+    assert.deepEqual((await updateSourcePolicies(site)).map((l) => /\(version (\d+\.00)\)/.exec(l)?.[1]), ['1.00', '2.00']);
+    assert.equal((await updateSourceBody(site)).contentVersion, 2);
   } finally {
     await site.kill();
     for (const s of sups) await s.kill();
