@@ -18,6 +18,8 @@ import { countUpdates, getSyncStatus, listUpdates } from '../../src/datastore/up
 import type { SyncStatusView } from '../../src/site/services/update-sync.ts';
 import type { UpdatePointView } from '../../src/site/services/update-points.ts';
 import { api, cli, freePort, readLog, startSite, tempDir, waitFor } from '../helpers/processes.ts';
+import { mpRequest, newTestClient, register } from '../helpers/mp-client.ts';
+import { policyHash, verifyDocument } from '../../src/shared/client-auth.ts';
 import type { SiteProc } from '../helpers/processes.ts';
 import { SECURITY, startSupProcess, startUpstreamProcess, update, updateId, writeCatalog } from '../helpers/catalog.ts';
 import type { SupProc, UpstreamProc } from '../helpers/catalog.ts';
@@ -232,6 +234,23 @@ test('[US2][US3][US4][US5][US6][US7][US8][US9][US10][US11][US12][US18][UC1] sync
     assert.equal(drops.length, 2);
     assert.deepEqual((await updateSourcePolicies(site)).map((l) => /\(version (\d+\.00)\)/.exec(l)?.[1]), ['1.00', '2.00']);
     assert.equal((await updateSourceBody(site)).contentVersion, 2);
+
+    // Spec 30 §1 step 4: a client gets the UpdateSource policy at its next policy request, signed by the site.
+    const client = newTestClient('SYNC-CLIENT');
+    assert.equal((await register(site.url, client)).status, 200);
+    const assignment = await waitFor('the UpdateSource assignment for a registered client', async () => {
+      const r = await mpRequest(site.url, client, 'GET', '/mp/v1/policy/assignments');
+      const list = (r.json['assignments'] ?? []) as { category: string; policyId: string; policyVersion: string; hash: string }[];
+      return list.find((a) => a.category === 'UpdateSource');
+    });
+    assert.equal(assignment.policyVersion, '2.00');
+    const siteKey = (await (await fetch(`${site.url}/mp/v1/site-key`)).json()) as { publicKey: string };
+    const policy = await mpRequest(site.url, client, 'GET', `/mp/v1/policy/${encodeURIComponent(assignment.policyId)}/${assignment.policyVersion}`);
+    assert.equal(policy.status, 200);
+    assert.ok(verifyDocument(siteKey.publicKey, policy.bytes, policy.headers.get('x-cairn-signature') ?? undefined), 'the body carries the site signature');
+    assert.equal(policyHash(policy.bytes), assignment.hash);
+    const delivered = policy.json as { updateSourceId: string; contentVersion: number; updatePoints: { serverName: string }[] };
+    assert.deepEqual([delivered.updateSourceId, delivered.contentVersion, delivered.updatePoints.map((p) => p.serverName)], [`{${s.updateSourceId.toUpperCase()}}`, 2, ['sup1', 'sup2']]);
   } finally {
     await site.kill();
     for (const s of sups) await s.kill();
