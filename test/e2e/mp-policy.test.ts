@@ -185,7 +185,8 @@ describe('MP policy and content location', () => {
     assert.equal(a.policyVersion, '1.00');
     const body = await policyBody(web, a);
     assert.ok(body.ok);
-    assert.deepEqual([body.body.updateSourceId, body.body.contentVersion, body.body.updatePoints], [id, 5, []]);
+    // The all-in-one site's own update point is its first (issue 5).
+    assert.deepEqual([body.body.updateSourceId, body.body.contentVersion, (body.body.updatePoints as { serverName: string }[]).map((p) => p.serverName)], [id, 5, ['local']]);
     // The same content version again: nothing changes.
     await drop();
     assert.equal((await assignments(web)).find((x) => x.category === 'UpdateSource')!.policyVersion, '1.00');
