@@ -15,7 +15,6 @@
  * small files travel in bundles of a few MiB (`uploadBundle`). It never
  * sends the shared key itself.
  */
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
@@ -124,6 +123,38 @@ function dpMessage(body: unknown, status: number): string {
   return typeof code === 'string' ? `${code}: ${text}` : text;
 }
 
+/**
+ * Sends `length` bytes of a file from `start` as the request body through two
+ * reused buffers: the next chunk is read while the previous one is written,
+ * and nothing is allocated per chunk (a gigabyte through fresh buffers costs
+ * the site more in garbage collection than in reading). Stops quietly when
+ * the request is gone (the DP answered early, or the connection broke); the
+ * answer handler reports that.
+ */
+async function pumpFile(req: http.ClientRequest, file: string, start: number, length: number): Promise<void> {
+  const fh = await fsp.open(file, 'r');
+  try {
+    const buffers = [Buffer.allocUnsafe(READ_CHUNK_BYTES), Buffer.allocUnsafe(READ_CHUNK_BYTES)] as const;
+    let writing: Promise<boolean> = Promise.resolve(true);
+    let pos = start;
+    let left = length;
+    for (let i = 0; left > 0; i++) {
+      const buf = buffers[i % 2]!;
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, left), pos);
+      if (bytesRead === 0) throw new Error(`the file ended ${left} bytes early`);
+      // The buffer read into now was last written two chunks ago, and that write has finished.
+      if (!(await writing) || req.destroyed) return;
+      writing = new Promise<boolean>((resolve) => req.write(buf.subarray(0, bytesRead), (err) => resolve(!err)));
+      pos += bytesRead;
+      left -= bytesRead;
+    }
+    if (!(await writing) || req.destroyed) return;
+    req.end();
+  } finally {
+    await fh.close();
+  }
+}
+
 export function createDpClient(opts: DpClientOptions): DpClient {
   const base = new URL(opts.url);
   if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new CairnError('CAIRN_DP_URL_INVALID', opts.url);
@@ -212,11 +243,18 @@ export function createDpClient(opts: DpClientOptions): DpClient {
           req.end();
           return;
         }
-        const file: Readable = body.kind === 'stream' ? body.open() : fs.createReadStream(body.path, { start: body.start, end: body.start + body.length - 1, highWaterMark: READ_CHUNK_BYTES });
-        const what = body.kind === 'stream' ? 'the delta' : body.path;
+        if (body.kind === 'file') {
+          pumpFile(req, body.path, body.start, body.length).catch((err: unknown) => {
+            if (req.destroyed) return;
+            req.destroy();
+            fail(new CairnError('CAIRN_INTERNAL', `cannot read ${body.path}: ${describeError(err)}`, { cause: err }));
+          });
+          return;
+        }
+        const file: Readable = body.open();
         file.on('error', (err) => {
           req.destroy();
-          fail(new CairnError('CAIRN_INTERNAL', `cannot read ${what}: ${describeError(err)}`, { cause: err }));
+          fail(new CairnError('CAIRN_INTERNAL', `cannot read the delta: ${describeError(err)}`, { cause: err }));
         });
         file.pipe(req);
       } else {
