@@ -19,7 +19,8 @@ import type { SettingView } from '../site/services/settings.ts';
 import type { StoredStatusMessage } from '../datastore/status-messages.ts';
 import { verifyPrestage } from '../content-library/prestage.ts';
 import type { StateView } from '../site/services/state-messages.ts';
-import { addClientCommands } from './mp-admin-commands.ts';
+import { runMpCommand } from './mp-command.ts';
+import { addBoundaryCommands, addClientCommands, addCollectionCommands, addDeployCommand, addMpCommands } from './mp-admin-commands.ts';
 
 function port(value: string): number {
   const n = Number(value);
@@ -96,6 +97,23 @@ export function buildProgram(): Command {
       if (data === undefined) dpRole.error("error: required option '--data <dir>' not specified");
       const r = await runDpImport(file, data!);
       print(!!o.json, r, () => `Imported content ${r.contentId} (${r.files} files, ${r.bytes} bytes new to this library)\n`);
+    });
+
+  program
+    .command('mp')
+    .description('run a remote management point: client registration, policy, content location, and the relay, dispatching its files to the site server')
+    .requiredOption('--data <dir>', 'data folder of the MP (outboxes, logs)')
+    .requiredOption('--port <n>', 'port to listen on (0 picks a free port)', port)
+    .requiredOption('--site <url>', "the site server's address (its admin API), e.g. http://site:8340")
+    .requiredOption('--name <name>', 'the name the MP was registered with (`cairn admin mp add NAME`)')
+    .requiredOption('--key <key>', 'the key `cairn admin mp add` printed')
+    .requiredOption('--site-key <file>', "a copy of the site's site-signing.key")
+    .option('--database <url>', 'the site database (default: CAIRN_DATABASE_URL)')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .action(async (o: { data: string; port: number; site: string; name: string; key: string; siteKey: string; database?: string; host: string }) => {
+      const databaseUrl = o.database ?? process.env.CAIRN_DATABASE_URL;
+      if (!databaseUrl) throw new InvalidArgumentError('give --database URL (or CAIRN_DATABASE_URL): the MP reads the site database');
+      await runMpCommand({ dataDir: o.data, port: o.port, host: o.host, siteUrl: o.site, name: o.name, key: o.key, siteKeyFile: o.siteKey, databaseUrl });
     });
 
   const admin = program.command('admin').description('administer a site through its admin API (CAIRN_URL, CAIRN_TOKEN, or ./cairn-data)').option('--data <dir>', 'data folder of `cairn start`', './cairn-data');
@@ -276,6 +294,10 @@ export function buildProgram(): Command {
 
   // Management point and policy provider (issue 4): src/cli/mp-admin-commands.ts.
   addClientCommands(admin, { conn, print, table });
+  addCollectionCommands(admin, { conn, print, table });
+  addDeployCommand(pkg, { conn, print, table });
+  addBoundaryCommands(admin, { conn, print, table });
+  addMpCommands(admin, { conn, print, table });
 
   program
     .command('upstream')

@@ -66,7 +66,7 @@ function bodyHash(body: Buffer | string): string {
 }
 
 /** What the DP protocol signs as the "path": the path and the body's hash, so that the body cannot be changed. */
-function signedPath(pathWithQuery: string, body: Buffer | string): string {
+export function signedPath(pathWithQuery: string, body: Buffer | string): string {
   return `${pathWithQuery}\nsha256=${bodyHash(body)}`;
 }
 

@@ -30,6 +30,7 @@ import { buildAdminApi } from './admin-api/admin-api.ts';
 import { MP_PREFIX } from '../mp/state-relay.ts';
 import { managementPoint } from '../mp/management-point.ts';
 import { createMpLogs } from '../mp/mp-logs.ts';
+import { mpDispatchReceiver } from '../mp/mp-dispatch-receiver.ts';
 import { ensureSiteSigningKey } from '../mp/site-signing-key.ts';
 import { PolicyProvider } from './components/policypv/policy-provider.ts';
 import { dropPolicyTrigger } from './components/policypv/policy-triggers.ts';
@@ -137,12 +138,21 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
     relayKey = randomBytes(32).toString('base64url');
     writeFileAtomic(paths.relayKey, `${relayKey}\n`, 0o600);
   }
+  const mpLogs = createMpLogs(paths.logs);
+  // Files from remote MPs' file dispatch (UC22), into the same inboxes.
+  await api.register(mpDispatchReceiver, {
+    prefix: MP_PREFIX,
+    db: database.db,
+    log: mpLogs.relay,
+    inboxes: { state: paths.statesysIncoming, status: paths.statmsgs, policypv: paths.policypvBox },
+    onFile: (kind) => (kind === 'state' ? statesys.wake() : kind === 'status' ? statmgr.wake() : policypv.wake()),
+  });
   await api.register(managementPoint, {
     prefix: MP_PREFIX,
     db: database.db,
     siteCode,
     signingKey: signing.key,
-    logs: createMpLogs(paths.logs),
+    logs: mpLogs,
     relay: {
       key: relayKey,
       statesysIncoming: paths.statesysIncoming,
