@@ -49,13 +49,16 @@ export function buildProgram(): Command {
     .option('--dp-port <n>', "the site's own distribution point port (default: admin port + 1)", port)
     .option('--no-local-dp', 'do not start a distribution point in this process')
     .option('--site-code <code>', 'site code for a new site', 'CS1')
-    .action(async (o: { data: string; port: number; dpPort?: number; localDp: boolean; siteCode: string }) => {
-      const site = await startSite({ dataDir: o.data, port: o.port, localDp: o.localDp, siteCode: o.siteCode, ...(o.dpPort === undefined ? {} : { dpPort: o.dpPort }) });
+    .option('--agent', "run a client agent for this machine in-process, data in <data>/agent (the default)")
+    .option('--no-agent', "do not run this machine's client agent")
+    .action(async (o: { data: string; port: number; dpPort?: number; localDp: boolean; siteCode: string; agent?: boolean }) => {
+      const site = await startSite({ dataDir: o.data, port: o.port, localDp: o.localDp, siteCode: o.siteCode, agent: o.agent !== false, ...(o.dpPort === undefined ? {} : { dpPort: o.dpPort }) });
       process.stdout.write(
         `Cairn site ${site.ctx.siteCode} is running.\n` +
           `  admin API:        ${site.adminUrl}\n` +
           `  admin token:      ${site.paths.adminToken}\n` +
           (site.localDpUrl ? `  distribution point 'local': ${site.localDpUrl}\n` : '') +
+          (site.agent ? `  client agent:     ${site.agent.name} (${site.agent.clientId}), data ${site.agent.dataDir}\n` : '') +
           `  database:         ${site.database.display}\n` +
           `  logs:             ${site.paths.logs}\n` +
           `Try: npx cairn admin dp list   (from this folder; elsewhere set CAIRN_URL and CAIRN_TOKEN)\n`,

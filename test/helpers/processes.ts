@@ -78,8 +78,12 @@ export interface SiteProc extends Proc {
   readonly dataDir: string;
 }
 
+/**
+ * Starts `cairn start`. The machine's own client agent is left out (`--no-agent`) unless `extraArgs`
+ * has `--agent`: most tests want a site with only the clients they make.
+ */
 export async function startSite(dataDir: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<SiteProc> {
-  const proc = run(['start', '--data', dataDir, '--port', '0', ...extraArgs], env);
+  const proc = run(['start', '--data', dataDir, '--port', '0', ...(extraArgs.includes('--agent') ? [] : ['--no-agent']), ...extraArgs], env);
   const url = await waitFor(`the site to start\n${proc.output()}`, async () => {
     if (proc.child.exitCode !== null) throw new Error(`site exited: ${proc.output()}`);
     return /admin API:\s+(http:\/\/\S+)/.exec(proc.output())?.[1];
