@@ -28,6 +28,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
+import inspector from 'node:inspector';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -228,11 +229,25 @@ async function main(): Promise<void> {
   const clientsFile = path.join(work, 'clients.json');
   await fsp.writeFile(clientsFile, JSON.stringify(clients.map(({ clientId, privateKey, ip }) => ({ clientId, privateKey, ip }))));
 
-  // 3. The load, from a child process.
-  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--load', '--url', url, '--clients-file', clientsFile, '--package', pkg.packageId, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // 3. The load, from a child process. CAIRN_BENCH_PROFILE=FILE writes the server's CPU profile of the load phases only.
+  const profileFile = process.env['CAIRN_BENCH_PROFILE'];
+  const session = profileFile ? new inspector.Session() : undefined;
+  const post = (method: string, params?: object): Promise<unknown> => new Promise((resolve, reject) => session!.post(method, params ?? {}, (err, r) => (err ? reject(err) : resolve(r))));
+  if (session) {
+    session.connect();
+    await post('Profiler.enable');
+    await post('Profiler.start');
+  }
+  const child = spawn(process.execPath, [...process.execArgv.filter((a) => !a.startsWith('--cpu-prof')), fileURLToPath(import.meta.url), '--load', '--url', url, '--clients-file', clientsFile, '--package', pkg.packageId, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  if (session) {
+    const { profile } = (await post('Profiler.stop')) as { profile: unknown };
+    await fsp.writeFile(profileFile!, JSON.stringify(profile));
+    session.disconnect();
+    process.stdout.write(`the server's CPU profile of the load phases: ${profileFile}\n`);
+  }
   await app.close();
   await database.destroy();
   if (code !== 0) throw new Error(`the load generator exited with ${code}`);
