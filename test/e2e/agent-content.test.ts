@@ -233,6 +233,8 @@ describe('content to clients', () => {
     const done = new RegExp(`Content ${contentId.replace('.', '\\.')} for deployment \\${deploymentId} is downloaded and verified`);
     await waitWithTrigger(data, 'policy', `the download to finish after the restart\n${second.output()}`, async () => done.test(logText(await readLog(data, 'ContentTransferManager'))));
 
+    // "Download started" once for the job, not again when the restarted agent resumes it.
+    assert.equal((logText(await readLog(data, 'ContentTransferManager')).match(/STATMSG: ID=10002 /g) ?? []).length, 1);
     const dts = logText(await readLog(data, 'DataTransferService'));
     assert.match(dts, new RegExp(`Downloading ${contentId.replace('.', '\\.')}/large file\\.bin \\(${size} bytes\\) from dp1`));
     assert.match(dts, new RegExp(`Resuming ${contentId.replace('.', '\\.')}/large file\\.bin at byte ${cut} of ${size} from dp1`));
