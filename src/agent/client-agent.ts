@@ -18,7 +18,7 @@
  */
 import type http from 'node:http';
 import type { ComponentLog } from '../shared/cmtrace-log.ts';
-import { CairnError, describeError, isCairnError } from '../shared/errors.ts';
+import { CairnError, describeError } from '../shared/errors.ts';
 import type { AgentStore, RegistrationState } from './agent-store.ts';
 import { ContentTransferManager } from './content-transfer-manager.ts';
 import { DataTransferService } from './data-transfer-service.ts';
@@ -238,7 +238,7 @@ export class ClientAgent {
       this.#tasks = { register: this.#o.scheduler.at(jitter(REGISTRATION_BACKOFF_MS[0]), () => this.#registrationStep()) };
       return;
     }
-    log.warn(`${what} failed: ${isCairnError(err) ? `${err.code}: ` : ''}${describeError(err)}. Trying again at the next cycle.`);
+    log.warn(`${what} failed: ${describeError(err)}. Trying again at the next cycle.`);
   }
 
   async #policyCycle(): Promise<void> {

@@ -7,7 +7,7 @@
  *
  * | moment | state message (topic type 901, topic = deployment ID) | client status message |
  * | --- | --- | --- |
- * | a job for a new policy version starts | state 1 downloading | 10002 download started |
+ * | a job for a new policy version is created (once, not again after a restart) | state 1 downloading | 10002 download started |
  * | every file verified in the cache | state 2 downloaded and verified | 10003 download succeeded |
  * | the job failed (first failure of a try) | state 3 failed, parameter 1 = error code | 10004 download failed |
  *
@@ -81,6 +81,9 @@ export class ContentTransferManager {
     if (!job || job.policyVersion !== policyVersion) {
       store.saveContentJob(clientId, { deploymentId: d.deploymentId, policyId, policyVersion, state: 'downloading', attempts: 0, lastError: '' });
       log.info(`Created content job for deployment ${d.deploymentId}: package ${d.packageId} version ${d.packageVersion}, content ${d.contentId}, ${d.files.length} files (policy ${policyId} ${policyVersion}).`);
+      // Once per job (a policy version), not per attempt: an agent restarted mid-download resumes without saying "started" again.
+      this.#o.state.raise({ topicType: TOPIC_CONTENT_DEPLOYMENT, topicId: d.deploymentId, idType: 1, stateId: CONTENT_STATE.downloading, userParams: [d.packageId, String(d.packageVersion)] });
+      this.#status(STATUS_DOWNLOAD_STARTED, 'I', d);
     } else {
       log.info(`Resuming content job for deployment ${d.deploymentId} (${job.state}, ${job.attempts} attempts so far).`);
     }
@@ -156,10 +159,6 @@ export class ContentTransferManager {
     const d = p.deployment;
     const job = store.contentJob(clientId, d.deploymentId);
     if (!job || job.state === 'downloaded') return;
-    if (job.attempts === 0 && job.state === 'downloading') {
-      state.raise({ topicType: TOPIC_CONTENT_DEPLOYMENT, topicId: d.deploymentId, idType: 1, stateId: CONTENT_STATE.downloading, userParams: [d.packageId, String(d.packageVersion)] });
-      this.#status(STATUS_DOWNLOAD_STARTED, 'I', d);
-    }
     const attempt = job.attempts + 1;
     log.info(`Starting download of ${d.contentId} for deployment ${d.deploymentId} (attempt ${attempt}).`);
     try {

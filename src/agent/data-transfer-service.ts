@@ -209,7 +209,10 @@ export class DataTransferService {
       await fsp.rm(partial, { force: true });
       offset = 0;
     }
-    if (offset < file.size) {
+    if (file.size === 0) {
+      // Nothing to fetch: an empty file is made here and verified like any other (its hash is that of no bytes).
+      await fsp.writeFile(partial, '');
+    } else if (offset < file.size) {
       if (offset > 0) log.info(`Resuming ${contentId}/${file.path} at byte ${offset} of ${file.size} from ${locName} (${url}).`);
       else log.info(`Downloading ${contentId}/${file.path} (${file.size} bytes) from ${locName} (${url}).`);
       const r = await this.#fetchInto(url, partial, offset, file.size);

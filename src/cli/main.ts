@@ -56,7 +56,9 @@ export function buildProgram(): Command {
     .option('--sup-port <n>', "the site's own software update point port (default: admin port + 2)", port)
     .option('--no-local-sup', 'do not start a software update point in this process')
     .option('--no-default-upstream', "on Debian/Ubuntu, do not make this machine's apt lists the upstream of a site that has none (also CAIRN_NO_DEFAULT_UPSTREAM=1)")
-    .action(async (o: { data: string; port: number; dpPort?: number; localDp: boolean; siteCode: string; supPort?: number; localSup: boolean; defaultUpstream: boolean }) => {
+    .option('--agent', "run a client agent for this machine in-process, data in <data>/agent (the default)")
+    .option('--no-agent', "do not run this machine's client agent")
+    .action(async (o: { data: string; port: number; dpPort?: number; localDp: boolean; siteCode: string; supPort?: number; localSup: boolean; defaultUpstream: boolean; agent?: boolean }) => {
       const site = await startSite({
         dataDir: o.data,
         port: o.port,
@@ -64,6 +66,7 @@ export function buildProgram(): Command {
         siteCode: o.siteCode,
         localSup: o.localSup,
         defaultUpstream: o.defaultUpstream,
+        agent: o.agent !== false,
         ...(o.dpPort === undefined ? {} : { dpPort: o.dpPort }),
         ...(o.supPort === undefined ? {} : { supPort: o.supPort }),
       });
@@ -73,6 +76,7 @@ export function buildProgram(): Command {
           `  admin token:      ${site.paths.adminToken}\n` +
           (site.localDpUrl ? `  distribution point 'local': ${site.localDpUrl}\n` : '') +
           (site.localSupUrl ? `  software update point 'local': ${site.localSupUrl}\n` : '') +
+          (site.agent ? `  client agent:     ${site.agent.name} (${site.agent.clientId}), data ${site.agent.dataDir}\n` : '') +
           `  database:         ${site.database.display}\n` +
           `  logs:             ${site.paths.logs}\n` +
           `Try: npx cairn admin dp list   (from this folder; elsewhere set CAIRN_URL and CAIRN_TOKEN)\n`,

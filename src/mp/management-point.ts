@@ -64,6 +64,12 @@ export interface ManagementPointOptions {
    * collections (a `.CLI` file in `policypv.box`, directly or dispatched).
    */
   readonly onClientChanged: (resourceId: number) => Promise<void>;
+  /**
+   * Client IDs approved at their first registration whatever
+   * `mp.autoApprove` says: the agent `cairn start` runs for the site's own
+   * machine (issue 4, part 4). Read on every registration.
+   */
+  readonly siteOwnClientIds?: () => ReadonlySet<string>;
 }
 
 type RawRequest = FastifyRequest<{ Body: Buffer }>;
@@ -166,11 +172,12 @@ export const managementPoint: FastifyPluginAsync<ManagementPointOptions> = async
       if (changed && existing.ApprovalStatus === 'approved') await opts.onClientChanged(Number(existing.ResourceID));
       return { clientId: facts.clientId, status: existing.ApprovalStatus };
     }
-    const auto = (await readSettings(db))['mp.autoApprove'] === 1;
+    const own = opts.siteOwnClientIds?.().has(facts.clientId) ?? false;
+    const auto = own || (await readSettings(db))['mp.autoApprove'] === 1;
     const row = await insertClient(db, facts, auto ? 'approved' : 'pending');
     const status = row.ApprovalStatus as ApprovalStatus;
     logs.registration.info(
-      `Registered new client ${facts.clientId} (${facts.name}, ${facts.osFamily} ${facts.osVersion}, agent ${facts.agentVersion}, addresses ${facts.ipAddresses.join(' ') || 'none'}) from ${request.ip}; key fingerprint ${facts.fingerprint}; resource ID ${row.ResourceID}; ${status === 'approved' ? (auto ? 'approved automatically (mp.autoApprove = 1)' : 'approved') : 'pending approval by an administrator (mp.autoApprove = 0)'}.`,
+      `Registered new client ${facts.clientId} (${facts.name}, ${facts.osFamily} ${facts.osVersion}, agent ${facts.agentVersion}, addresses ${facts.ipAddresses.join(' ') || 'none'}) from ${request.ip}; key fingerprint ${facts.fingerprint}; resource ID ${row.ResourceID}; ${status === 'approved' ? (own ? "approved automatically (the site's own agent)" : auto ? 'approved automatically (mp.autoApprove = 1)' : 'approved') : 'pending approval by an administrator (mp.autoApprove = 0)'}.`,
     );
     if (status === 'approved') await opts.onClientChanged(Number(row.ResourceID));
     return { clientId: facts.clientId, status };

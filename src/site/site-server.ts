@@ -9,8 +9,12 @@
  * works only when co-located.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createComponentLog } from '../shared/cmtrace-log.ts';
+import { describeError } from '../shared/errors.ts';
+import { startAgent } from '../agent/agent-host.ts';
+import type { RunningAgent } from '../agent/agent-host.ts';
 import { openDatabase } from '../datastore/engine.ts';
 import type { SiteDatabase } from '../datastore/engine.ts';
 import { migrateToLatest } from '../datastore/migrate.ts';
@@ -65,6 +69,12 @@ export interface SiteOptions {
    * CAIRN_NO_DEFAULT_UPSTREAM=1 (the test suite's sites).
    */
   readonly defaultUpstream?: boolean;
+  /**
+   * Run a client agent for this machine in-process (issue 4, part 4), data
+   * in `<data>/agent`, registered and approved automatically. Default true;
+   * tests that do not want a client turn it off (`cairn start --no-agent`).
+   */
+  readonly agent?: boolean;
 }
 
 export interface SiteJson {
@@ -83,6 +93,8 @@ export interface RunningSite {
   readonly paths: SitePaths;
   readonly ctx: SiteContext;
   readonly database: SiteDatabase;
+  /** The machine's own agent (`opts.agent`), or undefined. */
+  readonly agent: { readonly name: string; readonly clientId: string; readonly dataDir: string } | undefined;
   close(): Promise<void>;
 }
 
@@ -160,6 +172,8 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
     writeFileAtomic(paths.relayKey, `${relayKey}\n`, 0o600);
   }
   const mpLogs = createMpLogs(paths.logs);
+  // Set once the machine's own agent exists (below); its first registration is approved whatever mp.autoApprove says.
+  let ownClientIds: ReadonlySet<string> = new Set();
   // Files from remote MPs' file dispatch (UC22), into the same inboxes.
   await api.register(mpDispatchReceiver, {
     prefix: MP_PREFIX,
@@ -185,6 +199,7 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
       await dropPolicyTrigger(paths.policypvBox, String(resourceId), 'CLI', 'registered');
       policypv.wake();
     },
+    siteOwnClientIds: () => ownClientIds,
   });
   const host = opts.host ?? '127.0.0.1';
   await api.listen({ port: opts.port ?? 8340, host });
@@ -236,6 +251,22 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
   );
   provLog.info(`SMS Provider (admin API) listening on ${adminUrl}; site ${siteCode}; database ${database.display}`);
 
+  // The machine's own client agent, in-process, against this site's MP (issue 4, part 4; docs/operations.md).
+  let agent: RunningAgent | undefined;
+  if (opts.agent !== false) {
+    const agentDir = path.join(paths.data, 'agent');
+    agent = startAgent({
+      mpUrl: adminUrl,
+      dataDir: agentDir,
+      // The key is this process's own: pinned as given, never trusted on first use.
+      siteKeyFingerprint: signing.key.fingerprint,
+      onFatal: (err) => provLog.error(`This machine's client agent stopped: ${describeError(err)}; the site goes on without it.`),
+    });
+    const first = agent.clients[0]!;
+    ownClientIds = new Set([first.clientId]);
+    provLog.info(`Started this machine's client agent ${first.name} (${first.clientId}); data and logs in ${agentDir}.`);
+  }
+
   statmgr.start();
   statesys.start();
   dbmon.start();
@@ -253,9 +284,12 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
     paths,
     ctx,
     database,
+    agent: agent ? { name: agent.clients[0]!.name, clientId: agent.clients[0]!.clientId, dataDir: path.join(paths.data, 'agent') } : undefined,
     async close() {
       if (closed) return;
       closed = true;
+      // The agent first: its requests in flight end now rather than at the API's close.
+      await agent?.close();
       await api.close();
       await wsyncmgr.stop();
       await xfer.stop();

@@ -78,9 +78,14 @@ export interface SiteProc extends Proc {
   readonly dataDir: string;
 }
 
+/**
+ * Starts `cairn start`. The machine's own client agent is left out (`--no-agent`) unless `extraArgs`
+ * has `--agent`: most tests want a site with only the clients they make.
+ */
 export async function startSite(dataDir: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<SiteProc> {
-  // Test sites do not sync this machine's apt lists unless a test asks (env CAIRN_NO_DEFAULT_UPSTREAM: '0').
-  const proc = run(['start', '--data', dataDir, '--port', '0', ...extraArgs], { CAIRN_NO_DEFAULT_UPSTREAM: '1', ...env });
+  // Test sites do not sync this machine's apt lists unless a test asks (env CAIRN_NO_DEFAULT_UPSTREAM: '0'),
+  // and run no client agent unless a test passes --agent.
+  const proc = run(['start', '--data', dataDir, '--port', '0', ...(extraArgs.includes('--agent') ? [] : ['--no-agent']), ...extraArgs], { CAIRN_NO_DEFAULT_UPSTREAM: '1', ...env });
   const url = await waitFor(`the site to start\n${proc.output()}`, async () => {
     if (proc.child.exitCode !== null) throw new Error(`site exited: ${proc.output()}`);
     return /admin API:\s+(http:\/\/\S+)/.exec(proc.output())?.[1];

@@ -181,3 +181,20 @@ test('file URLs encode each path segment under the package URL', () => {
   assert.equal(fileUrl('http://dp:1/SMS_DP_SMSPKG$/P/', 'a b/c#d.txt'), 'http://dp:1/SMS_DP_SMSPKG$/P/a%20b/c%23d.txt');
   assert.deepEqual(contentPathSegments('x/y.z'), ['x', 'y.z']);
 });
+
+test('an empty file of a content is made and verified without a request (it used to fail with ENOENT)', async () => {
+  const dir = await tempDir('dts-empty');
+  const s = await serve({ 'empty.txt': Buffer.alloc(0), 'a.txt': Buffer.from('hello') });
+  try {
+    const d = await dts(dir);
+    const r = await d.downloadContent({ contentId: 'PKG.1', files: [{ path: 'empty.txt', size: 0, hash: sha(Buffer.alloc(0)) }, { path: 'a.txt', size: 5, hash: sha(Buffer.from('hello')) }], locations: [{ name: 'dp', packageUrl: s.url }] });
+    assert.equal(r.files, 2);
+    assert.equal((await fsp.readFile(path.join(dir, 'cache', 'PKG.1', 'empty.txt'))).length, 0);
+    assert.deepEqual(s.requests.map((q) => q.path), ['/SMS_DP_SMSPKG$/PKG/a.txt']);
+    // A wrong hash for an empty file is refused like any other.
+    await assert.rejects(d.downloadFile('PKG.2', { path: 'empty.txt', size: 0, hash: sha(Buffer.from('x')) }, [{ name: 'dp', packageUrl: s.url }]), (e: unknown) => isCairnError(e) && e.code === 'CAIRN_AGENT_DOWNLOAD_FAILED');
+    assert.ok(!fs.existsSync(path.join(dir, 'cache', 'PKG.2', 'empty.txt')));
+  } finally {
+    await s.close();
+  }
+});
