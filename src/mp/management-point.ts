@@ -21,8 +21,8 @@
 import type { Kysely } from 'kysely';
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ComponentLog } from '../shared/cmtrace-log.ts';
-import { CairnError, ERRORS, describeError, isCairnError } from '../shared/errors.ts';
-import type { ErrorCode } from '../shared/errors.ts';
+import { refusalHandler } from '../shared/refusals.ts';
+import { CairnError, ERRORS } from '../shared/errors.ts';
 import { CLIENT_ID_RE, HASH_ALGORITHM_HEADER, HASH_ALGORITHM_SHA256, HASH_HEADER, SIGNATURE_HEADER, keyFingerprint, parseClientAuthorization, parsePublicKey, signDocument, verifyClientSignature } from '../shared/client-auth.ts';
 import type { Database } from '../datastore/schema.ts';
 import { findClient, insertClient, refreshClientFacts } from '../datastore/clients.ts';
@@ -129,27 +129,12 @@ export const managementPoint: FastifyPluginAsync<ManagementPointOptions> = async
 
   const logFor = (url: string): ComponentLog => (url.includes('/v1/regist') ? logs.registration : url.includes('/v1/policy') ? logs.policy : url.includes('/v1/location') ? logs.location : logs.relay);
 
-  app.setErrorHandler(async (err: unknown, request, reply) => {
-    const log = logFor(request.url);
-    let code: ErrorCode;
-    let message: string;
-    if (isCairnError(err)) {
-      code = err.code;
-      message = err.message;
-    } else if ((err as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      code = 'CAIRN_REQUEST_TOO_LARGE';
-      message = `${ERRORS[code].message} (at most ${MAX_MP_REQUEST_BYTES} bytes)`;
-    } else if ((err as { statusCode?: number }).statusCode && (err as { statusCode: number }).statusCode < 500) {
-      code = 'CAIRN_REQUEST_INVALID';
-      message = (err as Error).message;
-    } else {
-      log.error(`Unexpected error in ${request.method} ${request.url}: ${describeError(err)}`);
-      return reply.code(500).send({ code: 'CAIRN_INTERNAL', message: ERRORS.CAIRN_INTERNAL.message });
-    }
-    log.warn(`Refused ${request.method} ${request.url} from ${request.ip}: ${code}: ${message}`);
-    const serverTime = (err as { serverTime?: unknown }).serverTime;
-    return reply.code(ERRORS[code].status).send({ code, message, ...(typeof serverTime === 'number' ? { serverTime } : {}) });
-  });
+  app.setErrorHandler(
+    refusalHandler({
+      logFor: (request) => logFor(request.url),
+      tooLarge: () => ({ code: 'CAIRN_REQUEST_TOO_LARGE', message: `${ERRORS.CAIRN_REQUEST_TOO_LARGE.message} (at most ${MAX_MP_REQUEST_BYTES} bytes)` }),
+    }),
+  );
 
   app.get(SITE_KEY_ROUTE, async () => ({ siteCode: opts.siteCode, publicKey: opts.signingKey.publicKeyPem, fingerprint: opts.signingKey.fingerprint }));
 

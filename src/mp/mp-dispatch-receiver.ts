@@ -14,8 +14,8 @@
 import type { Kysely } from 'kysely';
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ComponentLog } from '../shared/cmtrace-log.ts';
-import { CairnError, ERRORS, describeError, isCairnError } from '../shared/errors.ts';
-import type { ErrorCode } from '../shared/errors.ts';
+import { refusalHandler } from '../shared/refusals.ts';
+import { CairnError, describeError, isCairnError } from '../shared/errors.ts';
 import { writeInboxFile } from '../shared/inbox.ts';
 import { MAX_REPORT_BYTES, parseStateReport } from '../shared/state-report.ts';
 import { parseSvf } from '../shared/status-message.ts';
@@ -59,22 +59,7 @@ export const mpDispatchReceiver: FastifyPluginAsync<DispatchReceiverOptions> = a
   const nonces = new NonceCache();
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
-  app.setErrorHandler(async (err: unknown, request, reply) => {
-    let code: ErrorCode;
-    let message: string;
-    if (isCairnError(err)) {
-      code = err.code;
-      message = err.message;
-    } else if ((err as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      code = 'CAIRN_REQUEST_TOO_LARGE';
-      message = ERRORS[code].message;
-    } else {
-      opts.log.error(`Unexpected error in ${request.method} ${request.url}: ${describeError(err)}`);
-      return reply.code(500).send({ code: 'CAIRN_INTERNAL', message: ERRORS.CAIRN_INTERNAL.message });
-    }
-    opts.log.warn(`Refused ${request.method} ${request.url} from ${request.ip} (management point ${String(request.headers[MP_NAME_HEADER] ?? '?')}): ${code}: ${message}`);
-    return reply.code(ERRORS[code].status).send({ code, message });
-  });
+  app.setErrorHandler(refusalHandler({ logFor: () => opts.log, caller: (request) => `management point ${String(request.headers[MP_NAME_HEADER] ?? '?')}` }));
 
   app.post(DISPATCH_ROUTE, { bodyLimit: MAX_REPORT_BYTES }, async (request: RawRequest) => {
     const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);

@@ -30,7 +30,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ComponentLog } from '../shared/cmtrace-log.ts';
-import { CairnError, ERRORS, describeError, isCairnError } from '../shared/errors.ts';
+import { refusalHandler } from '../shared/refusals.ts';
+import { CairnError } from '../shared/errors.ts';
 import type { ErrorCode } from '../shared/errors.ts';
 import { writeInboxFile } from '../shared/inbox.ts';
 import { MAX_REPORT_BYTES, parseStateReport } from '../shared/state-report.ts';
@@ -162,26 +163,7 @@ export const stateRelay: FastifyPluginAsync<StateRelayOptions> = async (app: Fas
 
   const tooLarge = (url: string): ErrorCode => (url.includes(STATUS_MESSAGES_ROUTE) ? 'CAIRN_STATUS_TOO_LARGE' : 'CAIRN_STATE_TOO_LARGE');
 
-  app.setErrorHandler(async (err: unknown, request, reply) => {
-    let code: ErrorCode;
-    let message: string;
-    if (isCairnError(err)) {
-      code = err.code;
-      message = err.message;
-    } else if ((err as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      code = tooLarge(request.url);
-      message = ERRORS[code].message;
-    } else if ((err as { statusCode?: number }).statusCode && (err as { statusCode: number }).statusCode < 500) {
-      code = 'CAIRN_REQUEST_INVALID';
-      message = (err as Error).message;
-    } else {
-      log.error(`Unexpected error in ${request.method} ${request.url}: ${describeError(err)}`);
-      return reply.code(500).send({ code: 'CAIRN_INTERNAL', message: ERRORS.CAIRN_INTERNAL.message });
-    }
-    log.warn(`Refused ${request.method} ${request.url} from ${request.ip}: ${code}: ${message}`);
-    const serverTime = (err as { serverTime?: unknown }).serverTime;
-    return reply.code(ERRORS[code].status).send({ code, message, ...(typeof serverTime === 'number' ? { serverTime } : {}) });
-  });
+  app.setErrorHandler(refusalHandler({ logFor: () => log, tooLarge: (request) => ({ code: tooLarge(request.url) }) }));
 
   /** The client that signed each request (absent for a relay-key signature). */
   const signers = new WeakMap<FastifyRequest, string>();

@@ -21,8 +21,7 @@
  */
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { fastify } from 'fastify';
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { importCatalog } from '../catalog/catalog-import.ts';
 import { normaliseSourceSpec, sourceFromSpec } from '../catalog/source-spec.ts';
 import { createComponentLog } from '../shared/cmtrace-log.ts';
@@ -30,6 +29,7 @@ import { CairnError, ERRORS, describeError, isCairnError } from '../shared/error
 import { NonceCache, PROOF_HEADER, proveResponse, verifyRequest } from '../dp/protocol.ts';
 import { parseAnchor, parseCursor, parseLimit, UPSTREAM_PREFIX } from '../upstream/protocol.ts';
 import type { ChangesReply, ItemKind } from '../upstream/protocol.ts';
+import { catalogServerApp } from '../upstream/upstream-server.ts';
 import { openCatalogStore, SUP_STORE_SITE } from './catalog-store.ts';
 import { MAX_REJECTED_LISTED, SUP_PREFIX } from './protocol.ts';
 import type { SupRejected, SupStatus, SupSyncState } from './protocol.ts';
@@ -110,24 +110,7 @@ export async function buildSupServer(opts: SupOptions): Promise<FastifyInstance>
     return state;
   }
 
-  const app = fastify({
-    logger: false,
-    forceCloseConnections: 'idle',
-    frameworkErrors: (err: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
-      void reply.code(ERRORS.CAIRN_REQUEST_INVALID.status).send(new CairnError('CAIRN_REQUEST_INVALID', err.message).toJSON());
-    },
-  });
-  app.setErrorHandler((err: FastifyError | CairnError, request, reply) => {
-    if (isCairnError(err)) {
-      if (err.status >= 500 || err.code === 'CAIRN_CATALOG_CHANGED') log.warn(`${request.method} ${request.url} failed: ${describeError(err)}`);
-      return reply.code(err.status).send(err.toJSON());
-    }
-    const status = err.statusCode;
-    if (typeof status === 'number' && status >= 400 && status < 500) return reply.code(400).send(new CairnError('CAIRN_REQUEST_INVALID', err.message).toJSON());
-    log.error(`${request.method} ${request.url} failed: ${describeError(err)}`);
-    return reply.code(500).send(new CairnError('CAIRN_INTERNAL', 'see logs/SoftwareDistribution.log on the update point').toJSON());
-  });
-  app.setNotFoundHandler((request, reply) => reply.code(404).send(new CairnError('CAIRN_NOT_FOUND', `${request.method} ${request.url.slice(0, 200)}`).toJSON()));
+  const app = catalogServerApp(log, 'see logs/SoftwareDistribution.log on the update point');
 
   // Anonymous: the catalog, over the upstream protocol (replicas, child sites, clients' scans).
   app.get(`${UPSTREAM_PREFIX}/changes`, async (request): Promise<ChangesReply> => {

@@ -16,6 +16,7 @@ import path from 'node:path';
 import { fastify } from 'fastify';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { createComponentLog } from '../shared/cmtrace-log.ts';
+import type { ComponentLog } from '../shared/cmtrace-log.ts';
 import { CairnError, ERRORS, describeError, isCairnError } from '../shared/errors.ts';
 import { CatalogIndex } from './catalog-index.ts';
 import { formatAnchor, parseAnchor, parseCursor, parseLimit, UPSTREAM_PREFIX } from './protocol.ts';
@@ -32,6 +33,34 @@ export interface UpstreamOptions {
 
 type Query = Record<string, unknown>;
 
+/**
+ * A fastify instance with the error answers every catalog server gives (the
+ * upstream here, and a software update point): a CairnError with its code, a
+ * malformed request as CAIRN_REQUEST_INVALID, anything else logged and
+ * answered CAIRN_INTERNAL with where to look (`internalHint`).
+ */
+export function catalogServerApp(log: ComponentLog, internalHint: string): FastifyInstance {
+  const app = fastify({
+    logger: false,
+    forceCloseConnections: 'idle',
+    frameworkErrors: (err: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
+      void reply.code(ERRORS.CAIRN_REQUEST_INVALID.status).send(new CairnError('CAIRN_REQUEST_INVALID', err.message).toJSON());
+    },
+  });
+  app.setErrorHandler((err: FastifyError | CairnError, request, reply) => {
+    if (isCairnError(err)) {
+      if (err.status >= 500 || err.code === 'CAIRN_CATALOG_CHANGED') log.warn(`${request.method} ${request.url} failed: ${describeError(err)}`);
+      return reply.code(err.status).send(err.toJSON());
+    }
+    const status = err.statusCode;
+    if (typeof status === 'number' && status >= 400 && status < 500) return reply.code(400).send(new CairnError('CAIRN_REQUEST_INVALID', err.message).toJSON());
+    log.error(`${request.method} ${request.url} failed: ${describeError(err)}`);
+    return reply.code(500).send(new CairnError('CAIRN_INTERNAL', internalHint).toJSON());
+  });
+  app.setNotFoundHandler((request, reply) => reply.code(404).send(new CairnError('CAIRN_NOT_FOUND', `${request.method} ${request.url.slice(0, 200)}`).toJSON()));
+  return app;
+}
+
 export async function buildUpstreamServer(opts: UpstreamOptions): Promise<FastifyInstance> {
   // Checked before the log is created: the default state folder is inside the catalog folder.
   const st = await fsp.stat(opts.catalogDir).catch(() => undefined);
@@ -41,26 +70,7 @@ export async function buildUpstreamServer(opts: UpstreamOptions): Promise<Fastif
   const index = await CatalogIndex.open(opts.catalogDir, stateDir, log);
   log.info(`Serving catalog ${index.catalogId} from ${path.resolve(opts.catalogDir)} at sequence ${index.seq}`);
 
-  const app = fastify({
-    logger: false,
-    forceCloseConnections: 'idle',
-    frameworkErrors: (err: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
-      void reply.code(ERRORS.CAIRN_REQUEST_INVALID.status).send(new CairnError('CAIRN_REQUEST_INVALID', err.message).toJSON());
-    },
-  });
-
-  app.setErrorHandler((err: FastifyError | CairnError, request, reply) => {
-    if (isCairnError(err)) {
-      if (err.status >= 500 || err.code === 'CAIRN_CATALOG_CHANGED') log.warn(`${request.method} ${request.url} failed: ${describeError(err)}`);
-      return reply.code(err.status).send(err.toJSON());
-    }
-    const status = err.statusCode;
-    if (typeof status === 'number' && status >= 400 && status < 500) return reply.code(400).send(new CairnError('CAIRN_REQUEST_INVALID', err.message).toJSON());
-    log.error(`${request.method} ${request.url} failed: ${describeError(err)}`);
-    return reply.code(500).send(new CairnError('CAIRN_INTERNAL', 'see logs/upstream.log on the upstream server').toJSON());
-  });
-
-  app.setNotFoundHandler((request, reply) => reply.code(404).send(new CairnError('CAIRN_NOT_FOUND', `${request.method} ${request.url.slice(0, 200)}`).toJSON()));
+  const app = catalogServerApp(log, 'see logs/upstream.log on the upstream server');
 
   app.get(`${UPSTREAM_PREFIX}/changes`, async (request): Promise<ChangesReply> => {
     const q = request.query as Query;
