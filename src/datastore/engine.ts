@@ -30,7 +30,7 @@ export function engineOf(url: string): Engine {
 }
 
 /** Prepared statements kept per connection, by their SQL; the least recently used goes first. */
-const STATEMENT_CACHE_SIZE = 500;
+export const STATEMENT_CACHE_SIZE = 500;
 
 /**
  * Kysely's SQLite driver prepares every statement anew, and preparing costs
@@ -40,7 +40,7 @@ const STATEMENT_CACHE_SIZE = 500;
  * query returned; SQLite re-prepares a cached statement by itself when the
  * schema changes.
  */
-function withStatementCache(conn: SQLite.Database): SQLite.Database {
+export function withStatementCache(conn: SQLite.Database): SQLite.Database {
   const cache = new Map<string, SQLite.Statement>();
   const prepare = conn.prepare.bind(conn);
   conn.prepare = ((sql: string) => {
