@@ -200,14 +200,18 @@ export interface ComplianceCounts {
   readonly total: number;
 }
 
-/** Pure: the compliance counts of a population of `total` clients from the clients with at least one state. */
-export function complianceCounts(perClient: readonly { required: number; known: number }[], members: number, total: number): ComplianceCounts {
+/**
+ * Pure: the compliance counts of a population of `total` clients, from the
+ * clients with at least one state grouped as (required member updates, known
+ * member updates, how many clients); `members` is the number of updates.
+ */
+export function complianceCounts(groups: readonly { required: number; known: number; clients: number }[], members: number, total: number): ComplianceCounts {
   if (members === 0) return { compliant: total, nonCompliant: 0, unknown: 0, total };
   let compliant = 0;
   let nonCompliant = 0;
-  for (const c of perClient) {
-    if (c.required > 0) nonCompliant += 1;
-    else if (c.known >= members) compliant += 1;
+  for (const g of groups) {
+    if (g.required > 0) nonCompliant += g.clients;
+    else if (g.known >= members) compliant += g.clients;
   }
   return { compliant, nonCompliant, unknown: Math.max(0, total - compliant - nonCompliant), total: Math.max(total, compliant + nonCompliant) };
 }
@@ -216,33 +220,25 @@ export function complianceCounts(perClient: readonly { required: number; known: 
  * Per key (group or deployment) the clients' compliance, aggregated in SQL:
  * `perClient` is `(key, client, required, known)` rows grouped by key and client.
  */
-async function aggregateCompliance(db: Db, perClient: ReturnType<typeof sql>): Promise<Map<number, { nonCompliant: number; compliantIfAll: Map<number, number> }>> {
-  // The number of known states a client needs to be compliant is the group's member count, which differs
-  // per key: count the clients per (key, known) and finish in complianceCounts' terms.
+async function aggregateCompliance(db: Db, perClient: ReturnType<typeof sql>): Promise<Map<number, { required: number; known: number; clients: number }[]>> {
+  // Clients counted per (key, any required, known states): a few rows per key, whatever the number of clients.
   const rows = (
     await sql<{ k: number | string; req: number | string; known: number | string; n: number | string }>`
       select "k", case when "req" > 0 then 1 else 0 end as "req", case when "req" > 0 then 0 else "known" end as "known", count(*) as "n"
       from (${perClient}) as "pc"
       group by "k", case when "req" > 0 then 1 else 0 end, case when "req" > 0 then 0 else "known" end`.execute(db)
   ).rows;
-  const out = new Map<number, { nonCompliant: number; compliantIfAll: Map<number, number> }>();
+  const out = new Map<number, { required: number; known: number; clients: number }[]>();
   for (const r of rows) {
     const k = Number(r.k);
     let e = out.get(k);
-    if (!e) out.set(k, (e = { nonCompliant: 0, compliantIfAll: new Map() }));
-    if (num(r.req) > 0) e.nonCompliant += num(r.n);
-    else e.compliantIfAll.set(num(r.known), (e.compliantIfAll.get(num(r.known)) ?? 0) + num(r.n));
+    if (!e) out.set(k, (e = []));
+    e.push({ required: num(r.req), known: num(r.known), clients: num(r.n) });
   }
   return out;
 }
 
-function finish(agg: { nonCompliant: number; compliantIfAll: Map<number, number> } | undefined, members: number, total: number): ComplianceCounts {
-  if (members === 0) return { compliant: total, nonCompliant: 0, unknown: 0, total };
-  const nonCompliant = agg?.nonCompliant ?? 0;
-  let compliant = 0;
-  for (const [known, n] of agg?.compliantIfAll ?? []) if (known >= members) compliant += n;
-  return { compliant, nonCompliant, unknown: Math.max(0, total - compliant - nonCompliant), total: Math.max(total, compliant + nonCompliant) };
-}
+const finish = (groups: readonly { required: number; known: number; clients: number }[] | undefined, members: number, total: number): ComplianceCounts => complianceCounts(groups ?? [], members, total);
 
 const memberCounts = async (db: Db): Promise<Map<number, number>> =>
   new Map((await db.selectFrom('CI_AuthListMembers').select(['AuthListID', sql<number>`count(*)`.as('n')]).groupBy('AuthListID').execute()).map((r) => [Number(r.AuthListID), num(r.n)]));
