@@ -22,6 +22,7 @@ import type { StateView } from '../site/services/state-messages.ts';
 import { runMpCommand } from './mp-command.ts';
 import { addBoundaryCommands, addClientCommands, addCollectionCommands, addDeployCommand, addMpCommands } from './mp-admin-commands.ts';
 import { runSupCommand } from './sup-command.ts';
+import { addComplianceCommands } from './compliance-commands.ts';
 import type { UpdatePointView } from '../site/services/update-points.ts';
 import type { SyncStatusView } from '../site/services/update-sync.ts';
 import type { StoredUpdate } from '../datastore/updates.ts';
@@ -319,6 +320,8 @@ export function buildProgram(): Command {
   addDeployCommand(pkg, { conn, print, table });
   addBoundaryCommands(admin, { conn, print, table });
   addMpCommands(admin, { conn, print, table });
+  // Software-update compliance (issue 6): src/cli/compliance-commands.ts.
+  addComplianceCommands(admin, { conn, print, table });
   const sup = admin.command('sup').description('software update points (the first added syncs from upstream; the others are its replicas)');
   sup
     .command('add <name>')

@@ -316,6 +316,14 @@ export interface Database {
   ManagementPoints: ManagementPointsTable;
   UpdatePoints: UpdatePointsTable;
   CI_UpdateSupersedence: CIUpdateSupersedenceTable;
+  Update_ComplianceStatus: UpdateComplianceStatusTable;
+  CI_AuthList: CIAuthListTable;
+  CI_AuthListMembers: CIAuthListMembersTable;
+  CI_UpdateDeployments: CIUpdateDeploymentsTable;
+  Update_ComplianceSummary: UpdateComplianceSummaryTable;
+  CI_AuthListSummary: ComplianceCountsTable & { AuthListID: number };
+  Deployment_ComplianceSummary: ComplianceCountsTable & { AssignmentID: number };
+  SR_SummaryTasks: SRSummaryTasksTable;
 }
 
 export type PackageRow = Selectable<SMSPackagesTable>;
@@ -503,3 +511,65 @@ export type CollectionRow = Selectable<CollectionsTable>;
 export type CollectionRuleRow = Selectable<CollectionRulesTable>;
 export type ContentDeploymentRow = Selectable<ContentDeploymentsTable>;
 export type ManagementPointRow = Selectable<ManagementPointsTable>;
+
+/** Migration 0007 (compliance; the migration's comment describes each table). */
+export interface UpdateComplianceStatusTable {
+  ClientID: string;
+  CI_UniqueID: string;
+  /** Topic type 500: 0 unknown, 1 not required, 2 required, 3 installed. */
+  Status: number;
+  SerialNumber: number;
+  MessageTime: string;
+  LastStatusTime: string;
+}
+
+export interface CIAuthListTable {
+  AuthListID: Generated<number>;
+  Name: string;
+  CreatedTime: string;
+  LastModified: string;
+}
+
+export interface CIAuthListMembersTable {
+  AuthListID: number;
+  CI_UniqueID: string;
+  AddedTime: string;
+}
+
+export interface CIUpdateDeploymentsTable {
+  AssignmentID: Generated<number>;
+  DeploymentID: string;
+  AuthListID: number;
+  CollectionID: string;
+  CreatedTime: string;
+}
+
+export interface UpdateComplianceSummaryTable {
+  CI_UniqueID: string;
+  NumRequired: number;
+  NumInstalled: number;
+  NumNotRequired: number;
+  NumUnknown: number;
+  NumTotal: number;
+  SummaryTime: string;
+}
+
+export interface ComplianceCountsTable {
+  NumCompliant: number;
+  NumNonCompliant: number;
+  NumUnknown: number;
+  NumTotal: number;
+  SummaryTime: string;
+}
+
+export interface SRSummaryTasksTable {
+  TaskName: string;
+  ScheduleSeconds: number;
+  LastRunStart: Generated<string>;
+  LastRunEnd: Generated<string>;
+  LastRunResult: Generated<string>;
+  LastRunError: Generated<string>;
+  LastRowsTouched: Generated<number>;
+  LastDurationMs: Generated<number>;
+  LastTrigger: Generated<string>;
+}

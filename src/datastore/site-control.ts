@@ -52,6 +52,14 @@ export const SETTING_DEFAULTS = {
   'wsyncmgr.pollMs': 500,
   /** Ours: items per page when the site database syncs from its update point. */
   'wsyncmgr.pageSize': 1000,
+  /** REFERENCE.md, summarisation: hourly for the update status, update group status and assignment compliance tasks; 24 h for migrate update status and delete aged status. Seconds; 0 turns the schedule off. Read on every pass. */
+  'summarizer.updateStatusSeconds': 3600,
+  'summarizer.updateGroupStatusSeconds': 3600,
+  'summarizer.assignmentComplianceSeconds': 3600,
+  'summarizer.migrateUpdateStatusSeconds': 86400,
+  'summarizer.deleteAgedStatusSeconds': 86400,
+  /** Ours: delete aged status removes update state whose message time is older than this many days. */
+  'summarizer.agedStatusDays': 90,
 } as const;
 
 export type SettingName = keyof typeof SETTING_DEFAULTS;

@@ -9,6 +9,10 @@
  * message with a higher serial number AND a message time that is not older
  * (`LATEST_RULE`). Everything here is idempotent: storing the same records
  * twice changes nothing, which is what makes a re-read `.SMX` harmless.
+ *
+ * Topic type 500 (update detection, topic ID = update ID) also keeps the
+ * client's row in `Update_ComplianceStatus` (migration 0007) by the same rule,
+ * in the same statements' transaction, so the two never disagree.
  */
 import { sql } from 'kysely';
 import type { Kysely, Transaction } from 'kysely';
@@ -45,6 +49,11 @@ function toRow(r: StateRecord, receivedTime: string): Insertable<StateMsgTable> 
     ReceivedTime: receivedTime,
   };
 }
+
+/** Topic type 500, update detection (REFERENCE.md): states 0 unknown, 1 not required, 2 required, 3 installed. */
+export const UPDATE_DETECTION_TOPIC = 500;
+/** Whether a record sets a client's compliance for an update: topic 500 with a state the table knows. */
+const isCompliance = (r: StateRecord): boolean => r.topicType === UPDATE_DETECTION_TOPIC && r.stateId >= 0 && r.stateId <= 3;
 
 const keyOf = (r: StateRecord): string => `${r.clientId}\u0000${r.topicType}\u0000${r.topicId}`;
 
@@ -113,6 +122,21 @@ export async function storeStateRecords(trx: Db, records: readonly StateRecord[]
         )
         .executeTakeFirst();
       applied += Number(res.numInsertedOrUpdatedRows ?? 0);
+    }
+    const compliance = round.filter(isCompliance);
+    for (let i = 0; i < compliance.length; i += ROWS_PER_STATEMENT) {
+      const rows = compliance.slice(i, i + ROWS_PER_STATEMENT).map((r) => ({ ClientID: r.clientId, CI_UniqueID: r.topicId, Status: r.stateId, SerialNumber: r.serialNumber, MessageTime: r.messageTime, LastStatusTime: receivedTime }));
+      await trx
+        .insertInto('Update_ComplianceStatus')
+        .values(rows)
+        .onConflict((oc) =>
+          oc
+            .columns(['ClientID', 'CI_UniqueID'])
+            .doUpdateSet((eb) => ({ Status: eb.ref('excluded.Status'), SerialNumber: eb.ref('excluded.SerialNumber'), MessageTime: eb.ref('excluded.MessageTime'), LastStatusTime: eb.ref('excluded.LastStatusTime') }))
+            // LATEST_RULE, as for StateMsg above.
+            .where(({ eb, and, ref }) => and([eb(ref('excluded.SerialNumber'), '>', ref('Update_ComplianceStatus.SerialNumber')), eb(ref('excluded.MessageTime'), '>=', ref('Update_ComplianceStatus.MessageTime'))])),
+        )
+        .execute();
     }
   }
   return { applied, duplicates: records.length - inserted };

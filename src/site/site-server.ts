@@ -37,6 +37,7 @@ import { createMpLogs } from '../mp/mp-logs.ts';
 import { mpDispatchReceiver } from '../mp/mp-dispatch-receiver.ts';
 import { ensureSiteSigningKey } from '../mp/site-signing-key.ts';
 import { PolicyProvider } from './components/policypv/policy-provider.ts';
+import { Summarizer } from './components/summarizer/summarizer.ts';
 import { dropPolicyTrigger } from './components/policypv/policy-triggers.ts';
 import { addDistributionPoint } from './services/distribution-points.ts';
 import { SyncManager } from './components/wsyncmgr/sync-manager.ts';
@@ -159,8 +160,9 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
   const wsyncmgr = new SyncManager(ctx);
   wakeDbmon.fn = () => dbmon.wake();
   const policypv = new PolicyProvider(ctx);
+  const summarizer = new Summarizer(ctx);
 
-  const api = await buildAdminApi({ ctx, token, log: provLog, wakePolicyProvider: () => policypv.wake() });
+  const api = await buildAdminApi({ ctx, token, log: provLog, wakePolicyProvider: () => policypv.wake(), summarizer });
   // The site's HTTP server carries the in-process MP (ADR 0005; docs/adr/0006-mp-server.md), with the relay (ADR 0003).
   const signing = ensureSiteSigningKey(paths.siteSigningKey);
   if (signing.created) provLog.info(`Created the site signing key ${paths.siteSigningKey}; fingerprint ${signing.key.fingerprint}`);
@@ -273,6 +275,7 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
   distmgr.start();
   xfer.start();
   policypv.start();
+  summarizer.start();
   // Last: its first sync (a first start's, on the schedule) runs in the background and never delays start-up.
   wsyncmgr.start();
 
@@ -298,6 +301,7 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
       await statmgr.stop();
       await statesys.stop();
       await policypv.stop();
+      await summarizer.stop();
       await localDp?.close();
       await localSup?.close();
       await database.destroy();

@@ -36,6 +36,8 @@ import { registerMpAdminRoutes } from './mp-admin-routes.ts';
 import { addUpdatePoint, listUpdatePointViews } from '../services/update-points.ts';
 import { changeCriteria, changeUpstream, listUpdateViews, requestSync, syncStatusView } from '../services/update-sync.ts';
 import type { UpdateListQuery } from '../services/update-sync.ts';
+import { registerComplianceRoutes } from './compliance-routes.ts';
+import type { Summarizer } from '../components/summarizer/summarizer.ts';
 
 export interface AdminApiOptions {
   readonly ctx: SiteContext;
@@ -43,6 +45,8 @@ export interface AdminApiOptions {
   readonly log: ComponentLog;
   /** Wakes the policy provider after an admin call dropped a trigger in `policypv.box` (issue 4). */
   readonly wakePolicyProvider?: () => void;
+  /** Runs summary tasks on demand (issue 6); without it `POST /api/v1/summary-tasks/run` refuses. */
+  readonly summarizer?: Summarizer;
 }
 
 function sameSecret(a: string, b: string): boolean {
@@ -270,6 +274,9 @@ export async function buildAdminApi(opts: AdminApiOptions): Promise<FastifyInsta
   });
 
   app.get<{ Querystring: UpdateListQuery }>('/api/v1/updates', async (request) => listUpdateViews(ctx, request.query));
+
+  // Update groups, deployments, compliance and summary tasks (issue 6; src/site/admin-api/compliance-routes.ts).
+  registerComplianceRoutes(app, { ctx, summarizer: opts.summarizer });
 
   return app;
 }

@@ -1,0 +1,173 @@
+/**
+ * End to end, compliance summarisation on a real `cairn start` process: a
+ * catalog imported from the apt fixtures, three registered clients, topic 500
+ * state messages through the MP relay (signed with the site's relay key) with
+ * out-of-order serials, one client with no state, an update group deployed to
+ * a collection, `cairn admin summarize`, and the counts read back with
+ * `cairn admin compliance --json`; then a later state change moves them.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { STATE_MESSAGES_ROUTE, postToRelay } from '../../src/mp/state-relay.ts';
+import { api, cli, readLog, ROOT, runCairn, startSite, tempDir, waitFor } from '../helpers/processes.ts';
+import type { Proc } from '../helpers/processes.ts';
+import { newTestClient, register } from '../helpers/mp-client.ts';
+import type { TestClient } from '../helpers/mp-client.ts';
+import type { ComplianceView, SummaryTaskView, UpdateGroupView } from '../../src/site/services/compliance.ts';
+import type { StoredUpdate } from '../../src/datastore/updates.ts';
+import type { StateView } from '../../src/site/services/state-messages.ts';
+import type { CollectionView } from '../../src/site/services/collections.ts';
+
+const cleanups: (() => Promise<void>)[] = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+function track<T extends Proc>(p: T): T {
+  cleanups.push(() => p.kill('SIGKILL'));
+  return p;
+}
+
+/** A report from `c` with messages [serial, update ID, state, minute of the message time]. */
+function report(c: TestClient, messages: [number, string, number, number][]): string {
+  const body = messages
+    .map(
+      ([serial, topic, state, minute]) =>
+        `<StateMessage MessageTime="2026112207${String(minute).padStart(2, '0')}00.000000+000" SerialNumber="${serial}"><Topic ID="${topic}" Type="500" IDType="3" User="" UserSID=""/><State ID="${state}" Criticality="0"/><UserParameters Flags="0" Count="0"></UserParameters></StateMessage>`,
+    )
+    .join('');
+  return `<Report><ReportHeader><Identification><Machine><ClientID>${c.clientId}</ClientID><NetBIOSName>${c.name}</NetBIOSName><Priority>5</Priority></Machine></Identification><ReportDetails><ReportContent>State Message Data</ReportContent></ReportDetails></ReportHeader><ReportBody>${body}</ReportBody></Report>`;
+}
+
+const json = <T>(r: { code: number; stdout: string; stderr: string }): T => {
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as T;
+};
+
+describe('compliance summarisation end to end', () => {
+  test(
+    '[UC24][UC26][UC27][UC28][UC29] per-client states through the relay become per-update counts, update group and deployment compliance; a later state moves them',
+    { skip: fs.existsSync('/usr/lib/apt/apt-helper') ? false : 'apt-helper is not installed (the catalog comes from the apt fixtures)' },
+    async () => {
+      const work = await tempDir('compliance');
+      cleanups.push(() => fsp.rm(work, { recursive: true, force: true }));
+      const dataDir = path.join(work, 'site');
+      const imported = await runCairn(['catalog', 'import', '--apt', path.join(ROOT, 'test', 'fixtures', 'apt'), '--data', dataDir, '--json']);
+      assert.equal(imported.code, 0, imported.stderr);
+      const site = track(await startSite(dataDir, ['--no-local-dp', '--no-local-sup']));
+      const relayKey = (await fsp.readFile(path.join(dataDir, 'relay.key'), 'utf8')).trim();
+      const relay = async (xml: string) => {
+        const r = await postToRelay(site.url, relayKey, STATE_MESSAGES_ROUTE, xml);
+        assert.equal(r.status, 202, JSON.stringify(r.json));
+      };
+
+      const updates = (await api<{ updates: StoredUpdate[] }>(site, 'GET', '/api/v1/updates')).json.updates.map((u) => u.id).sort();
+      assert.ok(updates.length >= 3, `the fixtures give at least 3 updates, got ${updates.length}`);
+      const [u1, u2, u3] = updates as [string, string, string];
+
+      // UC29: at start-up the schedule runs every task once (none has run); the daily ones too.
+      const scheduled = await waitFor('the scheduled first runs of every summary task', async () => {
+        const t = json<SummaryTaskView[]>(await cli(site, ['summary-tasks', '--json']));
+        return t.every((x) => x.lastRunResult === 'success') && t;
+      });
+      assert.deepEqual(
+        scheduled.map((t) => [t.name, t.scheduleSeconds, t.onDemand, t.lastTrigger]),
+        [
+          ['Update Status Summarizer', 3600, true, 'schedule'],
+          ['Update Group Status Summarizer', 3600, true, 'schedule'],
+          ['Assignment Compliance Evaluator', 3600, true, 'schedule'],
+          ['Migrate Update Status', 86400, false, 'schedule'],
+          ['Delete Aged Status', 86400, false, 'schedule'],
+        ],
+      );
+
+      // Three registered clients; C never sends a state.
+      const [a, b, c] = [newTestClient('PCA'), newTestClient('PCB'), newTestClient('PCC')];
+      for (const x of [a, b, c]) assert.equal((await register(site.url, x)).status, 200);
+      assert.equal((await cli(site, ['collection', 'create', 'Servers'])).code, 0);
+      for (const x of [a, b, c]) assert.equal((await cli(site, ['collection', 'add-member', 'Servers', x.name])).code, 0);
+      await waitFor('the policy provider to evaluate Servers', async () => json<CollectionView[]>(await cli(site, ['collection', 'list', '--json'])).find((col) => col.name === 'Servers')?.memberCount === 3);
+
+      // A: u1 required at serial 5, then an older serial 3 (installed) that must not win; u2 installed, u3 not required.
+      await relay(report(a, [[5, u1, 2, 10], [6, u2, 3, 10], [7, u3, 1, 10]]));
+      await relay(report(a, [[3, u1, 3, 5]]));
+      // B: everything installed or not required, in one report with serials out of order.
+      await relay(report(b, [[12, u2, 1, 10], [11, u1, 3, 10], [13, u3, 3, 10]]));
+      await waitFor('the state system to store 6 topic 500 states', async () => json<StateView[]>(await cli(site, ['state', 'list', '--topic-type', '500', '--json'])).length === 6);
+
+      // Update group and deployment; bad input first.
+      assert.equal((await cli(site, ['update-group', 'create', 'Baseline'])).code, 0);
+      const dup = await cli(site, ['update-group', 'create', 'Baseline']);
+      assert.equal(dup.code, 1);
+      assert.match(dup.stderr, /CAIRN_UPDATE_GROUP_EXISTS/);
+      const unknownUpdate = await cli(site, ['update-group', 'add', 'Baseline', u1, 'f0000000-0000-4000-8000-00000000dead']);
+      assert.equal(unknownUpdate.code, 1);
+      assert.match(unknownUpdate.stderr, /CAIRN_UPDATE_NOT_FOUND: .*f0000000-0000-4000-8000-00000000dead/);
+      const added = json<{ added: number; group: UpdateGroupView }>(await cli(site, ['update-group', 'add', 'Baseline', u1, u2, u3, '--json']));
+      assert.equal(added.added, 3);
+      const deployed = json<{ deployment: { assignmentId: number; deploymentId: string; collectionName: string }; created: boolean }>(await cli(site, ['update-group', 'deploy', 'Baseline', '--collection', 'Servers', '--json']));
+      assert.ok(deployed.created);
+      assert.equal(deployed.deployment.collectionName, 'Servers');
+      assert.match(deployed.deployment.deploymentId, /^\{[0-9a-f-]{36}\}$/);
+
+      const notOnDemand = await cli(site, ['summarize', '--task', 'delete-aged-status']);
+      assert.equal(notOnDemand.code, 1);
+      assert.match(notOnDemand.stderr, /CAIRN_SUMMARY_TASK_NOT_ON_DEMAND/);
+      const noTask = await cli(site, ['summarize', '--task', 'nope']);
+      assert.match(noTask.stderr, /CAIRN_SUMMARY_TASK_NOT_FOUND/);
+
+      // UC27: on demand, all three; the CLI prints the product's line per task.
+      const ran = await cli(site, ['summarize']);
+      assert.equal(ran.code, 0, ran.stderr);
+      assert.match(ran.stdout, /^task Update Status Summarizer completed successfully after running for [\d.]+ seconds, with status \d+\ntask Update Group Status Summarizer completed successfully .* with status 1\ntask Assignment Compliance Evaluator completed successfully .* with status 1\n$/);
+
+      const counts = async (u: string) => {
+        const v = json<ComplianceView>(await cli(site, ['compliance', '--update', u, '--json']));
+        assert.equal(v.kind, 'updates');
+        const s = (v as Extract<ComplianceView, { kind: 'updates' }>).updates[0]!;
+        return [s.required, s.installed, s.notRequired, s.unknown, s.total];
+      };
+      // [required, installed, not required, unknown, total] over A, B and C.
+      assert.deepEqual(await counts(u1), [1, 1, 0, 1, 3]);
+      assert.deepEqual(await counts(u2), [0, 1, 1, 1, 3]);
+      assert.deepEqual(await counts(u3), [0, 1, 1, 1, 3]);
+      const group = json<Extract<ComplianceView, { kind: 'group' }>>(await cli(site, ['compliance', '--group', 'Baseline', '--json']));
+      assert.deepEqual([group.group.summary?.compliant, group.group.summary?.nonCompliant, group.group.summary?.unknown, group.group.summary?.total], [1, 1, 1, 3]);
+      assert.deepEqual(group.updates.map((u) => u.updateId), [u1, u2, u3]);
+      const dep = json<Extract<ComplianceView, { kind: 'deployment' }>>(await cli(site, ['compliance', '--deployment', String(deployed.deployment.assignmentId), '--json']));
+      assert.deepEqual([dep.deployment.summary?.compliant, dep.deployment.summary?.nonCompliant, dep.deployment.summary?.unknown, dep.deployment.summary?.total], [1, 1, 1, 3]);
+      const text = await cli(site, ['compliance', '--deployment', deployed.deployment.deploymentId]);
+      assert.match(text.stdout, /deployment \d+ \{.*\}: update group Baseline to \S+ \(Servers\)\nCOMPLIANT\s+NON-COMPLIANT\s+UNKNOWN\s+TOTAL/);
+      const missingGroup = await cli(site, ['compliance', '--group', 'nope']);
+      assert.match(missingGroup.stderr, /CAIRN_UPDATE_GROUP_NOT_FOUND/);
+
+      // A later state: A installs u1 (serial 8). Summaries move only when summarised.
+      await relay(report(a, [[8, u1, 3, 20]]));
+      await waitFor('the state system to store A\'s serial 8', async () =>
+        json<StateView[]>(await cli(site, ['state', 'list', '--client', 'PCA', '--topic-type', '500', '--json'])).some((s) => s.topicId === u1 && s.serialNumber === 8),
+      );
+      assert.deepEqual(await counts(u1), [1, 1, 0, 1, 3]);
+      assert.equal((await cli(site, ['summarize', '--task', 'update-status'])).code, 0);
+      assert.equal((await cli(site, ['summarize', '--deployment', deployed.deployment.deploymentId])).code, 0);
+      assert.deepEqual(await counts(u1), [0, 2, 0, 1, 3]);
+      const dep2 = json<Extract<ComplianceView, { kind: 'deployment' }>>(await cli(site, ['compliance', '--deployment', String(deployed.deployment.assignmentId), '--json']));
+      assert.deepEqual([dep2.deployment.summary?.compliant, dep2.deployment.summary?.nonCompliant, dep2.deployment.summary?.unknown], [2, 0, 1]);
+
+      const tasks = json<SummaryTaskView[]>(await cli(site, ['summary-tasks', '--json']));
+      assert.deepEqual(tasks.slice(0, 3).map((t) => [t.lastTrigger, t.lastRunResult]), [['on demand', 'success'], ['on demand', 'success'], ['on demand', 'success']]);
+      assert.equal(tasks[0]!.lastRowsTouched, updates.length);
+
+      const log = await readLog(dataDir, 'summarizer');
+      assert.match(log, /task Update Status Summarizer started \(on demand\)/);
+      assert.match(log, /task Assignment Compliance Evaluator started \(on demand\) for deployment \d+/);
+      assert.match(log, /task Delete Aged Status completed successfully after running for [\d.]+ seconds, with status 0/);
+      const prov = await readLog(dataDir, 'SMSProv');
+      assert.match(prov, /called POST \/api\/v1\/update-groups\/Baseline\/deployments: 201, deployed update group Baseline to /);
+      assert.match(prov, /called POST \/api\/v1\/summary-tasks\/run: 200, ran Update Status Summarizer \(success, \d+ rows/);
+      assert.match(prov, /called POST \/api\/v1\/summary-tasks\/run: 409, CAIRN_SUMMARY_TASK_NOT_ON_DEMAND/);
+    },
+  );
+});
