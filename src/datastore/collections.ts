@@ -4,6 +4,7 @@
  * provider evaluates membership; the admin API creates collections, rules
  * and deployments. This file only reads and writes rows.
  */
+import { nextSiteObjectId } from './packages.ts';
 import type { Kysely, Transaction } from 'kysely';
 import type { CollectionRow, CollectionRuleRow, ContentDeploymentRow, Database } from './schema.ts';
 import { nowIso } from './time.ts';
@@ -17,16 +18,8 @@ export const COLLECTION_RULE_TYPES = ['direct', 'iprange', 'subnet', 'name'] as 
 export type CollectionRuleType = (typeof COLLECTION_RULE_TYPES)[number];
 
 /** Next collection ID: site code + 5 hex digits, its own sequence (like package IDs). */
-export async function nextCollectionId(trx: Db, siteCode: string): Promise<string> {
-  const seq = `CollectionID:${siteCode}`;
-  await trx.insertInto('IdSequences').values({ Name: seq, NextValue: 1 }).onConflict((oc) => oc.column('Name').doNothing()).execute();
-  const row = await trx
-    .updateTable('IdSequences')
-    .set((eb) => ({ NextValue: eb('NextValue', '+', 1) }))
-    .where('Name', '=', seq)
-    .returning('NextValue')
-    .executeTakeFirstOrThrow();
-  return `${siteCode}${(Number(row.NextValue) - 1).toString(16).toUpperCase().padStart(5, '0')}`;
+export function nextCollectionId(trx: Db, siteCode: string): Promise<string> {
+  return nextSiteObjectId(trx, 'CollectionID', siteCode);
 }
 
 export async function insertCollection(db: Db, c: { CollectionID: string; Name: string; Comment?: string }): Promise<CollectionRow> {

@@ -10,9 +10,12 @@ import { nowIso } from './time.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
-/** Next package ID: site code + 5 hex digits (spec 10, e.g. `CS10001E`). */
-export async function nextPackageId(trx: Db, siteCode: string): Promise<string> {
-  const seq = `PkgID:${siteCode}`;
+/**
+ * The next ID of a site object from its own sequence: site code + 5 hex
+ * digits (spec 10, e.g. `CS10001E`). Package and collection IDs are made so.
+ */
+export async function nextSiteObjectId(trx: Db, sequence: string, siteCode: string): Promise<string> {
+  const seq = `${sequence}:${siteCode}`;
   await trx.insertInto('IdSequences').values({ Name: seq, NextValue: 1 }).onConflict((oc) => oc.column('Name').doNothing()).execute();
   // One atomic UPDATE … RETURNING, so two creators never get the same ID on either engine.
   const row = await trx
@@ -23,6 +26,11 @@ export async function nextPackageId(trx: Db, siteCode: string): Promise<string> 
     .executeTakeFirstOrThrow();
   const n = Number(row.NextValue) - 1;
   return `${siteCode}${n.toString(16).toUpperCase().padStart(5, '0')}`;
+}
+
+/** Next package ID (spec 10, e.g. `CS10001E`). */
+export function nextPackageId(trx: Db, siteCode: string): Promise<string> {
+  return nextSiteObjectId(trx, 'PkgID', siteCode);
 }
 
 export async function insertPackage(trx: Db, p: { PkgID: string; Name: string; Description: string; Source: string; SourceSite: string; Priority: number }): Promise<void> {

@@ -127,9 +127,9 @@ function dpMessage(body: unknown, status: number): string {
  * Sends `length` bytes of a file from `start` as the request body through two
  * reused buffers: the next chunk is read while the previous one is written,
  * and nothing is allocated per chunk (a gigabyte through fresh buffers costs
- * the site more in garbage collection than in reading). Stops quietly when
- * the request is gone (the DP answered early, or the connection broke); the
- * answer handler reports that.
+ * the site more in garbage collection than in reading). When a write fails
+ * or the request is gone, it destroys the request, so that no socket is left
+ * half-used, and stops quietly: the answer handler reports the failure.
  */
 async function pumpFile(req: http.ClientRequest, file: string, start: number, length: number): Promise<void> {
   const fh = await fsp.open(file, 'r');
@@ -143,12 +143,12 @@ async function pumpFile(req: http.ClientRequest, file: string, start: number, le
       const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, left), pos);
       if (bytesRead === 0) throw new Error(`the file ended ${left} bytes early`);
       // The buffer read into now was last written two chunks ago, and that write has finished.
-      if (!(await writing) || req.destroyed) return;
+      if (!(await writing) || req.destroyed) return void req.destroy();
       writing = new Promise<boolean>((resolve) => req.write(buf.subarray(0, bytesRead), (err) => resolve(!err)));
       pos += bytesRead;
       left -= bytesRead;
     }
-    if (!(await writing) || req.destroyed) return;
+    if (!(await writing) || req.destroyed) return void req.destroy();
     req.end();
   } finally {
     await fh.close();

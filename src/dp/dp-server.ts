@@ -39,6 +39,7 @@ import { parseSignatureFile, signaturesPath } from '../content-library/snapshot.
 import { forEachLimited, writeFileAtomic } from '../content-library/content-library.ts';
 import type { ContentDefinition, ContentLibrary } from '../content-library/types.ts';
 import { createComponentLog } from '../shared/cmtrace-log.ts';
+import { listenUrl } from '../shared/listen.ts';
 import type { ComponentLog } from '../shared/cmtrace-log.ts';
 import { CairnError, ERRORS, describeError, isCairnError } from '../shared/errors.ts';
 import type { ErrorCode } from '../shared/errors.ts';
@@ -807,13 +808,8 @@ export interface RunningDp {
 /** Builds the DP and listens; `host` defaults to every interface. */
 export async function startDp(opts: { dataDir: string; port: number; host?: string; key: string; name?: string; logEcho?: boolean }): Promise<RunningDp> {
   const app = await buildDpServer({ dataDir: opts.dataDir, key: opts.key, ...(opts.name !== undefined ? { name: opts.name } : {}), logEcho: opts.logEcho ?? false });
-  const host = opts.host ?? '0.0.0.0';
-  await app.listen({ port: opts.port, host });
-  const addr = app.server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : opts.port;
-  const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
   return {
-    url: `http://${shown}:${port}`,
+    url: await listenUrl(app, opts.port, opts.host ?? '0.0.0.0'),
     close: async () => {
       await app.close();
     },

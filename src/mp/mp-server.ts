@@ -13,6 +13,7 @@
 import path from 'node:path';
 import Fastify from 'fastify';
 import { createComponentLog } from '../shared/cmtrace-log.ts';
+import { listenUrl } from '../shared/listen.ts';
 import { CairnError } from '../shared/errors.ts';
 import { openDatabase } from '../datastore/engine.ts';
 import { dropPolicyTrigger } from '../site/components/policypv/policy-triggers.ts';
@@ -83,10 +84,7 @@ export async function startMp(opts: MpOptions): Promise<RunningMp> {
       dispatch.wake();
     },
   });
-  await app.listen({ port: opts.port, host: opts.host ?? '127.0.0.1' });
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : opts.port;
-  const url = `http://${opts.host ?? '127.0.0.1'}:${port}`;
+  const url = await listenUrl(app, opts.port, opts.host ?? '127.0.0.1');
   dispatch.start();
   log.info(`Management point ${opts.name} listening on ${url} for site ${siteCode}; database ${database.display}; site signing key ${signingKey.fingerprint}; dispatching to ${opts.siteUrl}.`);
   return {

@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createComponentLog } from '../shared/cmtrace-log.ts';
+import { listenUrl } from '../shared/listen.ts';
 import { describeError } from '../shared/errors.ts';
 import { startAgent } from '../agent/agent-host.ts';
 import type { RunningAgent } from '../agent/agent-host.ts';
@@ -204,10 +205,8 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
     siteOwnClientIds: () => ownClientIds,
   });
   const host = opts.host ?? '127.0.0.1';
-  await api.listen({ port: opts.port ?? 8340, host });
-  const address = api.server.address();
-  const port = typeof address === 'object' && address ? address.port : opts.port ?? 8340;
-  const adminUrl = `http://${host}:${port}`;
+  const adminUrl = await listenUrl(api, opts.port ?? 8340, host);
+  const port = Number(new URL(adminUrl).port);
 
   let localDp: { url: string; close(): Promise<void> } | undefined;
   if (opts.localDp) {

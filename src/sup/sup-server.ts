@@ -25,6 +25,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { importCatalog } from '../catalog/catalog-import.ts';
 import { normaliseSourceSpec, sourceFromSpec } from '../catalog/source-spec.ts';
 import { createComponentLog } from '../shared/cmtrace-log.ts';
+import { listenUrl } from '../shared/listen.ts';
 import { CairnError, ERRORS, describeError, isCairnError } from '../shared/errors.ts';
 import { NonceCache, PROOF_HEADER, proveResponse, verifyRequest } from '../dp/protocol.ts';
 import { parseAnchor, parseCursor, parseLimit, UPSTREAM_PREFIX } from '../upstream/protocol.ts';
@@ -182,10 +183,5 @@ export interface RunningSup {
 
 export async function startSup(opts: SupOptions & { port: number; host?: string }): Promise<RunningSup> {
   const app = await buildSupServer(opts);
-  const host = opts.host ?? '127.0.0.1';
-  await app.listen({ port: opts.port, host });
-  const addr = app.server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : opts.port;
-  const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
-  return { url: `http://${shown}:${port}`, close: () => app.close() };
+  return { url: await listenUrl(app, opts.port, opts.host ?? '127.0.0.1'), close: () => app.close() };
 }

@@ -16,6 +16,7 @@ import path from 'node:path';
 import { fastify } from 'fastify';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { createComponentLog } from '../shared/cmtrace-log.ts';
+import { listenUrl } from '../shared/listen.ts';
 import type { ComponentLog } from '../shared/cmtrace-log.ts';
 import { CairnError, ERRORS, describeError, isCairnError } from '../shared/errors.ts';
 import { CatalogIndex } from './catalog-index.ts';
@@ -118,10 +119,5 @@ export interface RunningUpstream {
 
 export async function startUpstream(opts: UpstreamOptions & { port: number; host?: string }): Promise<RunningUpstream> {
   const app = await buildUpstreamServer(opts);
-  const host = opts.host ?? '127.0.0.1';
-  await app.listen({ port: opts.port, host });
-  const addr = app.server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : opts.port;
-  const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
-  return { url: `http://${shown}:${port}`, close: () => app.close() };
+  return { url: await listenUrl(app, opts.port, opts.host ?? '127.0.0.1'), close: () => app.close() };
 }

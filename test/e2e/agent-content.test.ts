@@ -14,28 +14,20 @@
  * interrupted download is proved to resume with Range: the DP served the
  * rest of the file only, from the byte the partial file ended at.
  */
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { api, cli, freePort, listFiles, readLog, sha256File, startDp, startSite, tempDir, waitFor } from '../helpers/processes.ts';
-import type { Proc, SiteProc } from '../helpers/processes.ts';
+import { afterTests, api, cli, freePort, listFiles, readLog, sha256File, startDp, startSite, tempDir, waitFor } from '../helpers/processes.ts';
+import type { SiteProc } from '../helpers/processes.ts';
 import { logText, startAgentProc, waitWithTrigger } from '../helpers/agent.ts';
 import { machineIpAddresses } from '../../src/agent/location-services.ts';
 import type { StateView } from '../../src/site/services/state-messages.ts';
 
-const cleanups: (() => Promise<void>)[] = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-function track<T extends Proc>(p: T): T {
-  cleanups.push(() => p.kill('SIGKILL'));
-  return p;
-}
-
+const { cleanups, track } = afterTests();
 interface Served {
   url: string;
   range: string | undefined;

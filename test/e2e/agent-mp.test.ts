@@ -6,26 +6,16 @@
  * in transit are changed), keeping the version it applied before and
  * reporting the refusal as a client status message that reaches the site.
  */
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { CAIRN_BIN, cli, readLog, startSite, tempDir, waitFor } from '../helpers/processes.ts';
-import type { Proc } from '../helpers/processes.ts';
-import { TRIGGER_POLICY, writeTrigger } from '../../src/agent/agent-host.ts';
+import { afterTests, cli, readLog, startSite, tempDir, waitFor } from '../helpers/processes.ts';
+import { logText, startAgentProc, waitWithTrigger } from '../helpers/agent.ts';
 
-const cleanups: (() => Promise<void>)[] = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-
-function track<T extends Proc>(p: T): T {
-  cleanups.push(() => p.kill('SIGKILL'));
-  return p;
-}
+const { cleanups, track } = afterTests();
 
 /** A pass-through HTTP proxy that, while `tamper` is on, changes one byte of every policy body the MP sends. */
 async function tamperingProxy(target: string): Promise<{ url: string; tamper: boolean; close(): Promise<void> }> {
@@ -69,39 +59,7 @@ async function tamperingProxy(target: string): Promise<{ url: string; tamper: bo
   return proxy;
 }
 
-function startAgentProc(args: string[]): Proc {
-  const child = spawn(process.execPath, [CAIRN_BIN, 'agent', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return {
-    child,
-    output: () => out,
-    async kill(signal = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      await exited;
-    },
-  };
-}
-
-/**
- * Waits for `check`, asking the agent for a policy poll (`cairn agent policy --now`'s trigger) every
- * two seconds: the policy provider may build a policy version just before or after the agent's poll.
- */
-async function afterPolicyPolls(data: string, what: string, check: () => Promise<boolean>): Promise<void> {
-  let last = 0;
-  await waitFor(what, async () => {
-    if (await check()) return true;
-    if (Date.now() - last > 2000) {
-      last = Date.now();
-      await writeTrigger(data, TRIGGER_POLICY);
-    }
-    return false;
-  });
-}
-
-const text = (log: string): string => log.replace(/<!\[LOG\[(.*?)\]LOG\]!>[^\n]*/g, '$1');
+const text = logText;
 
 test('the agent registers, is approved, applies its client settings, and refuses a policy tampered with on the wire', async () => {
   const work = await tempDir('agent-mp');
@@ -128,7 +86,7 @@ test('the agent registers, is approved, applies its client settings, and refuses
 
   // Policy: the ClientSettings policy with the site's values, verified and applied.
   const settingsRe = /Client settings from policy (\{[^}]+\}) (\d+\.00): policy poll every 5 s, state messages every 7 s/;
-  await afterPolicyPolls(data, 'the client settings to be applied', async () => settingsRe.test(text(await readLog(data, 'PolicyAgent'))));
+  await waitWithTrigger(data, 'policy', 'the client settings to be applied', async () => settingsRe.test(text(await readLog(data, 'PolicyAgent'))));
   const m = settingsRe.exec(text(await readLog(data, 'PolicyAgent')))!;
   const applied = { policyId: m[1]!, version: m[2]! };
   assert.match(text(await readLog(data, 'PolicyAgent')), /the list's signature verifies with the pinned site key/);
@@ -137,7 +95,7 @@ test('the agent registers, is approved, applies its client settings, and refuses
   // A new version of the policy arrives changed on the wire: refused, the old one kept.
   proxy.tamper = true;
   assert.equal((await cli(site, ['settings', 'set', 'client.stateReportingSeconds', '8'])).code, 0);
-  await afterPolicyPolls(data, 'the tampered policy to be refused', async () =>
+  await waitWithTrigger(data, 'policy', 'the tampered policy to be refused', async () =>
     new RegExp(`Refused policy \\${applied.policyId} \\d+\\.00: .*\\(CAIRN_AGENT_POLICY_HASH_MISMATCH\\); keeping version ${applied.version.replace('.', '\\.')} applied before`).test(text(await readLog(data, 'PolicyAgent'))),
   );
   assert.doesNotMatch(text(await readLog(data, 'PolicyAgent')), /state messages every 5 s/);
@@ -150,7 +108,7 @@ test('the agent registers, is approved, applies its client settings, and refuses
 
   // The wire is clean again: the next poll applies the new version.
   proxy.tamper = false;
-  await afterPolicyPolls(data, 'the new version to be applied', async () => /policy poll every 5 s, state messages every 8 s/.test(text(await readLog(data, 'PolicyAgent'))));
+  await waitWithTrigger(data, 'policy', 'the new version to be applied', async () => /policy poll every 5 s, state messages every 8 s/.test(text(await readLog(data, 'PolicyAgent'))));
   await agent.kill('SIGTERM');
   assert.equal(agent.child.exitCode, 0, agent.output());
 });

@@ -6,26 +6,17 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { CAIRN_BIN, freePort, readLog, runCairn, tempDir, waitFor } from '../helpers/processes.ts';
+import { freePort, readLog, runCairn, tempDir, waitFor } from '../helpers/processes.ts';
+import { startAgentProc as startAgent } from '../helpers/agent.ts';
 
+/** An agent process whose `stop` sends SIGTERM and resolves with its exit code. */
 function startAgentProc(args: string[]): { output: () => string; stop: () => Promise<number | null> } {
-  const child = spawn(process.execPath, [CAIRN_BIN, 'agent', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-  return {
-    output: () => out,
-    stop: async () => {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      return exited;
-    },
-  };
+  const agent = startAgent(args);
+  return { output: agent.output, stop: () => agent.kill().then(() => agent.exited) };
 }
 
 test('the agent makes its identity once, waits for an MP that is down, and stops cleanly on SIGTERM', async () => {

@@ -13,27 +13,19 @@
  * are still unsent is set in the store to force the delivery order.
  * The seed's `Report` XML as it is: test/e2e/state-messages.test.ts.
  */
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { cli, freePort, readLog, startSite, tempDir, waitFor } from '../helpers/processes.ts';
-import type { Proc, SiteProc } from '../helpers/processes.ts';
+import { afterTests, cli, freePort, readLog, startSite, tempDir, waitFor } from '../helpers/processes.ts';
+import type { SiteProc } from '../helpers/processes.ts';
 import { logText, startAgentProc, waitWithTrigger } from '../helpers/agent.ts';
 import { AgentStore } from '../../src/agent/agent-store.ts';
 import type { StateView } from '../../src/site/services/state-messages.ts';
 
-const cleanups: (() => Promise<void>)[] = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-function track<T extends Proc>(p: T): T {
-  cleanups.push(() => p.kill('SIGKILL'));
-  return p;
-}
-
+const { cleanups, track } = afterTests();
 const UPDATE_1 = '505fda07-b4f3-45fb-83d9-8642554e2773';
 const UPDATE_2 = '11111111-2222-3333-4444-555555555555';
 const UPDATE_3 = '99999999-8888-7777-6666-555555555555';

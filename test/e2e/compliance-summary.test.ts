@@ -6,14 +6,13 @@
  * a collection, `cairn admin summarize`, and the counts read back with
  * `cairn admin compliance --json`; then a later state change moves them.
  */
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { STATE_MESSAGES_ROUTE, postToRelay } from '../../src/mp/state-relay.ts';
-import { api, cli, readLog, ROOT, runCairn, startSite, tempDir, waitFor } from '../helpers/processes.ts';
-import type { Proc } from '../helpers/processes.ts';
+import { afterTests, api, cli, readLog, ROOT, runCairn, startSite, tempDir, waitFor } from '../helpers/processes.ts';
 import { newTestClient, register } from '../helpers/mp-client.ts';
 import type { TestClient } from '../helpers/mp-client.ts';
 import type { ComplianceView, SummaryTaskView, UpdateGroupView } from '../../src/site/services/compliance.ts';
@@ -21,15 +20,7 @@ import type { StoredUpdate } from '../../src/datastore/updates.ts';
 import type { StateView } from '../../src/site/services/state-messages.ts';
 import type { CollectionView } from '../../src/site/services/collections.ts';
 
-const cleanups: (() => Promise<void>)[] = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-
-function track<T extends Proc>(p: T): T {
-  cleanups.push(() => p.kill('SIGKILL'));
-  return p;
-}
+const { cleanups, track } = afterTests();
 
 /** A report from `c` with messages [serial, update ID, state, minute of the message time]. */
 function report(c: TestClient, messages: [number, string, number, number][]): string {

@@ -6,7 +6,7 @@
  * UpdateSource policy on a hand-dropped `.STN`, and a policy body tampered
  * with in the database and caught by the client-side checks of ADR 0005.
  */
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -14,8 +14,8 @@ import { policyHash, verifyDocument } from '../../src/shared/client-auth.ts';
 import { openDatabase } from '../../src/datastore/engine.ts';
 import type { SiteDatabase } from '../../src/datastore/engine.ts';
 import { getSyncStatus } from '../../src/datastore/updates.ts';
-import { addDp, api, cli, readLog, startSite, tempDir, waitFor } from '../helpers/processes.ts';
-import type { Proc, SiteProc } from '../helpers/processes.ts';
+import { addDp, afterTests, api, cli, readLog, startSite, tempDir, waitFor } from '../helpers/processes.ts';
+import type { SiteProc } from '../helpers/processes.ts';
 import { mpRequest, newTestClient, register } from '../helpers/mp-client.ts';
 import type { TestClient } from '../helpers/mp-client.ts';
 
@@ -29,15 +29,7 @@ interface Assignment {
   hash: string;
 }
 
-const cleanups: (() => Promise<void>)[] = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-function track<T extends Proc>(p: T): T {
-  cleanups.push(() => p.kill('SIGKILL'));
-  return p;
-}
-
+const { cleanups, track } = afterTests();
 let site: SiteProc;
 let dataDir: string;
 let work: string;

@@ -5,26 +5,17 @@
  * its line in the MP's log. Client requests are signed with the shared
  * `signClientRequest`; assignment lists are checked with `verifyDocument`.
  */
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { verifyDocument } from '../../src/shared/client-auth.ts';
 import { STATE_MESSAGES_ROUTE, postToRelay } from '../../src/mp/state-relay.ts';
-import { cli, readLog, startSite, tempDir, waitFor } from '../helpers/processes.ts';
-import type { Proc } from '../helpers/processes.ts';
+import { afterTests, cli, readLog, startSite, tempDir, waitFor } from '../helpers/processes.ts';
 import { mpRequest, newTestClient, register, registrationBody } from '../helpers/mp-client.ts';
 import type { TestClient } from '../helpers/mp-client.ts';
 
-const cleanups: (() => Promise<void>)[] = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-
-function track<T extends Proc>(p: T): T {
-  cleanups.push(() => p.kill('SIGKILL'));
-  return p;
-}
+const { cleanups, track } = afterTests();
 
 function report(clientId: string, name: string, serial: number): string {
   return `<Report><ReportHeader><Identification><Machine><ClientID>${clientId}</ClientID><NetBIOSName>${name}</NetBIOSName><Priority>5</Priority></Machine></Identification><ReportDetails><ReportContent>State Message Data</ReportContent></ReportDetails></ReportHeader><ReportBody><StateMessage MessageTime="20261122070000.000000+000" SerialNumber="${serial}"><Topic ID="{d1}" Type="901" IDType="1" User="" UserSID=""/><State ID="2" Criticality="0"/><UserParameters Flags="0" Count="0"></UserParameters></StateMessage></ReportBody></Report>`;

@@ -4,23 +4,14 @@
  * outboxes, and its file dispatch (MPFDM) moves them to the site server;
  * with the site server down meanwhile, nothing is lost.
  */
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { cli, freePort, readLog, startSite, tempDir, waitFor } from '../helpers/processes.ts';
-import type { Proc } from '../helpers/processes.ts';
+import { afterTests, cli, freePort, readLog, startSite, tempDir, waitFor } from '../helpers/processes.ts';
 import { mpRequest, newTestClient, register, startMpProcess } from '../helpers/mp-client.ts';
 
-const cleanups: (() => Promise<void>)[] = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-function track<T extends Pick<Proc, 'kill'>>(p: T): T {
-  cleanups.push(() => p.kill('SIGKILL'));
-  return p;
-}
-
+const { cleanups, track } = afterTests();
 function report(clientId: string, serial: number, topic: string): string {
   return `<Report><ReportHeader><Identification><Machine><ClientID>${clientId}</ClientID><NetBIOSName>REMOTE-01</NetBIOSName><Priority>5</Priority></Machine></Identification><ReportDetails><ReportContent>State Message Data</ReportContent></ReportDetails></ReportHeader><ReportBody><StateMessage MessageTime="20261122070000.000000+000" SerialNumber="${serial}"><Topic ID="${topic}" Type="901" IDType="1" User="" UserSID=""/><State ID="2" Criticality="0"/><UserParameters Flags="0" Count="0"></UserParameters></StateMessage></ReportBody></Report>`;
 }

@@ -2,7 +2,7 @@
  * End to end, when things go wrong: an unreachable DP, a site killed in the
  * middle of a distribution, and bad input at the admin API and the CLI.
  */
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import fsp from 'node:fs/promises';
@@ -11,8 +11,7 @@ import { promisify } from 'node:util';
 import { openDatabase } from '../../src/datastore/engine.ts';
 import { migrateToLatest } from '../../src/datastore/migrate.ts';
 import { writeSetting } from '../../src/datastore/site-control.ts';
-import { api, cli, freePort, listFiles, makeTree, readLog, sha256File, startDp, startSite, tempDir, waitFor } from '../helpers/processes.ts';
-import type { Proc } from '../helpers/processes.ts';
+import { afterTests, api, cli, freePort, listFiles, makeTree, readLog, sha256File, startDp, startSite, tempDir, waitFor } from '../helpers/processes.ts';
 
 const run = promisify(execFile);
 
@@ -26,10 +25,7 @@ interface Msg {
   istr: string[];
 }
 
-const cleanups: (() => Promise<void>)[] = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const { cleanups, track } = afterTests();
 
 async function prepared(prefix: string, settings: Record<string, number> = {}): Promise<string> {
   const work = await tempDir(prefix);
@@ -41,11 +37,6 @@ async function prepared(prefix: string, settings: Record<string, number> = {}): 
   for (const [k, v] of Object.entries(settings)) await writeSetting(db.db, k as Parameters<typeof writeSetting>[1], v);
   await db.destroy();
   return work;
-}
-
-function track<T extends Proc>(p: T): T {
-  cleanups.push(() => p.kill('SIGKILL'));
-  return p;
 }
 
 describe('resilience', () => {

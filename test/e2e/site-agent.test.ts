@@ -4,25 +4,16 @@
  * automatically even when the site vets clients (`mp.autoApprove` 0), its
  * ClientSettings policy applied, and stopped with the site.
  */
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { cli, readLog, startSite, tempDir, waitFor } from '../helpers/processes.ts';
-import type { Proc } from '../helpers/processes.ts';
+import { afterTests, cli, readLog, startSite, tempDir, waitFor } from '../helpers/processes.ts';
 import { logText, waitWithTrigger } from '../helpers/agent.ts';
 
-const cleanups: (() => Promise<void>)[] = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-function track<T extends Proc>(p: T): T {
-  cleanups.push(() => p.kill('SIGKILL'));
-  return p;
-}
-
+const { cleanups, track } = afterTests();
 test("cairn start runs this machine's agent: approved automatically (even with mp.autoApprove 0), client settings applied, stopped with the site", async () => {
   const work = await tempDir('site-agent');
   if (!process.env['CAIRN_KEEP_TEST_DATA']) cleanups.push(() => fsp.rm(work, { recursive: true, force: true }));

@@ -4,29 +4,20 @@
  * key), out-of-order serial numbers, a bad `.SMX` dropped by hand among good
  * ones, and the result read back with `cairn admin state list --json`.
  */
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { STATE_MESSAGES_ROUTE, STATUS_MESSAGES_ROUTE, postToRelay } from '../../src/mp/state-relay.ts';
-import { cli, readLog, ROOT, startSite, tempDir, waitFor } from '../helpers/processes.ts';
-import type { Proc } from '../helpers/processes.ts';
+import { afterTests, cli, readLog, ROOT, startSite, tempDir, waitFor } from '../helpers/processes.ts';
 import type { StateView } from '../../src/site/services/state-messages.ts';
 
 const SPEC = fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'state-report-spec.xml'), 'utf8');
 const UPDATE_A = '505fda07-b4f3-45fb-83d9-8642554e2773';
 const UPDATE_B = '11111111-2222-3333-4444-555555555555';
 
-const cleanups: (() => Promise<void>)[] = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-
-function track<T extends Proc>(p: T): T {
-  cleanups.push(() => p.kill('SIGKILL'));
-  return p;
-}
+const { cleanups, track } = afterTests();
 
 /** A report from client PC2 with the given messages: [serial, topic ID, topic type, state, minute of the message time]. */
 function report(messages: [number, string, number, number, number][]): string {

@@ -3,8 +3,7 @@
  * policy poll or a report through its trigger files (what `cairn agent
  * policy --now` does), and read its CMTrace logs as text.
  */
-import { spawn } from 'node:child_process';
-import { CAIRN_BIN, waitFor } from './processes.ts';
+import { startCairn, waitFor } from './processes.ts';
 import type { Proc } from './processes.ts';
 import { TRIGGER_POLICY, TRIGGER_REPORT, writeTrigger } from '../../src/agent/agent-host.ts';
 
@@ -14,20 +13,7 @@ export interface AgentProc extends Proc {
 }
 
 export function startAgentProc(args: string[]): AgentProc {
-  const child = spawn(process.execPath, [CAIRN_BIN, 'agent', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-  return {
-    child,
-    exited,
-    output: () => out,
-    async kill(signal = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      await exited;
-    },
-  };
+  return startCairn(['agent', ...args]);
 }
 
 /** The message texts of a CMTrace log, one per line. */

@@ -3,11 +3,10 @@
  * tests and the sync benchmark: a company, a product family, `products`
  * products, two classifications, and numbered updates with package rules.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { CAIRN_BIN, waitFor } from './processes.ts';
+import { startListening } from './processes.ts';
 
 export const COMPANY = 'c0000000-0000-4000-8000-000000000001';
 export const FAMILY = 'c0000000-0000-4000-8000-000000000002';
@@ -71,24 +70,7 @@ export interface UpstreamProc {
 
 /** Starts a real `cairn upstream` process on a free port and waits until it listens. */
 export async function startUpstreamProcess(catalogDir: string, extra: string[] = []): Promise<UpstreamProc> {
-  const child = spawn(process.execPath, [CAIRN_BIN, 'upstream', '--catalog', catalogDir, '--port', '0', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const url = await waitFor(`cairn upstream to listen\n${out}`, async () => {
-    if (child.exitCode !== null) throw new Error(`cairn upstream exited: ${out}`);
-    return /listening on (http:\/\/\S+)/.exec(out)?.[1];
-  }, 60_000);
-  return {
-    url,
-    pid: child.pid!,
-    output: () => out,
-    async kill() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      await exited;
-    },
-  };
+  return startListening(['upstream', '--catalog', catalogDir, '--port', '0', ...extra]);
 }
 
 export interface SupProc {
@@ -100,22 +82,5 @@ export interface SupProc {
 
 /** Starts a real `cairn sup` process with `key` on `port` (0: a free one) and waits until it listens. */
 export async function startSupProcess(dataDir: string, key: string, port: number, name: string, extra: string[] = []): Promise<SupProc> {
-  const child = spawn(process.execPath, [CAIRN_BIN, 'sup', '--data', dataDir, '--port', String(port), '--key', key, '--name', name, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const url = await waitFor(`cairn sup ${name} to listen\n${out}`, async () => {
-    if (child.exitCode !== null) throw new Error(`cairn sup exited: ${out}`);
-    return /listening on (http:\/\/\S+)/.exec(out)?.[1];
-  }, 60_000);
-  return {
-    url,
-    dataDir,
-    output: () => out,
-    async kill(signal: NodeJS.Signals = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      await exited;
-    },
-  };
+  return { ...(await startListening(['sup', '--data', dataDir, '--port', String(port), '--key', key, '--name', name, ...extra])), dataDir };
 }

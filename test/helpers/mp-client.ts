@@ -4,6 +4,7 @@
  * a mock of the agent: just the few lines any client must write.
  */
 import os from 'node:os';
+import { startListening } from './processes.ts';
 import { newClientId, newKeyPair, signClientRequest } from '../../src/shared/client-auth.ts';
 import type { KeyPairPem } from '../../src/shared/client-auth.ts';
 
@@ -54,23 +55,5 @@ export async function register(base: string, c: TestClient): Promise<MpReply> {
 
 /** Starts `cairn mp` as a real process; resolves when it listens. */
 export async function startMpProcess(args: { data: string; port: number; site: string; name: string; key: string; siteKey: string; database: string }): Promise<{ url: string; output: () => string; kill(signal?: NodeJS.Signals): Promise<void> }> {
-  const { spawn } = await import('node:child_process');
-  const { CAIRN_BIN, waitFor } = await import('./processes.ts');
-  const child = spawn(process.execPath, [CAIRN_BIN, 'mp', '--data', args.data, '--port', String(args.port), '--site', args.site, '--name', args.name, '--key', args.key, '--site-key', args.siteKey, '--database', args.database], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const url = await waitFor(`cairn mp to listen\n${out}`, async () => {
-    if (child.exitCode !== null) throw new Error(`cairn mp exited: ${out}`);
-    return /listening on (http:\/\/\S+)/.exec(out)?.[1];
-  }, 60_000);
-  return {
-    url,
-    output: () => out,
-    async kill(signal: NodeJS.Signals = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      await exited;
-    },
-  };
+  return startListening(['mp', '--data', args.data, '--port', String(args.port), '--site', args.site, '--name', args.name, '--key', args.key, '--site-key', args.siteKey, '--database', args.database]);
 }

@@ -13,6 +13,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { after } from 'node:test';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CAIRN_BIN = path.join(ROOT, 'bin', 'cairn.js');
@@ -56,18 +57,48 @@ export interface Proc {
 /** `CAIRN_PROFILE_DIR=DIR` makes every long-running role write a V8 CPU profile there when it exits (for bench/). */
 const PROFILE_ARGS = process.env['CAIRN_PROFILE_DIR'] ? ['--cpu-prof', `--cpu-prof-dir=${process.env['CAIRN_PROFILE_DIR']}`] : [];
 
-function run(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+/** Starts `cairn ARGS…` as a long-running process; its output is collected, `kill` waits for it to exit. */
+export function startCairn(args: string[], env: NodeJS.ProcessEnv = {}): Proc & { readonly exited: Promise<number | null> } {
   const child = spawn(process.execPath, [...PROFILE_ARGS, CAIRN_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return {
     child,
+    exited,
     output: () => out,
     async kill(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       await exited;
+    },
+  };
+}
+
+/** Starts a role that prints "listening on URL" (`cairn upstream`, `sup`, `mp`) and resolves with its URL once it does. */
+export async function startListening(args: string[]): Promise<Proc & { readonly url: string; readonly pid: number }> {
+  const proc = startCairn(args);
+  const url = await waitFor(`cairn ${args[0]} to listen\n${proc.output()}`, async () => {
+    if (proc.child.exitCode !== null) throw new Error(`cairn ${args[0]} exited: ${proc.output()}`);
+    return /listening on (http:\/\/\S+)/.exec(proc.output())?.[1];
+  }, 60_000);
+  return { ...proc, url, pid: proc.child.pid! };
+}
+
+/**
+ * For a test file's top level: `cleanups` run after the file's tests, last
+ * added first; `track` adds a process to be killed (SIGKILL) then.
+ */
+export function afterTests(): { cleanups: (() => Promise<void>)[]; track: <T extends Pick<Proc, 'kill'>>(p: T) => T } {
+  const cleanups: (() => Promise<void>)[] = [];
+  after(async () => {
+    for (const c of cleanups.reverse()) await c();
+  });
+  return {
+    cleanups,
+    track: (p) => {
+      cleanups.push(() => p.kill('SIGKILL'));
+      return p;
     },
   };
 }
@@ -85,7 +116,7 @@ export interface SiteProc extends Proc {
 export async function startSite(dataDir: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<SiteProc> {
   // Test sites do not sync this machine's apt lists unless a test asks (env CAIRN_NO_DEFAULT_UPSTREAM: '0'),
   // and run no client agent unless a test passes --agent.
-  const proc = run(['start', '--data', dataDir, '--port', '0', ...(extraArgs.includes('--agent') ? [] : ['--no-agent']), ...extraArgs], { CAIRN_NO_DEFAULT_UPSTREAM: '1', ...env });
+  const proc = startCairn(['start', '--data', dataDir, '--port', '0', ...(extraArgs.includes('--agent') ? [] : ['--no-agent']), ...extraArgs], { CAIRN_NO_DEFAULT_UPSTREAM: '1', ...env });
   const url = await waitFor(`the site to start\n${proc.output()}`, async () => {
     if (proc.child.exitCode !== null) throw new Error(`site exited: ${proc.output()}`);
     return /admin API:\s+(http:\/\/\S+)/.exec(proc.output())?.[1];
@@ -101,7 +132,7 @@ export interface DpProc extends Proc {
 }
 
 export async function startDp(dataDir: string, port: number, key: string, name = 'dp'): Promise<DpProc> {
-  const proc = run(['dp', '--data', dataDir, '--port', String(port), '--key', key, '--name', name]);
+  const proc = startCairn(['dp', '--data', dataDir, '--port', String(port), '--key', key, '--name', name]);
   await waitFor(`DP ${name} to listen\n${proc.output()}`, async () => {
     if (proc.child.exitCode !== null) throw new Error(`DP exited: ${proc.output()}`);
     return /listening on/.test(proc.output());
