@@ -87,6 +87,9 @@ export const ERRORS = {
   CAIRN_SYNC_NO_UPSTREAM: { message: 'no upstream is configured for the site or its first software update point', status: 409, callerFault: true },
   CAIRN_SYNC_UPSTREAM_INVALID: { message: 'the upstream is neither an http(s) URL nor apt:<absolute folder>', status: 400, callerFault: true },
   CAIRN_SYNC_INTERRUPTED: { message: 'the software update point restarted or lost the sync it was running', status: 502, callerFault: false },
+  // The scanner (src/agent/scan/; issue 6, part 3).
+  CAIRN_SCAN_UPDATE_POINT_UNREACHABLE: { message: 'the update point cannot be reached or answered with an error', status: 502, callerFault: false },
+  CAIRN_SCAN_CONTENT_VERSION_TOO_OLD: { message: 'the update point holds an older catalog than the scan requires', status: 409, callerFault: false },
   CAIRN_INTERNAL: { message: 'an internal error occurred', status: 500, callerFault: false },
   CAIRN_STATE_XML_MALFORMED: { message: 'the state-message report is not well-formed XML', status: 400, callerFault: true },
   CAIRN_STATE_REPORT_INVALID: { message: 'the body is not a state-message Report (wrong root, missing client ID or body)', status: 400, callerFault: true },
