@@ -218,8 +218,14 @@ export class AgentStore {
   readonly file: string;
   readonly #db: Db;
 
-  constructor(file: string) {
+  constructor(file: string, options: { readonly?: boolean } = {}) {
     this.file = file;
+    if (options.readonly) {
+      // A reader beside the running agent (`cairn agent updates`): WAL lets it read while the agent writes.
+      this.#db = new Database(file, { readonly: true, fileMustExist: true });
+      this.#db.pragma('busy_timeout = 5000');
+      return;
+    }
     fs.mkdirSync(path.dirname(file), { recursive: true });
     this.#db = new Database(file);
     // WAL with NORMAL sync: a committed transaction survives a killed process

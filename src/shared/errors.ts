@@ -57,6 +57,7 @@ export const ERRORS = {
   CAIRN_WSUS_LOCATION_REQUEST_INVALID: { message: 'the WSUSLocationRequest is malformed', status: 400, callerFault: true },
   CAIRN_AGENT_NO_UPDATE_POINT: { message: 'no update point holding the required content version serves this client yet', status: 404, callerFault: false },
   CAIRN_AGENT_SCAN_FAILED: { message: 'the compliance scan failed', status: 500, callerFault: false },
+  CAIRN_AGENT_DATA_MISSING: { message: "the folder holds no agent data (agent store or identity), or not the client named", status: 404, callerFault: true },
   CAIRN_DATABASE_URL_INVALID: { message: 'the database URL is not sqlite: or postgres(ql)://', status: 400, callerFault: true },
   CAIRN_SITE_UNREACHABLE: { message: 'the site admin API cannot be reached', status: 502, callerFault: false },
   CAIRN_CONFIG_MISSING: { message: 'no site address or admin token was found (set CAIRN_URL and CAIRN_TOKEN, or run in the folder of `cairn start`)', status: 400, callerFault: true },
