@@ -133,7 +133,18 @@ export class ScanAgent {
   setSettings(s: ScanSettings): void {
     const changed = s.scanWindowSeconds !== this.#settings.scanWindowSeconds || s.scanScheduleSeconds !== this.#settings.scanScheduleSeconds;
     this.#settings = s;
-    if (changed) this.#o.logs.scan.info(`Scan settings: first scan after a new UpdateSource policy within ${s.scanWindowSeconds} s, then every ${s.scanScheduleSeconds} s.`);
+    if (!changed) return;
+    const log = this.#o.logs.scan;
+    log.info(`Scan settings: first scan after a new UpdateSource policy within ${s.scanWindowSeconds} s, then every ${s.scanScheduleSeconds} s.`);
+    // A policy's first scan planned with a longer window (the settings arrived after the UpdateSource policy) moves into the new window.
+    const next = this.#o.store.nextScan(this.#o.clientId);
+    const windowMs = s.scanWindowSeconds * 1000;
+    if (next?.reason === 'policy' && Date.parse(next.at) > Date.now() + windowMs) {
+      const at = new Date(Date.now() + Math.floor(Math.random() * (windowMs + 1)));
+      this.#o.store.setNextScan(this.#o.clientId, at, 'policy');
+      log.info(`Moved the first scan for the UpdateSource policy into the new window: ${at.toISOString()}.`);
+      if (this.#started) this.#arm();
+    }
   }
 
   /**
@@ -185,8 +196,8 @@ export class ScanAgent {
     if (this.#started || this.#stopped) return;
     this.#started = true;
     const job = this.job;
-    if (job && (job.state === 'locating' || job.state === 'scanning')) {
-      this.#o.logs.scan.info(`ScanJob(${job.jobId}): resuming the job persisted in state ${job.state} (attempt ${job.attempts + 1}, ${job.trigger}).`);
+    if (job && (job.state === 'locating' || job.state === 'scanning' || job.state === 'waiting')) {
+      this.#o.logs.scan.info(`ScanJob(${job.jobId}): resuming the job persisted in state ${job.state} (${job.trigger}, ${job.attempts} attempt(s) so far${job.state === 'waiting' ? `, next at ${job.nextAttemptAt}` : ', continuing now'}).`);
     }
     this.#arm();
   }
