@@ -395,7 +395,7 @@ test('compiled rules answer exactly as evaluateRule on random rules and machines
   };
   const machine = (): Machine => ({
     ...(rnd(3) ? { os: { family: rnd(2) ? 'debian' : 'ubuntu', version: versions[rnd(6)]! } } : {}),
-    facts: { ...(rnd(2) ? { f: versions[rnd(6)]! } : {}), ...(rnd(2) ? { g: ['x', 'y', 'z'][rnd(3)]! } : {}) },
+    facts: { ...(rnd(2) ? { f: versions[rnd(6)]! } : {}), ...(rnd(2) ? { g: ['x', 'y', 'z'][rnd(3)]! } : {}), ...(rnd(2) ? { architecture: 'amd64' } : {}) },
     packages: Array.from({ length: rnd(4) }, () => ({ name: names[rnd(3)]!, arch: ['amd64', 'all', 'i386'][rnd(3)]!, version: versions[rnd(6)]! })),
   });
   let checked = 0;
