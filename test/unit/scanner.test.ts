@@ -310,14 +310,20 @@ test('a new content version is fetched incrementally, kept on disk across a rest
     assert.equal(w.proxy.hits.get('/upstream/v1/changes'), before);
     inOrder(l3.lines(), [/is cached at content version 2/]);
 
-    // A damaged cache costs a full fetch, never a wrong answer.
-    const catDir = fs.readdirSync(cacheDir).find((n) => /^[0-9a-f]{16}$/.test(n))!;
-    fs.writeFileSync(path.join(cacheDir, catDir, 'state.json'), '{not json');
-    const s3 = createScanner({ cacheDir, pageSize: 3 });
+    // A damaged cache costs a full fetch, never a wrong answer: an edited segment (its hash no longer matches)…
+    const catDir = path.join(cacheDir, fs.readdirSync(cacheDir).find((n) => /^[0-9a-f]{16}$/.test(n))!);
+    const seg = fs.readdirSync(catDir).find((n) => n.endsWith('.ndjson'))!;
+    fs.writeFileSync(path.join(catDir, seg), fs.readFileSync(path.join(catDir, seg), 'utf8').replace('"ge"', '"lt"'));
     const l4 = logIn(w.dir, 'Scanner4');
-    const r4 = await s3.scan(request(w, machineA, l4.log, v2));
+    const r4 = await createScanner({ cacheDir, pageSize: 3 }).scan(request(w, machineA, l4.log, v2));
     assert.deepEqual(statesOf(r4), statesOf(r2));
     inOrder(l4.lines(), [/^Downloaded the whole catalog/]);
+    // …or a state file that does not parse.
+    fs.writeFileSync(path.join(catDir, 'state.json'), '{not json');
+    const l5 = logIn(w.dir, 'Scanner5');
+    const r5 = await createScanner({ cacheDir, pageSize: 3 }).scan(request(w, machineA, l5.log, v2));
+    assert.deepEqual(statesOf(r5), statesOf(r2));
+    inOrder(l5.lines(), [/^Downloaded the whole catalog/]);
   } finally {
     await w.close();
   }
