@@ -34,7 +34,9 @@ export type Rule =
    * A Debian package check. `installed: true` holds when some installed
    * package of that name (and architecture, when given) satisfies `version`
    * (when given); `installed: false` holds when none of that name and
-   * architecture is installed.
+   * architecture is installed. As in dpkg and apt, `all` and the machine's
+   * native architecture (its `architecture` fact) are one: a package that
+   * moved between `Architecture: all` and `any` is still the same package.
    */
   | { readonly kind: 'package'; readonly name: string; readonly arch?: string; readonly installed: boolean; readonly version?: VersionTest }
   /** A named fact of the machine: equal to a value, one of values, or a version comparison (dpkg ordering). */
@@ -62,6 +64,14 @@ export interface PreparedMachine {
   readonly os: { readonly family: string; readonly version: string } | undefined;
   readonly facts: Readonly<Record<string, string>>;
   readonly packages: ReadonlyMap<string, readonly { readonly arch: string; readonly version: DebianVersion | undefined }[]>;
+  /** dpkg's native architecture (the `architecture` fact), which `all` packages count as. */
+  readonly nativeArch: string | undefined;
+}
+
+/** Whether an installed package of architecture `have` answers a rule about `want` (undefined: any). */
+export function archMatches(want: string | undefined, have: string, native: string | undefined): boolean {
+  if (want === undefined || want === have) return true;
+  return native !== undefined && ((want === 'all' && have === native) || (want === native && have === 'all'));
 }
 
 function tryParse(v: string): DebianVersion | undefined {
@@ -79,7 +89,9 @@ export function prepareMachine(m: Machine): PreparedMachine {
     list.push({ arch: p.arch, version: tryParse(p.version) });
     packages.set(p.name, list);
   }
-  return { os: m.os, facts: m.facts ?? {}, packages };
+  const facts = m.facts ?? {};
+  const native = Object.prototype.hasOwnProperty.call(facts, 'architecture') ? facts.architecture : undefined;
+  return { os: m.os, facts, packages, nativeArch: native && native !== 'all' ? native : undefined };
 }
 
 function versionHolds(actual: string | DebianVersion | undefined, test: VersionTest): boolean {
@@ -104,7 +116,7 @@ function evaluate(rule: Rule, m: PreparedMachine): boolean {
     case 'not':
       return !evaluate(rule.rule, m);
     case 'package': {
-      const candidates = (m.packages.get(rule.name) ?? []).filter((p) => rule.arch === undefined || p.arch === rule.arch);
+      const candidates = (m.packages.get(rule.name) ?? []).filter((p) => archMatches(rule.arch, p.arch, m.nativeArch));
       if (!rule.installed) return candidates.length === 0;
       const test = rule.version;
       return candidates.some((p) => (test ? versionHolds(p.version, test) : true));
@@ -149,13 +161,13 @@ export function compileRule(rule: Rule): CompiledRule {
     }
     case 'package': {
       const { name, arch, installed } = rule;
-      if (!installed) return (m) => !(m.packages.get(name) ?? []).some((p) => arch === undefined || p.arch === arch);
+      if (!installed) return (m) => !(m.packages.get(name) ?? []).some((p) => archMatches(arch, p.arch, m.nativeArch));
       const test = rule.version;
-      if (!test) return (m) => (m.packages.get(name) ?? []).some((p) => arch === undefined || p.arch === arch);
+      if (!test) return (m) => (m.packages.get(name) ?? []).some((p) => archMatches(arch, p.arch, m.nativeArch));
       const want = tryParse(test.value);
       const op = test.op;
       if (!want) return () => false;
-      return (m) => (m.packages.get(name) ?? []).some((p) => (arch === undefined || p.arch === arch) && p.version !== undefined && operatorHolds(compareParsedVersions(p.version, want), op));
+      return (m) => (m.packages.get(name) ?? []).some((p) => archMatches(arch, p.arch, m.nativeArch) && p.version !== undefined && operatorHolds(compareParsedVersions(p.version, want), op));
     }
     case 'fact': {
       const name = rule.name;

@@ -16,7 +16,10 @@
  * a full fetch or more than `MAX_SEGMENTS` segments rewrites one segment.
  * `<cacheDir>/locations.json` remembers which catalog each location served.
  * A cache file that does not read back is dropped and the catalog fetched
- * again. Whatever is read from disk is validated again: it is an edge too.
+ * again. Items were validated when they arrived; `state.json` holds each
+ * segment's SHA-256 and the cache format, so a damaged, truncated or edited
+ * segment, or one written by another version of the cache, is never trusted
+ * (re-validating 60,000 updates at every agent start would cost seconds).
  *
  * Concurrent refreshes of one location coalesce into one fetch; a catalog
  * already at the wanted content version is not fetched at all.
@@ -31,12 +34,12 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import type http from 'node:http';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { checkCategory, checkUpdate } from '../../catalog/catalog-input.ts';
+import { createHash, randomBytes } from 'node:crypto';
+import { checkUpdate } from '../../catalog/catalog-input.ts';
 import type { CatalogItem, Category, Update } from '../../catalog/catalog.ts';
 import { createUpstreamClient } from '../../catalog/upstream-client.ts';
 import { CairnError, describeError, isCairnError } from '../../shared/errors.ts';
-import { parseAnchor } from '../../upstream/protocol.ts';
+import { MAX_PAGE_SIZE, parseAnchor } from '../../upstream/protocol.ts';
 
 /** An update as the cache holds it: valid, or rejected at the client with why. */
 export type CachedUpdate =
@@ -83,7 +86,7 @@ export interface CatalogCache {
 export interface CatalogCacheOptions {
   readonly dir: string;
   readonly httpAgent?: http.Agent;
-  /** Items per page asked of the update point (default: the protocol's). */
+  /** Items per page asked of the update point (default: the protocol's largest, 5,000). */
   readonly pageSize?: number;
   /** Per request; default 60 s. */
   readonly timeoutMs?: number;
@@ -96,11 +99,23 @@ const GUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 /** A line of a segment file. */
 type SegmentLine = { readonly c: unknown } | { readonly u: unknown } | { readonly b: CachedUpdate & { ok: false } };
 
+/** Bumped whenever what a segment line holds changes: a cache of another format is fetched again. */
+const CACHE_FORMAT = 1;
+
+interface Segment {
+  readonly file: string;
+  /** SHA-256 (hex) of the file's bytes. */
+  readonly sha256: string;
+}
+
 interface StateFile {
+  readonly format: number;
   readonly catalogId: string;
   readonly contentVersion: number;
-  readonly segments: readonly string[];
+  readonly segments: readonly Segment[];
 }
+
+const sha256 = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
 
 /** Validates a raw update and, when it fails, keeps what the scan can still report about it. */
 function checkAndKeep(raw: unknown): CatalogItem<Update> {
@@ -144,7 +159,7 @@ export function createCatalogCache(opts: CatalogCacheOptions): CatalogCache {
   const dir = path.resolve(opts.dir);
   const catalogs = new Map<string, CachedCatalog>();
   /** Segment files of each catalog on disk. */
-  const segmentsOf = new Map<string, string[]>();
+  const segmentsOf = new Map<string, Segment[]>();
   /** Which catalog each location served last. */
   let locations: Record<string, string> | undefined;
   const inflight = new Map<string, Promise<RefreshResult>>();
@@ -166,27 +181,26 @@ export function createCatalogCache(opts: CatalogCacheOptions): CatalogCache {
     const cdir = path.join(dir, catalogId);
     try {
       const state = JSON.parse(await fsp.readFile(path.join(cdir, 'state.json'), 'utf8')) as StateFile;
-      if (state.catalogId !== catalogId || !Number.isSafeInteger(state.contentVersion) || !Array.isArray(state.segments)) throw new Error('state.json is malformed');
+      if (state.format !== CACHE_FORMAT || state.catalogId !== catalogId || !Number.isSafeInteger(state.contentVersion) || !Array.isArray(state.segments)) throw new Error('state.json is malformed or of another format');
       const categories = new Map<string, Category>();
       const updates = new Map<string, CachedUpdate>();
       for (const seg of state.segments) {
-        if (typeof seg !== 'string' || !/^seg-[0-9a-z-]+\.ndjson$/.test(seg)) throw new Error(`segment name ${String(seg)} is malformed`);
-        const text = await fsp.readFile(path.join(cdir, seg), 'utf8');
-        for (const line of text.split('\n')) {
+        if (typeof seg?.file !== 'string' || !/^seg-[0-9a-z-]+\.ndjson$/.test(seg.file) || typeof seg.sha256 !== 'string') throw new Error('a segment entry is malformed');
+        const bytes = await fsp.readFile(path.join(cdir, seg.file));
+        if (sha256(bytes) !== seg.sha256) throw new Error(`${seg.file} does not match its hash`);
+        for (const line of bytes.toString('utf8').split('\n')) {
           if (!line) continue;
+          // Validated when it arrived, and the hash says the file is what was written then.
           const o = JSON.parse(line) as SegmentLine;
           if ('c' in o) {
-            const c = checkCategory(o.c);
-            if (!c.ok) throw new Error(`${seg}: ${c.reason}`);
-            categories.set(c.value.id, c.value);
+            const c = o.c as Category;
+            categories.set(c.id, c);
           } else if ('u' in o) {
-            const u = checkUpdate(o.u);
-            if (!u.ok) throw new Error(`${seg}: ${u.reason}`);
-            applyUpdate(updates, { ok: true, update: u.value });
+            applyUpdate(updates, { ok: true, update: o.u as Update });
           } else if ('b' in o && isBadShape(o.b)) {
             applyUpdate(updates, o.b);
           } else {
-            throw new Error(`${seg}: a line is neither a category nor an update`);
+            throw new Error(`${seg.file}: a line is neither a category nor an update`);
           }
         }
       }
@@ -225,13 +239,15 @@ export function createCatalogCache(opts: CatalogCacheOptions): CatalogCache {
       segments = [];
       lines = [...[...next.categories.values()].map((c) => JSON.stringify({ c })), ...[...next.updates.values()].map((u) => JSON.stringify(u.ok ? { u: u.update } : { b: u }))];
     }
-    const seg = `seg-${String(next.contentVersion).padStart(12, '0')}-${randomBytes(4).toString('hex')}.ndjson`;
-    await writeAtomic(path.join(cdir, seg), lines.length ? lines.join('\n') + '\n' : '');
-    segments.push(seg);
-    const state: StateFile = { catalogId: next.catalogId, contentVersion: next.contentVersion, segments };
+    const file = `seg-${String(next.contentVersion).padStart(12, '0')}-${randomBytes(4).toString('hex')}.ndjson`;
+    const text = lines.length ? lines.join('\n') + '\n' : '';
+    await writeAtomic(path.join(cdir, file), text);
+    segments.push({ file, sha256: sha256(text) });
+    const state: StateFile = { format: CACHE_FORMAT, catalogId: next.catalogId, contentVersion: next.contentVersion, segments };
     await writeAtomic(path.join(cdir, 'state.json'), JSON.stringify(state) + '\n');
     segmentsOf.set(next.catalogId, segments);
-    for (const s of old) if (!segments.includes(s)) await fsp.rm(path.join(cdir, s), { force: true }).catch(() => undefined);
+    const kept = new Set(segments.map((x) => x.file));
+    for (const x of old) if (!kept.has(x.file)) await fsp.rm(path.join(cdir, x.file), { force: true }).catch(() => undefined);
   }
 
   async function rememberLocation(url: string, catalogId: string): Promise<void> {
@@ -253,7 +269,8 @@ export function createCatalogCache(opts: CatalogCacheOptions): CatalogCache {
     const client = createUpstreamClient(url, {
       checkUpdate: checkAndKeep,
       ...(opts.httpAgent ? { httpAgent: opts.httpAgent } : {}),
-      ...(opts.pageSize ? { pageSize: opts.pageSize } : {}),
+      // Big pages: fewer round trips; a page of 5,000 updates is a few MiB.
+      pageSize: opts.pageSize ?? MAX_PAGE_SIZE,
       ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
       ...(signal ? { signal } : {}),
     });
