@@ -21,7 +21,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, randomUUID } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import type { ComponentLog } from '../shared/cmtrace-log.ts';
 import { CairnError, describeError } from '../shared/errors.ts';
@@ -174,6 +174,25 @@ export class MpClient {
     }
     this.#log.warn(`${line}: refused${mpCode ? ` with ${mpCode}` : ''}${mpMessage ? `: ${mpMessage}` : ''}`);
     throw new MpRefusal(reply.status, mpCode, mpMessage, `${method} ${p}`);
+  }
+
+  /**
+   * A request to one of the MP's queues that has a reply (the seed's
+   * CcmMessaging lines for `mp_locationmanager`, spec 30 §2 steps 2 and 6):
+   * logs the outgoing message, the reply delivered to the local endpoint,
+   * and the delivery, around `request`.
+   */
+  async exchange(queue: string, endpoint: string, method: string, route: string, options: RequestOptions = {}): Promise<MpReply> {
+    const messageId = `{${randomUUID().toUpperCase()}}`;
+    const q = `mp:[${this.transport.baseUrl.protocol.replace(':', '')}]${queue}`;
+    this.#log.info(`Sending async message '${messageId}' to outgoing queue '${q}'`);
+    this.#log.info(`Sending outgoing message '${messageId}'. Flags 0x200, sender account empty`);
+    const reply = await this.request(method, route, options);
+    const replyId = `{${randomUUID().toUpperCase()}}`;
+    this.#log.info(`Message '${messageId}' got reply '${replyId}' to local endpoint queue '${endpoint}'`);
+    this.#log.info(`OutgoingMessage(Queue='${q.replace(':', '_')}', ID=${messageId}): Delivered successfully to host '${this.transport.baseUrl.hostname}'.`);
+    this.#log.info(`Message '${replyId}' delivered to endpoint '${endpoint}'`);
+    return reply;
   }
 
   /** Sends a JSON body (or none) and parses a JSON reply; a reply that is not JSON is `CAIRN_AGENT_MP_REPLY_INVALID`. */

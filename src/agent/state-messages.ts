@@ -30,6 +30,8 @@ export const MAX_MESSAGES_PER_REPORT = 1000;
 export const MAX_STATUS_PER_REQUEST = 500;
 /** Ours: sent state messages are kept this long for an administrator looking at the client, then pruned. */
 export const SENT_RETENTION_MS = 7 * 24 * 3600 * 1000;
+/** Ours: per-message lines `logRecorded` writes per call; past this, a count. */
+export const MAX_RECORDED_LINES = 100;
 
 export interface ClientStatusMessage {
   readonly id: number;
@@ -65,6 +67,21 @@ export class StateMessaging {
     const serial = this.#store.addStateMessage(this.clientId, m);
     this.#log.info(`Stored state message ${serial}: topic type ${m.topicType}, topic ${m.topicId}, state ${m.stateId}${m.userParams?.length ? `, parameters ${m.userParams.join(' | ')}` : ''}; MessageSent = 0 until the next reporting cycle.`);
     return serial;
+  }
+
+  /**
+   * Logs messages a component stored itself, in its own transaction (the
+   * update store writes states and messages together): the seed's two
+   * StateMessage.log lines per message, capped, then one summary line.
+   */
+  logRecorded(messages: readonly NewStateMessage[], serials: readonly number[]): void {
+    if (!messages.length) return;
+    for (const m of messages.slice(0, MAX_RECORDED_LINES)) {
+      this.#log.info(`Adding message with TopicType ${m.topicType} and TopicId ${m.topicId} to WMI`);
+      this.#log.info(`State message(State ID : ${m.stateId}) with TopicType ${m.topicType} and TopicId ${m.topicId} has been recorded for SYSTEM`);
+    }
+    if (messages.length > MAX_RECORDED_LINES) this.#log.info(`… and ${messages.length - MAX_RECORDED_LINES} more state messages recorded, not logged one by one.`);
+    this.#log.info(`Stored ${messages.length} state messages (serials ${serials[0]}${serials.length > 1 ? `-${serials[serials.length - 1]}` : ''}); MessageSent = 0 until the next reporting cycle.`);
   }
 
   queueStatus(m: ClientStatusMessage): void {

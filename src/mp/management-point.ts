@@ -31,6 +31,8 @@ import { readSettings } from '../datastore/site-control.ts';
 import { assignmentsForResource, policyForResource } from '../datastore/policies.ts';
 import { ClientAuthenticator, checkFreshness } from './client-authenticator.ts';
 import { locateContent } from './content-location.ts';
+import { locateUpdatePoints } from './update-point-location.ts';
+import { buildWsusLocationReply, MAX_WSUS_LOCATION_BYTES, parseWsusLocationRequest } from '../shared/wsus-location.ts';
 import { stateRelay } from './state-relay.ts';
 import type { StateRelayOptions } from './state-relay.ts';
 import type { SiteSigningKey } from './site-signing-key.ts';
@@ -40,6 +42,8 @@ export const REGISTER_ROUTE = '/v1/register';
 export const REGISTRATION_ROUTE = '/v1/registration';
 export const ASSIGNMENTS_ROUTE = '/v1/policy/assignments';
 export const LOCATION_ROUTE = '/v1/location/content';
+/** Update-point location (spec 30 §2; docs/adr/0010-scan-agent.md): a `WSUSLocationRequest` in, a `WSUSLocationReply` out. */
+export const WSUS_LOCATION_ROUTE = '/v1/location/update-points';
 
 /** Ours: registration and location bodies are small JSON documents. */
 export const MAX_MP_REQUEST_BYTES = 64 * 1024;
@@ -217,6 +221,24 @@ export const managementPoint: FastifyPluginAsync<ManagementPointOptions> = async
     const replyBody = { packageId, version, locations };
     logs.location.info(`MP LM: Reply message body: ${JSON.stringify(replyBody)}`);
     return replyBody;
+  });
+
+  // Spec 30 §2 steps 2-3 (seeds 002/003, MP_Location.log): the queue mp_locationmanager.
+  app.post(WSUS_LOCATION_ROUTE, { bodyLimit: MAX_WSUS_LOCATION_BYTES }, async (request: RawRequest, reply) => {
+    const body = rawBody(request);
+    const c = await auth.authenticate(request.headers.authorization, request.method, request.url, body);
+    const xml = body.toString('utf8');
+    logs.location.info(`MP LM: Message Body : ${xml} from ${c.row.ClientID} (${c.row.NetBIOSName})`);
+    const q = parseWsusLocationRequest(xml);
+    logs.location.info(`MP LM: calling MP_GetWSUSServerLocations N'${q.contentId}',N'${q.version}',N'${q.assignedSite}',N'${opts.siteCode}',N'${q.onInternet ? 1 : 0}',N'${q.domain}'`);
+    if (q.assignedSite !== opts.siteCode) logs.location.warn(`MP LM: ${c.row.ClientID} is assigned to site ${q.assignedSite}, this MP serves ${opts.siteCode}; answering with ${opts.siteCode}'s update points, where the client is registered.`);
+    const fallback = (await readSettings(db))['mp.locationFallback'] === 1;
+    const found = await locateUpdatePoints(db, opts.siteCode, q, fallback);
+    const how = { boundary: `in boundary groups ${found.groups.join(', ')}`, 'no-boundaries': 'the site has no boundaries: every client is served', fallback: 'outside every boundary, served by fallback (mp.locationFallback = 1)', outside: 'outside every boundary and mp.locationFallback = 0: no update point' }[found.reach];
+    logs.location.info(`MP LM: the client's addresses ${q.ipAddresses.map((a) => a.address).join(', ') || 'none'}: ${how}; ${found.records.length} update point(s) hold content version ${q.version} or later${found.tooOld.length ? `; left out, older: ${found.tooOld.join(', ')}` : ''}.`);
+    const out = buildWsusLocationReply({ sites: [{ siteCode: opts.siteCode, records: found.records }] });
+    logs.location.info(`MP LM: Reply message body: ${out}`);
+    return reply.header('content-type', 'text/xml; charset=utf-8').send(out);
   });
 
   await app.register(stateRelay, {

@@ -53,6 +53,11 @@ export const ERRORS = {
   CAIRN_AGENT_DOWNLOAD_FAILED: { message: 'content could not be downloaded from any location', status: 502, callerFault: false },
   CAIRN_AGENT_CONTENT_HASH_MISMATCH: { message: 'a downloaded file does not match the hash in its policy', status: 422, callerFault: false },
   CAIRN_AGENT_FACTS_INVALID: { message: "the simulated clients' facts file is malformed", status: 400, callerFault: true },
+  // Issue 6, the scan agent and update-point location (docs/adr/0010-scan-agent.md).
+  CAIRN_WSUS_LOCATION_REQUEST_INVALID: { message: 'the WSUSLocationRequest is malformed', status: 400, callerFault: true },
+  CAIRN_AGENT_NO_UPDATE_POINT: { message: 'no update point holding the required content version serves this client yet', status: 404, callerFault: false },
+  CAIRN_AGENT_SCAN_FAILED: { message: 'the compliance scan failed', status: 500, callerFault: false },
+  CAIRN_AGENT_DATA_MISSING: { message: "the folder holds no agent data (agent store or identity), or not the client named", status: 404, callerFault: true },
   CAIRN_DATABASE_URL_INVALID: { message: 'the database URL is not sqlite: or postgres(ql)://', status: 400, callerFault: true },
   CAIRN_SITE_UNREACHABLE: { message: 'the site admin API cannot be reached', status: 502, callerFault: false },
   CAIRN_CONFIG_MISSING: { message: 'no site address or admin token was found (set CAIRN_URL and CAIRN_TOKEN, or run in the folder of `cairn start`)', status: 400, callerFault: true },
@@ -83,6 +88,9 @@ export const ERRORS = {
   CAIRN_SYNC_NO_UPSTREAM: { message: 'no upstream is configured for the site or its first software update point', status: 409, callerFault: true },
   CAIRN_SYNC_UPSTREAM_INVALID: { message: 'the upstream is neither an http(s) URL nor apt:<absolute folder>', status: 400, callerFault: true },
   CAIRN_SYNC_INTERRUPTED: { message: 'the software update point restarted or lost the sync it was running', status: 502, callerFault: false },
+  // The scanner (src/agent/scan/; issue 6, part 3).
+  CAIRN_SCAN_UPDATE_POINT_UNREACHABLE: { message: 'the update point cannot be reached or answered with an error', status: 502, callerFault: false },
+  CAIRN_SCAN_CONTENT_VERSION_TOO_OLD: { message: 'the update point holds an older catalog than the scan requires', status: 409, callerFault: false },
   CAIRN_INTERNAL: { message: 'an internal error occurred', status: 500, callerFault: false },
   CAIRN_STATE_XML_MALFORMED: { message: 'the state-message report is not well-formed XML', status: 400, callerFault: true },
   CAIRN_STATE_REPORT_INVALID: { message: 'the body is not a state-message Report (wrong root, missing client ID or body)', status: 400, callerFault: true },
