@@ -171,7 +171,7 @@ export const stateRelay: FastifyPluginAsync<StateRelayOptions> = async (app: Fas
   const authenticate = async (request: RawRequest): Promise<void> => {
     const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     const header = request.headers.authorization;
-    if (opts.clientAuth && header?.startsWith('CairnClient ')) {
+    if (opts.clientAuth && (header?.startsWith('CairnClient ') || header?.startsWith('CairnSession '))) {
       signers.set(request, (await opts.clientAuth(header, request.method, request.url, body)).clientId);
       return;
     }
