@@ -29,7 +29,7 @@ describe('MP sessions', () => {
     const mpData = path.join(work, 'mp1');
     const mpPort = await freePort();
     const mpArgs = { data: mpData, port: mpPort, site: site.url, name: 'mp1', key: added.stdout.trim(), siteKey: path.join(dataDir, 'site-signing.key'), database: `sqlite:${path.join(dataDir, 'site.db')}` };
-    let mp = track(await startMpProcess(mpArgs));
+    const mp = track(await startMpProcess(mpArgs));
     const data = path.join(work, 'agent');
     const agent = track(startAgentProc(['--mp', mp.url, '--data', data, '--name', 'SESSION-01']));
     const ccm = async (): Promise<string> => logText(await readLog(data, 'CcmMessaging'));
@@ -45,7 +45,7 @@ describe('MP sessions', () => {
 
     // The MP restarts: the agent's session is unknown to it; it opens a new one and the poll succeeds.
     await mp.kill('SIGTERM');
-    mp = track(await startMpProcess(mpArgs));
+    track(await startMpProcess(mpArgs));
     await waitWithTrigger(data, 'policy', `a new session after the MP restarted\n${agent.output()}`, async () => count(await ccm(), /Opened session [0-9a-f]{32} with the MP/) >= 2 && count(await ccm(), policyOk) >= 2);
     const afterRestart = await ccm();
     assert.match(afterRestart, new RegExp(`the MP no longer accepts session ${opened[1]} \\(CAIRN_SESSION_UNKNOWN\\); opening a new session and sending the request again`));
