@@ -18,7 +18,7 @@
  *   `statmgr.box/statmsgs`; 202 `{ file, messages }`.
  *
  * Authentication: a registered client signs with its own key (ADR 0005;
- * `clientAuth`), and then a report's `ClientID` (or a status message's
+ * `clientAuth`) or sends under its session (`CairnSession`, ADR 0012), and then a report's `ClientID` (or a status message's
  * attribute 408) must be the signer's, else 403 `CAIRN_CLIENT_MISMATCH`.
  * Tools and tests may still sign with the site's relay key
  * (docs/adr/0003-state-relay.md), HMAC-SHA256 over the method, the path, a
