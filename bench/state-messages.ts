@@ -5,8 +5,9 @@
  * second; not a test, never gates CI. Target (issue 4): ingestion at least
  * 25% of the raw rate.
  *
- * Usage: `npm run bench:state-messages [-- --count 1000000 --per-file 100]`;
- * runs on SQLite, and on PostgreSQL too when CAIRN_TEST_PG_URL is set.
+ * Usage: `npm run bench:state-messages [-- --count 1000000 --per-file 100 --engine sqlite|postgresql]`;
+ * runs on SQLite, and on PostgreSQL too when CAIRN_TEST_PG_URL is set
+ * (`--engine` runs one of them only).
  *
  * The files: one `Report` per file from one client with `--per-file`
  * messages (a client's reporting cycle sends its messages in bulk), each
@@ -161,7 +162,8 @@ async function raw(target: Target): Promise<number> {
 const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'cairn-bench-state-'));
 try {
   process.stdout.write(`state messages: ${count} in ${files} files of ${perFile}; ${os.availableParallelism()} cores, Node ${process.version}\n`);
-  const targets = [sqliteTarget(work), ...(process.env.CAIRN_TEST_PG_URL ? [pgTarget(process.env.CAIRN_TEST_PG_URL)] : [])];
+  const only = args.includes('--engine') ? args[args.indexOf('--engine') + 1] : undefined;
+  const targets = [sqliteTarget(work), ...(process.env.CAIRN_TEST_PG_URL ? [pgTarget(process.env.CAIRN_TEST_PG_URL)] : [])].filter((t) => only === undefined || t.name.toLowerCase() === only.toLowerCase());
   for (const t of targets) {
     process.stdout.write(`${t.name}:\n`);
     const ingestS = await ingest(t, work);

@@ -199,6 +199,7 @@ export function startAgent(options: AgentOptions): RunningAgent {
     for (let attempt = 0; !closed; attempt += 1) {
       try {
         siteKey = await pinSiteKey(dataDir, pinner, base.id, options.siteKeyFingerprint);
+        transport.trustSiteKey(siteKey.publicKey);
         break;
       } catch (err) {
         if (isCairnError(err) && (err.code === 'CAIRN_SITE_KEY_CHANGED' || err.code === 'CAIRN_SITE_KEY_UNTRUSTED')) throw err;

@@ -44,6 +44,8 @@ export const ASSIGNMENTS_ROUTE = '/v1/policy/assignments';
 export const LOCATION_ROUTE = '/v1/location/content';
 /** Update-point location (spec 30 §2; docs/adr/0010-scan-agent.md): a `WSUSLocationRequest` in, a `WSUSLocationReply` out. */
 export const WSUS_LOCATION_ROUTE = '/v1/location/update-points';
+/** ADR 0012: opens a session (an Ed25519-signed X25519 exchange). */
+export const OPEN_SESSION_ROUTE = '/v1/session';
 
 /** Ours: registration and location bodies are small JSON documents. */
 export const MAX_MP_REQUEST_BYTES = 64 * 1024;
@@ -74,6 +76,8 @@ export interface ManagementPointOptions {
    * machine (issue 4, part 4). Read on every registration.
    */
   readonly siteOwnClientIds?: () => ReadonlySet<string>;
+  /** How long a session lasts (ADR 0012); tests shorten it. */
+  readonly sessionLifetimeMs?: number;
 }
 
 type RawRequest = FastifyRequest<{ Body: Buffer }>;
@@ -126,12 +130,13 @@ export function parseRegistration(body: Buffer): ClientFacts {
 
 export const managementPoint: FastifyPluginAsync<ManagementPointOptions> = async (app: FastifyInstance, opts: ManagementPointOptions) => {
   const { db, logs } = opts;
-  const auth = new ClientAuthenticator(db);
+  const auth = new ClientAuthenticator(db, { log: logs.registration, ...(opts.sessionLifetimeMs === undefined ? {} : { sessionLifetimeMs: opts.sessionLifetimeMs }) });
+  app.addHook('onClose', async () => auth.close());
 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
-  const logFor = (url: string): ComponentLog => (url.includes('/v1/regist') ? logs.registration : url.includes('/v1/policy') ? logs.policy : url.includes('/v1/location') ? logs.location : logs.relay);
+  const logFor = (url: string): ComponentLog => (url.includes('/v1/regist') || url.includes(OPEN_SESSION_ROUTE) ? logs.registration : url.includes('/v1/policy') ? logs.policy : url.includes('/v1/location') ? logs.location : logs.relay);
 
   app.setErrorHandler(
     refusalHandler({
@@ -170,6 +175,13 @@ export const managementPoint: FastifyPluginAsync<ManagementPointOptions> = async
     );
     if (status === 'approved') await opts.onClientChanged(Number(row.ResourceID));
     return { clientId: facts.clientId, status };
+  });
+
+  // Sessions (ADR 0012): the reply's exact bytes are signed with the site key, so a client knows the X25519 key is the MP's.
+  app.post(OPEN_SESSION_ROUTE, { bodyLimit: MAX_MP_REQUEST_BYTES }, async (request: RawRequest, reply) => {
+    const opened = await auth.openSession(request.headers.authorization, request.method, request.url, rawBody(request), opts.signingKey.privateKey);
+    logs.registration.info(`Opened session ${opened.sessionId} for ${opened.client.row.ClientID} (${opened.client.row.NetBIOSName}) from ${request.ip}; ${auth.sessions.size} sessions open.`);
+    return reply.header('content-type', 'application/json; charset=utf-8').header(SIGNATURE_HEADER, opened.signature).send(opened.bytes);
   });
 
   app.get(REGISTRATION_ROUTE, async (request: RawRequest) => {
