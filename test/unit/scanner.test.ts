@@ -9,7 +9,7 @@
  * point that refuses connections, answers 5xx or hangs. A counting proxy in
  * front of the update point shows which requests were made.
  */
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -204,7 +204,10 @@ test('[UC13][UC14][UC15][UC16] a hand-checked catalog classifies every update on
   const w = await world('scan-states');
   try {
     const v = await w.sync();
-    const scanner = createScanner({ cacheDir: path.join(w.dir, 'cache'), pageSize: 3 });
+    // As the agent host runs it: requests through a shared keep-alive agent (node:http, not fetch).
+    const httpAgent = new http.Agent({ keepAlive: true });
+    after(() => httpAgent.destroy());
+    const scanner = createScanner({ cacheDir: path.join(w.dir, 'cache'), pageSize: 3, httpAgent });
     const a = logIn(w.dir, 'ScannerA');
     const ra = await scanner.scan(request(w, machineA, a.log, v));
     // The update point rejected the malformed update when it synced (ADR 0007): it never reaches clients from there.
@@ -352,20 +355,24 @@ test('an update point that refuses connections, answers 5xx or hangs is CAIRN_SC
   const w = await world('scan-unreachable');
   try {
     const v = await w.sync();
-    const scanner = createScanner({ cacheDir: path.join(w.dir, 'cache'), pageSize: 3, timeoutMs: 500 });
+    const httpAgent = new http.Agent({ keepAlive: true });
+    after(() => httpAgent.destroy());
     const l = logIn(w.dir, 'Scanner');
-    const unreachable = (why: RegExp) => (err: { code?: string; message?: string }) => err.code === 'CAIRN_SCAN_UPDATE_POINT_UNREACHABLE' && why.test(err.message ?? '');
-    const closed = `http://127.0.0.1:${await freePort()}`;
-    await assert.rejects(scanner.scan(request(w, machineA, l.log, v, closed)), unreachable(/ECONNREFUSED/));
-    w.proxy.mode = 'error500';
-    await assert.rejects(scanner.scan(request(w, machineA, l.log, v)), unreachable(/HTTP 500/));
-    w.proxy.mode = 'hang';
-    await assert.rejects(scanner.scan(request(w, machineA, l.log, v)), unreachable(/abort|timeout/i));
-    assert.equal(l.lines().filter((x) => /^Search against .* failed: CAIRN_SCAN_UPDATE_POINT_UNREACHABLE/.test(x)).length, 3);
-    // The agent switches to another location serving the catalog: the scan finishes there.
-    w.proxy.mode = 'pass';
-    const r = await scanner.scan(request(w, machineA, l.log, v, w.sup.url));
-    assert.equal(statesOf(r)[U(2)], 'required');
+    // Once through fetch, once through a keep-alive agent: both paths fail the same way.
+    for (const scanner of [createScanner({ cacheDir: path.join(w.dir, 'cache'), pageSize: 3, timeoutMs: 500 }), createScanner({ cacheDir: path.join(w.dir, 'cache2'), pageSize: 3, timeoutMs: 500, httpAgent })]) {
+      const unreachable = (why: RegExp) => (err: { code?: string; message?: string }) => err.code === 'CAIRN_SCAN_UPDATE_POINT_UNREACHABLE' && why.test(err.message ?? '');
+      const closed = `http://127.0.0.1:${await freePort()}`;
+      await assert.rejects(scanner.scan(request(w, machineA, l.log, v, closed)), unreachable(/ECONNREFUSED/));
+      w.proxy.mode = 'error500';
+      await assert.rejects(scanner.scan(request(w, machineA, l.log, v)), unreachable(/HTTP 500/));
+      w.proxy.mode = 'hang';
+      await assert.rejects(scanner.scan(request(w, machineA, l.log, v)), unreachable(/abort|timeout/i));
+      // The agent switches to another location serving the catalog: the scan finishes there.
+      w.proxy.mode = 'pass';
+      const r = await scanner.scan(request(w, machineA, l.log, v, w.sup.url));
+      assert.equal(statesOf(r)[U(2)], 'required');
+    }
+    assert.equal(l.lines().filter((x) => /^Search against .* failed: CAIRN_SCAN_UPDATE_POINT_UNREACHABLE/.test(x)).length, 6);
   } finally {
     await w.close();
   }

@@ -30,7 +30,6 @@
  * less than required: wait and retry). It never serves a catalog older than
  * asked for.
  */
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import type http from 'node:http';
 import path from 'node:path';
@@ -378,10 +377,5 @@ export function createCatalogCache(opts: CatalogCacheOptions): CatalogCache {
       return { ...r, how };
     },
   };
-}
-
-/** For tests: whether a cache folder holds a catalog on disk. */
-export function cacheHoldsCatalog(dir: string, catalogId: string): boolean {
-  return fs.existsSync(path.join(dir, catalogId, 'state.json'));
 }
 

@@ -20,9 +20,10 @@
  * two updates that supersede each other are both kept.
  *
  * Speed (bench/scan.ts): everything that depends only on the catalog is done
- * once per catalog version and shared by every client: rules compiled with
- * their versions parsed, supersedence, the not-required results, and an index
- * of updates by the packages their rules need installed. A machine then
+ * once per catalog version and shared by every client: supersedence, the
+ * not-required results, an index of updates by the packages their rules need
+ * installed, and rules compiled with their versions parsed (at their first
+ * evaluation, so only the updates some machine's packages name). A machine then
  * evaluates only the updates that name one of its packages (and the few whose
  * rules can hold without any package), which is the "evaluated applicability
  * rules of M out of K deployed entities" of the seed's line.
@@ -53,9 +54,9 @@ interface Entry {
   readonly id: string;
   readonly revision: number;
   readonly title: string;
-  /** Valid updates: compiled rules. Bad ones: the reason they are unknown. */
-  readonly applicable?: CompiledRule;
-  readonly installed?: CompiledRule;
+  /** Valid updates; their rules are compiled at their first evaluation (most updates are never evaluated). */
+  readonly update?: Update;
+  /** Bad ones: the reason they are unknown. */
   readonly bad?: string;
   /** Product and classification GUIDs, for the categories of the found updates. */
   readonly categories: readonly string[];
@@ -79,22 +80,28 @@ interface CatalogIndex {
 interface Compiled {
   readonly applicable: CompiledRule;
   readonly installed: CompiledRule;
-  /** Packages one of which must be installed for either rule to hold; undefined: no such set. */
-  readonly needs: ReadonlySet<string> | undefined;
 }
 
-/** Compiled rules by update object: an update unchanged between two catalog versions is compiled once. */
+/** Compiled rules by update object: an update unchanged between two catalog versions is compiled once, when first evaluated. */
 const compiledRules = new WeakMap<Update, Compiled>();
 
 function compile(u: Update): Compiled {
   let c = compiledRules.get(u);
   if (!c) {
-    const a = requiredPackages(u.isApplicable);
-    const i = requiredPackages(u.isInstalled);
-    c = { applicable: compileRule(u.isApplicable), installed: compileRule(u.isInstalled), needs: a && i ? new Set([...a, ...i]) : undefined };
+    c = { applicable: compileRule(u.isApplicable), installed: compileRule(u.isInstalled) };
     compiledRules.set(u, c);
   }
   return c;
+}
+
+/** Packages one of which must be installed for either rule of `u` to hold; undefined when there is no such set. */
+function needs(u: Update): ReadonlySet<string> | undefined {
+  const a = requiredPackages(u.isApplicable);
+  if (!a) return undefined;
+  const i = requiredPackages(u.isInstalled);
+  if (!i) return undefined;
+  if (a.size === 1 && i.size === 1 && [...a][0] === [...i][0]) return a;
+  return new Set([...a, ...i]);
 }
 
 function buildIndex(catalog: CachedCatalog): CatalogIndex {
@@ -107,10 +114,10 @@ function buildIndex(catalog: CachedCatalog): CatalogIndex {
     if (cu.ok) {
       const u = cu.update;
       const base = { id: u.id, revision: u.revision, title: u.title, articleId: u.articleId, products: u.products, classification: u.classification };
-      const c = compile(u);
-      entries.push({ id: u.id, revision: u.revision, title: u.title, applicable: c.applicable, installed: c.installed, categories: [...u.products, u.classification], base, notRequired: Object.freeze({ ...base, state: 'notRequired' as const }) });
-      if (c.needs) {
-        for (const name of c.needs) {
+      entries.push({ id: u.id, revision: u.revision, title: u.title, update: u, categories: [...u.products, u.classification], base, notRequired: Object.freeze({ ...base, state: 'notRequired' as const }) });
+      const need = needs(u);
+      if (need) {
+        for (const name of need) {
           const list = byPackage.get(name);
           if (list) list.push(k);
           else byPackage.set(name, [k]);
@@ -243,8 +250,9 @@ export function createScanner(options: ScannerOptions): ProcessScanner {
           continue;
         }
         try {
-          const a = e.applicable!(m);
-          const i = e.installed!(m);
+          const c = compile(e.update!);
+          const a = c.applicable(m);
+          const i = c.installed(m);
           if (a && i) states.set(k, { state: 'unknown', reason: 'the rules contradict each other: isApplicable and isInstalled both hold on this machine' });
           else if (a) states.set(k, { state: 'required' });
           else if (i) states.set(k, { state: 'installed' });
