@@ -51,6 +51,8 @@ export class StateMessaging {
   readonly #mp: MpClient;
   readonly #log: ComponentLog;
   readonly #sender: ReportSender;
+  #sendingState: Promise<number> | undefined;
+  #sendingStatus: Promise<number> | undefined;
 
   constructor(o: { store: AgentStore; mp: MpClient; log: ComponentLog; sender: ReportSender }) {
     this.#store = o.store;
@@ -88,8 +90,19 @@ export class StateMessaging {
     this.#store.addStatusMessage(this.clientId, m);
   }
 
-  /** Sends every unsent state message. Returns how many the MP accepted. */
-  async sendStateMessages(): Promise<number> {
+  /**
+   * Sends every unsent state message. Returns how many the MP accepted. One
+   * send at a time per client: a reporting cycle asked for while one is
+   * sending (`cairn agent report --now` during a long cycle) joins it rather
+   * than sending the same unsent batch a second time; the running cycle
+   * already goes on until nothing is unsent, new messages included.
+   */
+  sendStateMessages(): Promise<number> {
+    this.#sendingState ??= this.#sendStateMessages().finally(() => (this.#sendingState = undefined));
+    return this.#sendingState;
+  }
+
+  async #sendStateMessages(): Promise<number> {
     let accepted = 0;
     for (;;) {
       const batch = this.#store.unsentStateMessages(this.clientId, MAX_MESSAGES_PER_REPORT);
@@ -119,8 +132,13 @@ export class StateMessaging {
     return accepted;
   }
 
-  /** Sends every queued client status message. Returns how many the MP accepted. */
-  async sendStatusMessages(): Promise<number> {
+  /** Sends every queued client status message. Returns how many the MP accepted. One send at a time per client, as for state messages. */
+  sendStatusMessages(): Promise<number> {
+    this.#sendingStatus ??= this.#sendStatusMessages().finally(() => (this.#sendingStatus = undefined));
+    return this.#sendingStatus;
+  }
+
+  async #sendStatusMessages(): Promise<number> {
     let accepted = 0;
     for (;;) {
       const batch = this.#store.unsentStatusMessages(this.clientId, MAX_STATUS_PER_REQUEST);

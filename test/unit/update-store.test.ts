@@ -5,8 +5,10 @@
  * a scan no longer returns become not required with the reason, and
  * thousands of states go in one transaction with consecutive serials.
  */
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { AgentStore } from '../../src/agent/agent-store.ts';
 import { MpClient, MpTransport } from '../../src/agent/mp-client.ts';
@@ -74,5 +76,44 @@ test('5,000 states in one scan: one transaction, consecutive serials after the o
   assert.equal(serials.length, 5001);
   assert.deepEqual([serials[0], serials[1], serials.at(-1)], [1, 2, 5001]);
   assert.equal(store.addStateMessage(CLIENT, { topicType: 501, topicId: '{S}', idType: 3, stateId: 3 }), 5002);
+  store.close();
+});
+
+test('[UC19] a reporting cycle asked for while one is sending joins it: every serial reaches the MP once', async () => {
+  const dir = await tempDir('state-single-flight');
+  const store = new AgentStore(path.join(dir, 'agent.db'));
+  const log = (name: string) => createComponentLog({ dir: path.join(dir, 'logs'), name, component: name });
+  // A stand-in relay endpoint that records the serials of each report and holds the first reply until a second cycle has been asked for.
+  const received: number[] = [];
+  let releaseFirst!: () => void;
+  const firstHeld = new Promise<void>((r) => (releaseFirst = r));
+  let requests = 0;
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      for (const m of body.matchAll(/SerialNumber="(\d+)"/g)) received.push(Number(m[1]));
+      const reply = () => res.writeHead(202, { 'content-type': 'application/json' }).end('{"file":"x.SMX","records":1,"invalidRecords":0}');
+      if (requests++ === 0) void firstHeld.then(reply);
+      else reply();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  after(() => server.close());
+  const port = (server.address() as AddressInfo).port;
+  const mp = new MpClient(new MpTransport(`http://127.0.0.1:${port}`), { clientId: CLIENT, privateKeyPem: newKeyPair().privateKey }, log('CcmMessaging'));
+  const state = new StateMessaging({ store, mp, log: log('StateMessage'), sender: { clientId: CLIENT, netbiosName: 'PC1', clientVersion: '1' } });
+  for (let i = 0; i < 2500; i++) store.addStateMessage(CLIENT, { topicType: 500, topicId: `t${i}`, idType: 3, stateId: 1 });
+  const first = state.sendStateMessages();
+  const second = state.sendStateMessages();
+  releaseFirst();
+  const [a, b] = await Promise.all([first, second]);
+  assert.equal(a, 2500);
+  assert.equal(b, 2500, 'the second call joined the first');
+  assert.equal(received.length, 2500);
+  assert.equal(new Set(received).size, 2500, 'no serial sent twice');
+  assert.equal(store.unsentStateMessages(CLIENT, 1).length, 0);
+  assert.equal(await state.sendStateMessages(), 0, 'a later cycle finds nothing unsent');
   store.close();
 });
