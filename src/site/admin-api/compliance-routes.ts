@@ -1,7 +1,7 @@
 /**
  * The admin API's routes for software-update compliance (issue 6, parts 5
- * and 6): update groups, their deployments, the summarised compliance and the
- * summary tasks. Registered by `buildAdminApi` in the same fastify instance:
+ * to 7): update groups, their deployments, the summarised compliance, the
+ * per-client detail and the summary tasks. Registered by `buildAdminApi` in the same fastify instance:
  * the token check, the audit line in `SMSProv.log` and the error handling are
  * the admin API's own. Transport only: decode, call a service, encode.
  */
@@ -35,7 +35,13 @@ export function registerComplianceRoutes(app: FastifyInstance, opts: { ctx: Site
     return reply.code(result.created ? 201 : 200).send(result);
   });
 
-  app.get<{ Querystring: { update?: string; group?: string; deployment?: string } }>('/api/v1/compliance', async (request) => complianceView(ctx, request.query));
+  app.get<{ Querystring: { update?: string; group?: string; deployment?: string; client?: string; limit?: string } }>('/api/v1/compliance', async (request) => {
+    const view = await complianceView(ctx, request.query);
+    // Per-client detail names machines: say whose in the audit line.
+    if (view.kind === 'client') auditNote(request, `read the update states of client ${view.client.name || '(no name)'} (${view.client.clientId})`);
+    if (view.kind === 'updates' && view.clients) auditNote(request, `read the clients per state of update ${request.query.update}`);
+    return view;
+  });
 
   app.get('/api/v1/summary-tasks', async () => ({ summaryTasks: await listSummaryTaskViews(ctx) }));
 
