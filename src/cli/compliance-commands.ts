@@ -51,9 +51,10 @@ export function addComplianceCommands(admin: Command, p: CliPrinters): void {
     .description('run summary tasks now and wait for them (without --task: update status, update group status, assignment compliance)')
     .option('--task <name>', 'one task, e.g. update-status, update-group-status, assignment-compliance')
     .option('--deployment <id>', 'the assignment compliance evaluator for this deployment only')
+    .option('--group <name>', 'the update group status summarizer for this update group only')
     .option('--json', 'JSON output')
-    .action(async (o: { task?: string; deployment?: string; json?: boolean }) => {
-      const r = await callAdmin<{ runs: TaskRunResult[] }>(p.conn(), 'POST', '/api/v1/summary-tasks/run', { ...(o.task ? { task: o.task } : {}), ...(o.deployment ? { deployment: o.deployment } : {}) });
+    .action(async (o: { task?: string; deployment?: string; group?: string; json?: boolean }) => {
+      const r = await callAdmin<{ runs: TaskRunResult[] }>(p.conn(), 'POST', '/api/v1/summary-tasks/run', { ...(o.task ? { task: o.task } : {}), ...(o.deployment ? { deployment: o.deployment } : {}), ...(o.group ? { group: o.group } : {}) });
       p.print(!!o.json, r.runs, () => r.runs.map((x) => `task ${x.task} completed ${x.result === 'success' ? 'successfully' : 'with errors'} after running for ${(x.durationMs / 1000).toFixed(3)} seconds, with status ${x.rowsTouched}\n`).join(''));
     });
 

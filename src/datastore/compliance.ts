@@ -243,22 +243,27 @@ const finish = (groups: readonly { required: number; known: number; clients: num
 const memberCounts = async (db: Db): Promise<Map<number, number>> =>
   new Map((await db.selectFrom('CI_AuthListMembers').select(['AuthListID', sql<number>`count(*)`.as('n')]).groupBy('AuthListID').execute()).map((r) => [Number(r.AuthListID), num(r.n)]));
 
-/** Update group status summarizer: rewrites `CI_AuthListSummary`; returns the rows written. */
-export async function summarizeUpdateGroups(trx: Db, now: string): Promise<number> {
-  const [groups, members, clients] = await Promise.all([listUpdateGroups(trx), memberCounts(trx), countSiteClients(trx)]);
+/** Update group status summarizer: (re)writes `CI_AuthListSummary`, for one update group or all; returns the rows written. */
+export async function summarizeUpdateGroups(trx: Db, now: string, authListId?: number): Promise<number> {
+  let groups = await listUpdateGroups(trx);
+  if (authListId !== undefined) groups = groups.filter((g) => g.AuthListID === authListId);
+  if (!groups.length) return 0;
+  const [members, clients] = await Promise.all([memberCounts(trx), countSiteClients(trx)]);
   const agg = await aggregateCompliance(
     trx,
     sql`select m."AuthListID" as "k", s."ClientID" as "c",
                sum(case when s."Status" = 2 then 1 else 0 end) as "req",
                sum(case when s."Status" in (1, 3) then 1 else 0 end) as "known"
         from "CI_AuthListMembers" m join "Update_ComplianceStatus" s on s."CI_UniqueID" = m."CI_UniqueID"
+        ${authListId === undefined ? sql`` : sql`where m."AuthListID" = ${authListId}`}
         group by m."AuthListID", s."ClientID"`,
   );
   const rows = groups.map((g) => {
     const c = finish(agg.get(g.AuthListID), members.get(g.AuthListID) ?? 0, clients);
     return { AuthListID: g.AuthListID, NumCompliant: c.compliant, NumNonCompliant: c.nonCompliant, NumUnknown: c.unknown, NumTotal: c.total, SummaryTime: now };
   });
-  await trx.deleteFrom('CI_AuthListSummary').execute();
+  if (authListId === undefined) await trx.deleteFrom('CI_AuthListSummary').execute();
+  else await trx.deleteFrom('CI_AuthListSummary').where('AuthListID', '=', authListId).execute();
   for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) await trx.insertInto('CI_AuthListSummary').values(rows.slice(i, i + ROWS_PER_STATEMENT)).execute();
   return rows.length;
 }

@@ -185,6 +185,14 @@ describe('compliance in the site database (migrations 0007 and 0008)', () => {
     assert.equal(await d.db.transaction().execute((trx) => evaluateAssignments(trx, now, dep.AssignmentID)), 1);
     const after = (await readDeploymentSummary(d.db, dep.AssignmentID))!;
     assert.deepEqual([after.compliant, after.nonCompliant, after.unknown], [2, 0, 2]);
+
+    // [UC27] on demand for one update group: only that group's summary is rewritten.
+    const later = new Date(Date.parse(now) + 1000).toISOString();
+    assert.equal(await d.db.transaction().execute((trx) => summarizeUpdateGroups(trx, later, g.AuthListID)), 1);
+    const one = (await readGroupSummary(d.db, g.AuthListID))!;
+    assert.deepEqual([one.compliant, one.nonCompliant, one.unknown, one.total, one.summaryTime], [2, 1, 3, 6, later]);
+    assert.equal((await readGroupSummary(d.db, empty.AuthListID))!.summaryTime, now);
+    assert.equal(await d.db.transaction().execute((trx) => summarizeUpdateGroups(trx, later, 9999)), 0);
   });
 
   engineTest('[UC28] delete aged status removes update state older than the cutoff from the compliance table, latest states and history', async (d) => {

@@ -190,6 +190,14 @@ describe('compliance summarisation end to end', () => {
       assert.deepEqual(await counts(u1), [1, 1, 0, 1, 3]);
       assert.equal((await cli(site, ['summarize', '--task', 'update-status'])).code, 0);
       assert.equal((await cli(site, ['summarize', '--deployment', deployed.deployment.deploymentId])).code, 0);
+      // UC27 per update group: only the update group status summarizer, for that group.
+      const perGroup = await cli(site, ['summarize', '--group', 'Baseline']);
+      assert.equal(perGroup.code, 0, perGroup.stderr);
+      assert.match(perGroup.stdout, /^task Update Group Status Summarizer completed successfully after running for [\d.]+ seconds, with status 1\n$/);
+      const group2 = json<Extract<ComplianceView, { kind: 'group' }>>(await cli(site, ['compliance', '--group', 'Baseline', '--json']));
+      assert.deepEqual([group2.group.summary?.compliant, group2.group.summary?.nonCompliant, group2.group.summary?.unknown], [2, 0, 1]);
+      assert.match((await cli(site, ['summarize', '--group', 'nope'])).stderr, /CAIRN_UPDATE_GROUP_NOT_FOUND/);
+      assert.match((await cli(site, ['summarize', '--group', 'Baseline', '--task', 'update-status'])).stderr, /CAIRN_REQUEST_INVALID: .*group goes with the update group status summarizer only/);
       assert.deepEqual(await counts(u1), [0, 2, 0, 1, 3]);
       const dep2 = json<Extract<ComplianceView, { kind: 'deployment' }>>(await cli(site, ['compliance', '--deployment', String(deployed.deployment.assignmentId), '--json']));
       assert.deepEqual([dep2.deployment.summary?.compliant, dep2.deployment.summary?.nonCompliant, dep2.deployment.summary?.unknown], [2, 0, 1]);
@@ -201,6 +209,7 @@ describe('compliance summarisation end to end', () => {
       const log = await readLog(dataDir, 'summarizer');
       assert.match(log, /task Update Status Summarizer started \(on demand\)/);
       assert.match(log, /task Assignment Compliance Evaluator started \(on demand\) for deployment \d+/);
+      assert.match(log, /task Update Group Status Summarizer started \(on demand\) for update group \d+ \(Baseline\)/);
       assert.match(log, /task Delete Aged Status completed successfully after running for [\d.]+ seconds, with status 0/);
       const prov = await readLog(dataDir, 'SMSProv');
       assert.match(prov, /called POST \/api\/v1\/update-groups\/Baseline\/deployments: 201, deployed update group Baseline to /);

@@ -48,7 +48,7 @@ export function registerComplianceRoutes(app: FastifyInstance, opts: { ctx: Site
   app.post('/api/v1/summary-tasks/run', async (request) => {
     if (!opts.summarizer) throw new CairnError('CAIRN_SUMMARY_TASK_FAILED', 'the summarizer does not run in this process');
     const b = jsonBody(request);
-    const result = await summarizeNow(ctx, opts.summarizer, { task: b.task, deployment: b.deployment });
+    const result = await summarizeNow(ctx, opts.summarizer, { task: b.task, deployment: b.deployment, group: b.group });
     auditNote(request, `ran ${result.runs.map((r) => `${r.task} (${r.result}, ${r.rowsTouched} rows, ${r.durationMs} ms)`).join('; ')}`);
     return result;
   });

@@ -34,7 +34,7 @@ import { readSettings } from '../../datastore/site-control.ts';
 import type { SiteContext } from '../site-context.ts';
 import { requireCollection } from './collections.ts';
 import { resolveTask, TASK_DEFS } from '../components/summarizer/summarizer.ts';
-import type { Summarizer, TaskRunResult } from '../components/summarizer/summarizer.ts';
+import type { Scope, Summarizer, TaskRunResult } from '../components/summarizer/summarizer.ts';
 import type { SummaryTaskName } from '../../datastore/compliance.ts';
 
 const UPDATE_ID = /^[0-9A-Za-z][0-9A-Za-z._:+~-]{0,127}$/;
@@ -259,18 +259,32 @@ export async function listSummaryTaskViews(ctx: SiteContext): Promise<SummaryTas
   });
 }
 
-/** Runs summary tasks now and waits for them; a failed run is an error with the task's reason. */
-export async function summarizeNow(ctx: SiteContext, summarizer: Summarizer, q: { task?: unknown; deployment?: unknown }): Promise<{ runs: TaskRunResult[] }> {
+/**
+ * Runs summary tasks now and waits for them; a failed run is an error with
+ * the task's reason. `deployment` runs the assignment compliance evaluator
+ * for that deployment only, `group` the update group status summarizer for
+ * that group only (spec 30, section 5: on demand per deployment, per update
+ * group, all updates).
+ */
+export async function summarizeNow(ctx: SiteContext, summarizer: Summarizer, q: { task?: unknown; deployment?: unknown; group?: unknown }): Promise<{ runs: TaskRunResult[] }> {
   if (q.task !== undefined && (typeof q.task !== 'string' || !q.task)) throw new CairnError('CAIRN_REQUEST_INVALID', 'task must be a task name');
   if (q.deployment !== undefined && (typeof q.deployment !== 'string' || !q.deployment)) throw new CairnError('CAIRN_REQUEST_INVALID', 'deployment must be a deployment ID');
+  if (q.group !== undefined && (typeof q.group !== 'string' || !q.group)) throw new CairnError('CAIRN_REQUEST_INVALID', 'group must be an update group name');
+  if (q.deployment !== undefined && q.group !== undefined) throw new CairnError('CAIRN_REQUEST_INVALID', 'give deployment or group, not both');
   const tasks = q.task === undefined ? [] : [resolveTask(q.task as string)];
-  let assignmentId: number | undefined;
+  let scope: Scope = {};
   if (q.deployment !== undefined) {
-    assignmentId = (await requireUpdateDeployment(ctx, q.deployment as string)).AssignmentID;
+    scope = { assignmentId: (await requireUpdateDeployment(ctx, q.deployment as string)).AssignmentID };
     if (tasks.length && tasks[0] !== 'Assignment Compliance Evaluator') throw new CairnError('CAIRN_REQUEST_INVALID', 'deployment goes with the assignment compliance evaluator only');
     if (!tasks.length) tasks.push('Assignment Compliance Evaluator');
   }
-  const runs = await summarizer.runOnDemand(tasks, assignmentId === undefined ? {} : { assignmentId });
+  if (q.group !== undefined) {
+    const g = await requireUpdateGroup(ctx, q.group as string);
+    scope = { authListId: g.AuthListID, groupName: g.Name };
+    if (tasks.length && tasks[0] !== 'Update Group Status Summarizer') throw new CairnError('CAIRN_REQUEST_INVALID', 'group goes with the update group status summarizer only');
+    if (!tasks.length) tasks.push('Update Group Status Summarizer');
+  }
+  const runs = await summarizer.runOnDemand(tasks, scope);
   const failed = runs.find((r) => r.result === 'failed');
   if (failed) throw new CairnError('CAIRN_SUMMARY_TASK_FAILED', `${failed.task}: ${failed.error}`);
   return { runs };
