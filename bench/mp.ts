@@ -46,14 +46,10 @@ import { managementPoint } from '../src/mp/management-point.ts';
 import { createMpLogs } from '../src/mp/mp-logs.ts';
 import { loadSiteSigningKey } from '../src/mp/site-signing-key.ts';
 import { MP_PREFIX } from '../src/mp/state-relay.ts';
+import { intOption } from './options.ts';
 
 const args = process.argv.slice(2);
-const opt = (name: string, fallback: number): number => {
-  const i = args.indexOf(name);
-  const v = i === -1 ? fallback : Number(args[i + 1]);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer`);
-  return v;
-};
+const opt = (name: string, fallback: number): number => intOption(name, fallback, args);
 
 interface BenchClient {
   clientId: string;

@@ -26,10 +26,8 @@
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
-import { openDatabase } from '../src/datastore/engine.ts';
-import type { SiteDatabase } from '../src/datastore/engine.ts';
+import { pgTarget, sqliteTarget } from './engines.ts';
+import type { Target } from './engines.ts';
 import { migrateToLatest } from '../src/datastore/migrate.ts';
 import { readSettings } from '../src/datastore/site-control.ts';
 import { countStateRows } from '../src/datastore/state-messages.ts';
@@ -39,14 +37,10 @@ import { StateSystem } from '../src/site/components/statesys/state-system.ts';
 import type { SiteContext } from '../src/site/site-context.ts';
 import { writeInboxFile } from '../src/shared/inbox.ts';
 import { parseStateReport } from '../src/shared/state-report.ts';
+import { intOption } from './options.ts';
 
 const args = process.argv.slice(2);
-const opt = (name: string, fallback: number): number => {
-  const i = args.indexOf(name);
-  const v = i === -1 ? fallback : Number(args[i + 1]);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer`);
-  return v;
-};
+const opt = (name: string, fallback: number): number => intOption(name, fallback, args);
 const count = opt('--count', 1_000_000);
 const perFile = opt('--per-file', 100);
 const files = Math.ceil(count / perFile);
@@ -61,46 +55,6 @@ function report(file: number): string {
     );
   }
   return `<Report><ReportHeader><Identification><Machine><ClientInstalled>1</ClientInstalled><ClientType>1</ClientType><ClientID>GUID:${String(file).padStart(8, '0')}-CF56-41D1-A006-6330EFC39381</ClientID><ClientVersion>5.00.7958.1000</ClientVersion><NetBIOSName>PC${file}</NetBIOSName><CodePage>437</CodePage><SystemDefaultLCID>1033</SystemDefaultLCID><Priority>5</Priority></Machine></Identification><ReportDetails><ReportContent>State Message Data</ReportContent><ReportType>Full</ReportType><Date>20261122070000.000000+000</Date><Version>1.0</Version><Format>1.0</Format></ReportDetails></ReportHeader><ReportBody>${msgs.join('')}</ReportBody></Report>`;
-}
-
-interface Target {
-  readonly name: string;
-  open(): Promise<{ db: SiteDatabase; drop(): Promise<void> }>;
-}
-
-function sqliteTarget(dir: string): Target {
-  let n = 0;
-  return {
-    name: 'SQLite',
-    async open() {
-      n += 1;
-      const db = openDatabase(`sqlite:${path.join(dir, `bench-${n}.db`)}`);
-      return { db, drop: () => db.destroy() };
-    },
-  };
-}
-
-function pgTarget(base: string): Target {
-  return {
-    name: 'PostgreSQL',
-    async open() {
-      const name = `cairn_b_${randomBytes(6).toString('hex')}`;
-      const admin = new pg.Client({ connectionString: base });
-      await admin.connect();
-      await admin.query(`CREATE DATABASE ${name}`);
-      const url = new URL(base);
-      url.pathname = `/${name}`;
-      const db = openDatabase(url.toString());
-      return {
-        db,
-        async drop() {
-          await db.destroy();
-          await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-          await admin.end();
-        },
-      };
-    },
-  };
 }
 
 async function ingest(target: Target, work: string): Promise<number> {

@@ -36,10 +36,9 @@
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
-import pg from 'pg';
-import { openDatabase } from '../src/datastore/engine.ts';
+import { pgTarget, sqliteTarget } from './engines.ts';
+import type { Target } from './engines.ts';
 import type { SiteDatabase } from '../src/datastore/engine.ts';
 import { migrateToLatest } from '../src/datastore/migrate.ts';
 import { readSettings } from '../src/datastore/site-control.ts';
@@ -50,14 +49,10 @@ import { createContentLibrary } from '../src/content-library/content-library.ts'
 import { sitePaths } from '../src/site/site-paths.ts';
 import { Summarizer } from '../src/site/components/summarizer/summarizer.ts';
 import type { SiteContext } from '../src/site/site-context.ts';
+import { intOption } from './options.ts';
 
 const args = process.argv.slice(2);
-const opt = (name: string, fallback: number): number => {
-  const i = args.indexOf(name);
-  const v = i === -1 ? fallback : Number(args[i + 1]);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer`);
-  return v;
-};
+const opt = (name: string, fallback: number): number => intOption(name, fallback, args);
 const clients = opt('--clients', 10_000);
 const updates = opt('--updates', 1000);
 const runs = opt('--runs', 3);
@@ -65,44 +60,6 @@ const runs = opt('--runs', 3);
 const UNREGISTERED = Math.min(50, clients);
 const SILENT = 50;
 const CLIENTS_PER_STATEMENT = 250;
-
-interface Target {
-  readonly name: string;
-  open(): Promise<{ db: SiteDatabase; drop(): Promise<void> }>;
-}
-
-function sqliteTarget(dir: string): Target {
-  return {
-    name: 'SQLite',
-    async open() {
-      const db = openDatabase(`sqlite:${path.join(dir, 'bench.db')}`);
-      return { db, drop: () => db.destroy() };
-    },
-  };
-}
-
-function pgTarget(base: string): Target {
-  return {
-    name: 'PostgreSQL',
-    async open() {
-      const name = `cairn_b_${randomBytes(6).toString('hex')}`;
-      const admin = new pg.Client({ connectionString: base });
-      await admin.connect();
-      await admin.query(`CREATE DATABASE ${name}`);
-      const url = new URL(base);
-      url.pathname = `/${name}`;
-      const db = openDatabase(url.toString());
-      return {
-        db,
-        async drop() {
-          await db.destroy();
-          await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-          await admin.end();
-        },
-      };
-    },
-  };
-}
 
 const clientId = (engine: string, col: string) => (engine === 'sqlite' ? sql.raw(`printf('GUID:%08d-0000-4000-8000-000000000000', ${col})`) : sql.raw(`'GUID:' || lpad(${col}::text, 8, '0') || '-0000-4000-8000-000000000000'`));
 const updateId = (engine: string, col: string) => (engine === 'sqlite' ? sql.raw(`printf('e0000000-0000-4000-8000-%012d', ${col})`) : sql.raw(`'e0000000-0000-4000-8000-' || lpad(${col}::text, 12, '0')`));

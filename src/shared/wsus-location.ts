@@ -12,7 +12,7 @@
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { CairnError } from './errors.ts';
 import type { ErrorCode } from './errors.ts';
-import { decodeXml } from './state-report.ts';
+import { XML_PARSER_OPTIONS, attrs, child } from './state-report.ts';
 
 export const WSUS_LOCATION_SCHEMA_VERSION = '1.00';
 /** Ours: a request or reply is a few hundred bytes; anything past this is not one. */
@@ -80,29 +80,11 @@ export function buildWsusLocationReply(r: WsusLocationReply): string {
 }
 
 const parser = new XMLParser({
-  ignoreAttributes: false,
-  attributeNamePrefix: '',
-  attributesGroupName: '@',
-  parseTagValue: false,
-  parseAttributeValue: false,
-  ignoreDeclaration: true,
-  processEntities: false,
+  ...XML_PARSER_OPTIONS,
   isArray: (name) => name === 'IPAddress' || name === 'Site' || name === 'LocationRecord',
 });
 
 type Node = Record<string, unknown>;
-
-function child(node: unknown, name: string): unknown {
-  return node && typeof node === 'object' ? (node as Node)[name] : undefined;
-}
-
-function attrs(node: unknown): Record<string, string> {
-  const a = child(node, '@');
-  if (!a || typeof a !== 'object') return {};
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(a)) out[k] = decodeXml(String(v));
-  return out;
-}
 
 function list(node: unknown, name: string): unknown[] {
   const v = child(node, name);
