@@ -87,14 +87,7 @@ export async function storeStateRecords(trx: Db, records: readonly StateRecord[]
     inserted += Number(res.numInsertedOrUpdatedRows ?? 0);
   }
 
-  const rounds: StateRecord[][] = [];
-  const seen = new Map<string, number>();
-  for (const r of records) {
-    const k = keyOf(r);
-    const n = seen.get(k) ?? 0;
-    seen.set(k, n + 1);
-    (rounds[n] ??= []).push(r);
-  }
+  const rounds = intoRounds(records);
   let applied = 0;
   for (const round of rounds) {
     for (let i = 0; i < round.length; i += ROWS_PER_STATEMENT) {
@@ -186,6 +179,24 @@ function pgSource(records: readonly StateRecord[], receivedTime: string) {
 const PG_TARGET_COLUMNS = sql.join([...PG_COLUMNS.map(([name]) => sql.ref(name)), sql.ref('ReceivedTime')]);
 
 /**
+ * Splits records into rounds in which each (client, topic type, topic) key
+ * appears at most once: one upsert statement may not touch a row twice, so
+ * the n-th record of a key goes in round n (ordered by the latest-state rule
+ * in the upsert itself).
+ */
+function intoRounds(records: readonly StateRecord[]): StateRecord[][] {
+  const rounds: StateRecord[][] = [];
+  const seen = new Map<string, number>();
+  for (const r of records) {
+    const k = keyOf(r);
+    const n = seen.get(k) ?? 0;
+    seen.set(k, n + 1);
+    (rounds[n] ??= []).push(r);
+  }
+  return rounds;
+}
+
+/**
  * The same as the SQLite path above, same rounds and same rule, with each
  * statement's rows sent as one array per column (`unnest`): PostgreSQL
  * parses and binds 14 parameters instead of 14 a row (docs/performance.md,
@@ -197,14 +208,7 @@ async function storeStateRecordsPg(trx: Db, records: readonly StateRecord[], rec
     const res = await sql`INSERT INTO "StateMsgHistory" (${PG_TARGET_COLUMNS}) ${pgSource(records.slice(i, i + PG_ROWS_PER_STATEMENT), receivedTime)} ON CONFLICT ("ClientID", "TopicType", "TopicID", "SerialNumber") DO NOTHING`.execute(trx);
     inserted += Number(res.numAffectedRows ?? 0);
   }
-  const rounds: StateRecord[][] = [];
-  const seen = new Map<string, number>();
-  for (const r of records) {
-    const k = keyOf(r);
-    const n = seen.get(k) ?? 0;
-    seen.set(k, n + 1);
-    (rounds[n] ??= []).push(r);
-  }
+  const rounds = intoRounds(records);
   const updated = sql.join(['StateID', 'Criticality', 'SerialNumber', 'MessageTime', 'NetBIOSName', 'IDType', 'UserName', 'UserSID', 'UserFlags', 'UserParams', 'ReceivedTime'].map((c) => sql`${sql.ref(c)} = excluded.${sql.ref(c)}`));
   let applied = 0;
   for (const round of rounds) {

@@ -10,21 +10,14 @@ import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { createPublicKey } from 'node:crypto';
-import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
-import { openDatabase } from '../../src/datastore/engine.ts';
 import type { SiteDatabase } from '../../src/datastore/engine.ts';
-import { migrateToLatest } from '../../src/datastore/migrate.ts';
-import { ensureSite } from '../../src/datastore/site-control.ts';
-import { managementPoint } from '../../src/mp/management-point.ts';
-import { createMpLogs } from '../../src/mp/mp-logs.ts';
-import { ensureSiteSigningKey } from '../../src/mp/site-signing-key.ts';
 import type { SiteSigningKey } from '../../src/mp/site-signing-key.ts';
 import { ClientAuthenticator } from '../../src/mp/client-authenticator.ts';
 import { acceptSessionReply, newClientId, newKeyPair, newSessionOffer, signClientRequest, signSessionRequest } from '../../src/shared/client-auth.ts';
 import type { ClientSession } from '../../src/shared/client-auth.ts';
 import { setClientApproval } from '../../src/datastore/clients.ts';
-import { tempDir } from '../helpers/processes.ts';
+import { mountTestMp } from '../helpers/mp-app.ts';
 
 let dir: string;
 let db: SiteDatabase;
@@ -62,21 +55,7 @@ async function underSession(c: Client, s: ClientSession, url = '/mp/v1/policy/as
 
 describe('MP sessions (inject)', () => {
   before(async () => {
-    dir = await tempDir('mp-sessions');
-    db = openDatabase(`sqlite:${path.join(dir, 'site.db')}`);
-    await migrateToLatest(db.db, db.engine);
-    await ensureSite(db.db, 'CS1', 'test');
-    siteKey = ensureSiteSigningKey(path.join(dir, 'site-signing.key')).key;
-    app = Fastify();
-    await app.register(managementPoint, {
-      prefix: '/mp',
-      db: db.db,
-      siteCode: 'CS1',
-      signingKey: siteKey,
-      logs: createMpLogs(path.join(dir, 'logs')),
-      relay: { statesysIncoming: path.join(dir, 'smx'), statmsgs: path.join(dir, 'svf') },
-      onClientChanged: async () => undefined,
-    });
+    ({ dir, db, app, siteKey } = await mountTestMp('mp-sessions'));
   });
   after(async () => {
     await app.close();

@@ -11,20 +11,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
-import { openDatabase } from '../../src/datastore/engine.ts';
 import type { SiteDatabase } from '../../src/datastore/engine.ts';
-import { migrateToLatest } from '../../src/datastore/migrate.ts';
-import { ensureSite, writeSetting } from '../../src/datastore/site-control.ts';
+import { writeSetting } from '../../src/datastore/site-control.ts';
 import { insertUpdatePoint, recordUpdatePointSync } from '../../src/datastore/update-points.ts';
 import { addBoundary, insertBoundaryGroup } from '../../src/datastore/boundaries.ts';
-import { managementPoint } from '../../src/mp/management-point.ts';
-import { createMpLogs } from '../../src/mp/mp-logs.ts';
-import { ensureSiteSigningKey } from '../../src/mp/site-signing-key.ts';
 import { newClientId, newKeyPair, signClientRequest } from '../../src/shared/client-auth.ts';
 import { buildWsusLocationReply, buildWsusLocationRequest, parseWsusLocationReply, parseWsusLocationRequest } from '../../src/shared/wsus-location.ts';
-import { tempDir } from '../helpers/processes.ts';
+import { mountTestMp } from '../helpers/mp-app.ts';
 
 const SOURCE = '{C2D17964-BBDD-4339-B9F3-12D7205B39CC}';
 
@@ -101,20 +95,7 @@ describe('the MP route POST /mp/v1/location/update-points (inject)', () => {
   const urls = (body: string) => parseWsusLocationReply(body).reply.sites.flatMap((s) => s.records.map((r) => `${r.url} ${r.version}`));
 
   before(async () => {
-    dir = await tempDir('wsus-location');
-    db = openDatabase(`sqlite:${path.join(dir, 'site.db')}`);
-    await migrateToLatest(db.db, db.engine);
-    await ensureSite(db.db, 'CS1', 'test');
-    app = Fastify();
-    await app.register(managementPoint, {
-      prefix: '/mp',
-      db: db.db,
-      siteCode: 'CS1',
-      signingKey: ensureSiteSigningKey(path.join(dir, 'site-signing.key')).key,
-      logs: createMpLogs(path.join(dir, 'logs')),
-      relay: { statesysIncoming: path.join(dir, 'smx'), statmsgs: path.join(dir, 'svf') },
-      onClientChanged: async () => undefined,
-    });
+    ({ dir, db, app } = await mountTestMp('wsus-location'));
     const payload = JSON.stringify({ clientId: c.clientId, name: c.name, publicKey: c.keys.publicKey, ipAddresses: ['10.1.0.5'], osFamily: 'linux', osVersion: '12', agentVersion: '1' });
     const reg = await app.inject({ method: 'POST', url: '/mp/v1/register', payload, headers: { authorization: signClientRequest(c.clientId, c.keys.privateKey, 'POST', '/mp/v1/register', payload), 'content-type': 'application/json' } });
     assert.equal(reg.statusCode, 200);
