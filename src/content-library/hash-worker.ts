@@ -17,26 +17,82 @@
 import fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
-import { CHUNK_HASH_HEX, GearChunker, SIGNATURE_MIN_FILE_SIZE } from './chunker.ts';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { CHUNKING, GearChunker, SIGNATURE_MIN_FILE_SIZE } from './chunker.ts';
 import type { Chunk } from './chunker.ts';
 
 /** Bytes read at a time. */
 export const READ_BUFFER_SIZE = 1024 * 1024;
 
-/** One task: hash `source`; when `temp` is given, copy the bytes there (a new file). */
+/**
+ * One task: hash `source`; when `temp` is given, copy the bytes there (a new
+ * file). When `chunkDir` is given too and the file is at least
+ * SIGNATURE_MIN_FILE_SIZE, the bytes go to ChunkLib instead (ADR 0009): each
+ * chunk ChunkLib does not hold yet is written under ChunkLib/.tmp and renamed
+ * to its hash (its bytes are the ones just hashed), and no temporary copy of
+ * the whole file is made.
+ */
 export interface HashTask {
   readonly id: number;
+  readonly kind?: 'file';
   readonly source: string;
   readonly temp: string | undefined;
+  readonly chunkDir?: string | undefined;
 }
+
+/** Stores chunks that arrived in a bundle: each is hashed, and stored only when it matches. */
+export interface StoreChunksTask {
+  readonly id: number;
+  readonly kind: 'storeChunks';
+  readonly chunkDir: string;
+  readonly data: Uint8Array;
+  readonly entries: readonly { readonly hash: string; readonly size: number; readonly start: number }[];
+  readonly replace: boolean;
+}
+
+export interface StoreChunksReply {
+  readonly id: number;
+  readonly ok: true;
+  readonly stored: string[];
+  readonly rejected: { hash: string; actual: string }[];
+  /** Chunks written (not already held). */
+  readonly written: number;
+  /** errno code when writing failed (ENOSPC …); what was stored before it is in `stored`. */
+  readonly writeError?: { code: string; message: string };
+}
+
+/** Reads a chunked file's chunks in order: the whole file's SHA-256, and with `perChunk` each chunk's. */
+export interface HashChunksTask {
+  readonly id: number;
+  readonly kind: 'hashChunks';
+  readonly chunkDir: string;
+  readonly chunks: readonly (readonly [number, string])[];
+  readonly perChunk: boolean;
+}
+
+export interface HashChunksReply {
+  readonly id: number;
+  readonly ok: true;
+  /** SHA-256 of the chunks' bytes in order; undefined when a chunk is missing or of the wrong size. */
+  readonly whole: string | undefined;
+  readonly problems: { index: number; problem: 'missing' | 'size mismatch' | 'hash mismatch'; actual?: string }[];
+}
+
+export type WorkerTask = HashTask | StoreChunksTask | HashChunksTask;
+export type WorkerReply = HashReply | StoreChunksReply | HashChunksReply;
 
 export interface HashSuccess {
   readonly id: number;
   readonly ok: true;
   readonly hash: string;
   readonly size: number;
-  /** The content-defined chunks, for a file of at least SIGNATURE_MIN_FILE_SIZE bytes; otherwise undefined. */
+  /** The content-defined chunks with their full SHA-256, for a file of at least SIGNATURE_MIN_FILE_SIZE bytes; otherwise undefined. */
   readonly chunks: Chunk[] | undefined;
+  /** True when the bytes went to ChunkLib (no temporary copy of the whole file exists). */
+  readonly chunked: boolean;
+  /** Chunks written to ChunkLib by this task (the others were there already). */
+  readonly chunksWritten: number;
   /** Permission bits of the source (mode & 0o7777). */
   readonly mode: number;
   /** Modification time, rounded to the nearest millisecond. */
@@ -93,7 +149,9 @@ export function hashFileSync(task: HashTask, buf: Buffer): HashReply {
     // from a JS Date is often stored a hair below it (….088999 for .089).
     const before = fs.fstatSync(src, { bigint: true });
     if (!before.isFile()) throw new TaskError('NOT_A_FILE', 'source', 'not a regular file');
-    if (task.temp !== undefined) {
+    const chunking = before.size >= BigInt(SIGNATURE_MIN_FILE_SIZE);
+    const toChunkLib = chunking && task.chunkDir !== undefined;
+    if (task.temp !== undefined && !toChunkLib) {
       try {
         dst = fs.openSync(task.temp, 'wx', 0o644);
       } catch (err) {
@@ -101,14 +159,24 @@ export function hashFileSync(task: HashTask, buf: Buffer): HashReply {
       }
     }
     const whole = createHash('sha256');
-    const chunking = before.size >= BigInt(SIGNATURE_MIN_FILE_SIZE);
     const chunker = new GearChunker();
     const chunks: Chunk[] = [];
     let chunkHash = createHash('sha256');
+    let chunkBytes = 0;
+    let chunksWritten = 0;
     const endChunk = (): void => {
-      chunks.push([chunker.length, chunkHash.digest('hex').slice(0, CHUNK_HASH_HEX).toUpperCase()]);
+      const h = chunkHash.digest('hex').toUpperCase();
+      chunks.push([chunker.length, h]);
+      if (toChunkLib) {
+        try {
+          if (storeChunk(task.chunkDir!, h, chunkBuf.subarray(0, chunkBytes), false)) chunksWritten += 1;
+        } catch (err) {
+          throw new TaskError(errnoCode(err), 'temp', `cannot store a chunk in ${task.chunkDir}: ${(err as Error).message}`);
+        }
+      }
       chunker.reset();
       chunkHash = createHash('sha256');
+      chunkBytes = 0;
     };
     let size = 0;
     for (;;) {
@@ -127,6 +195,10 @@ export function hashFileSync(task: HashTask, buf: Buffer): HashReply {
           const cut = chunker.feed(buf, pos, n);
           const end = cut === -1 ? n : cut;
           chunkHash.update(buf.subarray(pos, end));
+          if (toChunkLib) {
+            buf.copy(chunkBuf, chunkBytes, pos, end);
+            chunkBytes += end - pos;
+          }
           if (cut !== -1) endChunk();
           pos = end;
         }
@@ -154,7 +226,7 @@ export function hashFileSync(task: HashTask, buf: Buffer): HashReply {
         throw new TaskError(errnoCode(err), 'temp', `cannot write ${task.temp}: ${(err as Error).message}`);
       }
     }
-    return { id: task.id, ok: true, hash: upperHex(whole), size, chunks: chunking ? chunks : undefined, mode: Number(before.mode) & 0o7777, mtimeMs: Number((before.mtimeNs + 500_000n) / 1_000_000n) };
+    return { id: task.id, ok: true, hash: upperHex(whole), size, chunks: chunking ? chunks : undefined, chunked: toChunkLib, chunksWritten, mode: Number(before.mode) & 0o7777, mtimeMs: Number((before.mtimeNs + 500_000n) / 1_000_000n) };
   } catch (err) {
     if (dst !== undefined) {
       fs.closeSync(dst);
@@ -169,11 +241,115 @@ export function hashFileSync(task: HashTask, buf: Buffer): HashReply {
   }
 }
 
+/** One chunk being assembled (at most the chunker's maximum), per worker. */
+const chunkBuf = Buffer.allocUnsafe(CHUNKING.maxSize);
+/** ChunkLib fan-out folders known to exist, so each is made once per worker. */
+const madeDirs = new Set<string>();
+
+/**
+ * Stores one verified chunk: written under ChunkLib/.tmp and renamed to its
+ * hash, so a reader never sees half a chunk. Not flushed: the content library
+ * flushes the file system once before a manifest naming it is written.
+ * Returns false when ChunkLib held it already (and `replace` is not set).
+ */
+export function storeChunk(chunkDir: string, hash: string, data: Uint8Array, replace: boolean): boolean {
+  const dir = path.join(chunkDir, hash.slice(0, 2));
+  const dest = path.join(dir, hash);
+  if (!replace && fs.existsSync(dest)) return false;
+  const tmpDir = path.join(chunkDir, '.tmp');
+  if (!madeDirs.has(dir)) {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.mkdirSync(tmpDir, { recursive: true });
+    madeDirs.add(dir);
+  }
+  const tmp = path.join(tmpDir, `${hash}.${randomBytes(4).toString('hex')}`);
+  try {
+    const fd = fs.openSync(tmp, 'wx', 0o644);
+    try {
+      let off = 0;
+      while (off < data.length) off += fs.writeSync(fd, data, off, data.length - off);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, dest);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    // A fan-out folder removed by hand (or by a test) since it was made: make it again once.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && madeDirs.has(dir)) {
+      madeDirs.delete(dir);
+      return storeChunk(chunkDir, hash, data, replace);
+    }
+    throw err;
+  }
+  return true;
+}
+
+export function storeChunksSync(task: StoreChunksTask): StoreChunksReply {
+  const stored: string[] = [];
+  const rejected: { hash: string; actual: string }[] = [];
+  let written = 0;
+  for (const e of task.entries) {
+    const data = task.data.subarray(e.start, e.start + e.size);
+    const actual = createHash('sha256').update(data).digest('hex').toUpperCase();
+    if (actual !== e.hash) {
+      rejected.push({ hash: e.hash, actual });
+      continue;
+    }
+    try {
+      if (storeChunk(task.chunkDir, e.hash, data, task.replace)) written += 1;
+    } catch (err) {
+      return { id: task.id, ok: true, stored, rejected, written, writeError: { code: errnoCode(err), message: (err as Error).message } };
+    }
+    stored.push(e.hash);
+  }
+  return { id: task.id, ok: true, stored, rejected, written };
+}
+
+export function hashChunksSync(task: HashChunksTask, buf: Buffer): HashChunksReply {
+  const whole = createHash('sha256');
+  const problems: HashChunksReply['problems'] = [];
+  for (let i = 0; i < task.chunks.length; i++) {
+    const [length, hash] = task.chunks[i]!;
+    const h = task.perChunk ? createHash('sha256') : undefined;
+    let fd: number;
+    try {
+      fd = fs.openSync(path.join(task.chunkDir, hash.slice(0, 2), hash), 'r');
+    } catch {
+      problems.push({ index: i, problem: 'missing' });
+      if (!task.perChunk) return { id: task.id, ok: true, whole: undefined, problems };
+      continue;
+    }
+    let size = 0;
+    try {
+      for (;;) {
+        const n = fs.readSync(fd, buf, 0, buf.length, null);
+        if (n === 0) break;
+        size += n;
+        if (size <= length) whole.update(buf.subarray(0, n));
+        h?.update(buf.subarray(0, n));
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    if (size !== length) {
+      problems.push({ index: i, problem: 'size mismatch' });
+      if (!task.perChunk) return { id: task.id, ok: true, whole: undefined, problems };
+      continue;
+    }
+    const actual = h?.digest('hex').toUpperCase();
+    if (actual !== undefined && actual !== hash) problems.push({ index: i, problem: 'hash mismatch', actual });
+  }
+  const sizeProblem = problems.some((p) => p.problem !== 'hash mismatch');
+  return { id: task.id, ok: true, whole: sizeProblem ? undefined : upperHex(whole), problems };
+}
+
 if (parentPort) {
   const port = parentPort;
   // One buffer per worker, reused for every read.
   const buf = Buffer.allocUnsafe(READ_BUFFER_SIZE);
-  port.on('message', (task: HashTask) => {
-    port.postMessage(hashFileSync(task, buf));
+  port.on('message', (task: WorkerTask) => {
+    if (task.kind === 'storeChunks') port.postMessage(storeChunksSync(task));
+    else if (task.kind === 'hashChunks') port.postMessage(hashChunksSync(task, buf));
+    else port.postMessage(hashFileSync(task, buf));
   });
 }

@@ -282,7 +282,8 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
       throw err;
     }
     files.push({ path: src.rel, hash: reply.hash, size: reply.size, mode: reply.mode, mtime: new Date(reply.mtimeMs).toISOString() });
-    if (reply.chunks) signatures.set(reply.hash, { hash: reply.hash, size: reply.size, chunks: reply.chunks });
+    // Signatures keep the first CHUNK_HASH_HEX digits of each chunk's hash (cairn-signatures/2).
+    if (reply.chunks) signatures.set(reply.hash, { hash: reply.hash, size: reply.size, chunks: reply.chunks.map(([l, h]) => [l, h.slice(0, CHUNK_HASH_HEX)] as const) });
     bytesRead += reply.size;
     opts.onFile?.(src.rel);
   });

@@ -313,6 +313,9 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
   await fsp.mkdir(tempDir, { recursive: true });
   const log = createComponentLog({ dir: path.join(dataDir, 'logs'), name: 'SMSDPProv', component: 'SMS_DP_PROVIDER', echo: opts.logEcho ?? false });
   const lib: ContentLibrary = createContentLibrary(libRoot);
+  // ADR 0009: chunks half-written, and a removal of a chunked file cut short, are finished before anything else.
+  const recovered = await lib.recover();
+  if (recovered.referencesCollected > 0) log.info(`Finished ${recovered.referencesCollected} chunked file removal(s) cut short; deleted ${recovered.chunksDeleted} chunk(s) no file uses`);
 
   // Partial uploads are kept on purpose: the site resumes them from their
   // current size (GET /dp/v1/uploads/:hash). Only their number is reported.
@@ -766,6 +769,8 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
     if (typeof ifRange === 'string' && ifRange.trim() !== etag) delete headers.range;
     for (const h of ['if-none-match', 'if-match', 'if-range', 'if-modified-since', 'if-unmodified-since']) delete headers[h];
 
+    const stored = await lib.statFile(hash);
+    if (stored?.manifest) return serveChunked(request, reply, hash, logical, stored.size, headers.range);
     const file = lib.filePath(hash);
     const result = await send({ method: request.method, headers } as unknown as Readable, `/${path.basename(file)}`, {
       root: path.dirname(file),
@@ -797,7 +802,63 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
     return reply.send(result.stream);
   }
 
+  /**
+   * A file stored as chunks (ADR 0009): the same answer @fastify/send gives
+   * for a plain file — 200 with the whole, 206 with one range, 416 for a
+   * range outside the file — built from the chunks in order. Several ranges
+   * in one request get the whole file (200), which RFC 9110 allows.
+   */
+  async function serveChunked(request: FastifyRequest, reply: FastifyReply, hash: string, logical: string, size: number, range: string | string[] | undefined): Promise<FastifyReply> {
+    let start = 0;
+    let end = size - 1;
+    let partial = false;
+    if (typeof range === 'string') {
+      const r = parseRange(range, size);
+      if (r === 'unsatisfiable') {
+        return reply
+          .code(416)
+          .header('Content-Range', `bytes */${size}`)
+          .send(new CairnError('CAIRN_REQUEST_INVALID', 'the range is not satisfiable').toJSON());
+      }
+      if (r) {
+        ({ start, end } = r);
+        partial = true;
+      }
+    }
+    const type = lookupMimeType(path.posix.basename(logical)) || 'application/octet-stream';
+    reply.header('Accept-Ranges', 'bytes').header('Content-Type', type).header('Content-Length', String(Math.max(0, end - start + 1)));
+    if (partial) reply.code(206).header('Content-Range', `bytes ${start}-${end}/${size}`);
+    else reply.code(200);
+    if (request.method === 'HEAD') return reply.send();
+    const { stream } = await lib.openFileReader(hash, { start, end });
+    stream.on('error', (err) => log.error(`File ${hash} (${logical}) is named by a content but its chunks cannot be read: ${describeError(err)}`));
+    return reply.send(stream);
+  }
+
   return app;
+}
+
+/** One `bytes=` range of a file of `size` bytes: undefined when absent, malformed or several (serve the whole), 'unsatisfiable' when outside it. */
+export function parseRange(header: string, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
+  const m = /^bytes=\s*(\d*)\s*-\s*(\d*)\s*$/.exec(header.trim());
+  if (!m) return undefined;
+  const [, a, b] = m as unknown as [string, string, string];
+  if (a === '' && b === '') return undefined;
+  let start: number;
+  let end: number;
+  if (a === '') {
+    // The last `b` bytes.
+    const n = Number(b);
+    if (n === 0) return 'unsatisfiable';
+    start = Math.max(0, size - n);
+    end = size - 1;
+  } else {
+    start = Number(a);
+    end = b === '' ? size - 1 : Math.min(Number(b), size - 1);
+    if (b !== '' && Number(b) < start) return undefined;
+  }
+  if (start >= size) return 'unsatisfiable';
+  return { start, end };
 }
 
 export interface RunningDp {
