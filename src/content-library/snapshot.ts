@@ -11,7 +11,10 @@
  * thread: each file is read exactly once, in a hash worker, which hashes it,
  * computes its block signature and copies it to a temporary file in one pass;
  * the main thread only walks folders and renames. Files of at least 1 MiB
- * get a signature of content-defined chunks (chunker.ts).
+ * get a signature of content-defined chunks (chunker.ts) and are stored as
+ * those chunks (ADR 0009): the worker writes only the chunks ChunkLib does
+ * not hold yet, and the snapshot adopts the file's manifest, so a changed
+ * large file costs one read and its new chunks, not a copy of it.
  *
  * Source rules (what is refused, with which code):
  * - the folder is missing: CAIRN_PACKAGE_SOURCE_MISSING;
@@ -43,6 +46,7 @@ import { CairnError } from '../shared/errors.ts';
 import { sharedHashPool } from './hash-pool.ts';
 import { CHUNK_HASH_HEX, CHUNKING, SIGNATURE_MIN_FILE_SIZE } from './chunker.ts';
 import { fileLibTempDir, forEachLimited, writeFileAtomic } from './content-library.ts';
+import { manifestOf } from './chunk-lib.ts';
 import {
   checkDefinitionConsistent,
   comparePaths,
@@ -63,6 +67,8 @@ export interface SnapshotResult {
   readonly bytesRead: number;
   /** Files the quick check kept from the previous version without reading them. */
   readonly filesUnchanged: number;
+  /** Chunks of large files written to ChunkLib (the others were there already). */
+  readonly chunksWritten: number;
 }
 
 export interface SnapshotOptions {
@@ -239,6 +245,7 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
   const previousByPath = new Map(opts.previous?.definition.files.map((f) => [f.path, f]) ?? []);
   const previousSigs = new Map(opts.previous?.signatures.map((sig) => [sig.hash, sig]) ?? []);
   let filesUnchanged = 0;
+  let chunksWritten = 0;
   await forEachLimited(sources, pool.size * 2, async (src) => {
     const before = previousByPath.get(src.rel);
     if (before) {
@@ -264,7 +271,8 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
     const temp = path.join(tmpDir, `${randomBytes(12).toString('hex')}.tmp`);
     let reply;
     try {
-      reply = await pool.hashFile(src.abs, { temp });
+      // Large files go to ChunkLib as their chunks, only those it lacks written (ADR 0009).
+      reply = await pool.hashFile(src.abs, { temp, chunkDir: lib.chunkDir });
     } catch (err) {
       // The worker died (or the pool closed) mid-file and could not clean up after itself.
       await fsp.rm(temp, { force: true });
@@ -276,11 +284,13 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
       throw unreadable(src.abs, reply.message.includes(reply.code) ? reply.message : `${reply.code}: ${reply.message}`);
     }
     try {
-      await lib.adoptFile(temp, reply.hash);
+      if (reply.chunked && reply.chunks) await lib.adoptManifest(manifestOf(reply.hash, reply.chunks), { verify: false });
+      else await lib.adoptFile(temp, reply.hash);
     } catch (err) {
       await fsp.rm(temp, { force: true });
       throw err;
     }
+    chunksWritten += reply.chunksWritten;
     files.push({ path: src.rel, hash: reply.hash, size: reply.size, mode: reply.mode, mtime: new Date(reply.mtimeMs).toISOString() });
     // Signatures keep the first CHUNK_HASH_HEX digits of each chunk's hash (cairn-signatures/2).
     if (reply.chunks) signatures.set(reply.hash, { hash: reply.hash, size: reply.size, chunks: reply.chunks.map(([l, h]) => [l, h.slice(0, CHUNK_HASH_HEX)] as const) });
@@ -299,7 +309,7 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
     throw unreadable(sourceDir, (err as CairnError).detail ?? 'the tree cannot be stored', err);
   }
   const sorted = [...signatures.values()].sort((a, b) => comparePaths(a.hash, b.hash));
-  return { definition, signatures: sorted, bytesRead, filesUnchanged };
+  return { definition, signatures: sorted, bytesRead, filesUnchanged, chunksWritten };
 }
 
 const SIGNATURES_FORMAT = 'cairn-signatures/2';
