@@ -93,7 +93,11 @@ test('a snapshot lists nested and empty folders and every file, and stores each 
   assert.equal(result.bytesRead, def.size);
   assert.deepEqual([...seen].sort(), def.files.map((f) => f.path));
   for (const f of def.files) {
-    assert.ok(sha(await fsp.readFile(lib.filePath(f.hash))) === f.hash, `FileLib copy of ${f.path} has the wrong bytes`);
+    // Whole or, for a file of 1 MiB or more, as its chunks (ADR 0009): the reader yields the same bytes.
+    const parts: Buffer[] = [];
+    for await (const p of (await lib.openFileReader(f.hash)).stream) parts.push(p as Buffer);
+    assert.ok(sha(Buffer.concat(parts)) === f.hash, `FileLib copy of ${f.path} has the wrong bytes`);
+    assert.equal((await lib.readManifest(f.hash)) !== undefined, f.size >= 1024 * 1024, `${f.path} is chunked when it is 1 MiB or more`);
   }
   assert.deepEqual(await tempLeftovers(root), []);
 
@@ -270,4 +274,25 @@ test('an update snapshot reads only files whose size, time or mode changed, and 
   const v3 = await snapshotFolder(lib, src, { packageId: 'CS100020', version: 3 });
   assert.equal(v3.filesUnchanged, 0);
   assert.equal(v3.bytesRead, big.length + 4 + 6);
+});
+
+test('a changed large file costs only its new chunks: the snapshot writes the chunks ChunkLib lacks and a manifest', async (t) => {
+  const { src, root } = await setup(t);
+  const lib = createContentLibrary(root);
+  const big = randomBytes(4 * 1024 * 1024);
+  await write(src, 'big.bin', big);
+  const v1 = await snapshotFolder(lib, src, { packageId: 'CS100009', version: 1 });
+  const m1 = await lib.readManifest(sha(big));
+  assert.ok(m1 && m1.chunks.length > 50);
+  assert.equal(v1.chunksWritten, new Set(m1.chunks.map((c) => c.hash)).size);
+  assert.equal(fs.existsSync(path.join(root, 'FileLib', '.tmp')) ? (await fsp.readdir(path.join(root, 'FileLib', '.tmp'))).length : 0, 0, 'no whole-file copy');
+
+  randomBytes(64 * 1024).copy(big, 2 * 1024 * 1024);
+  await write(src, 'big.bin', big);
+  const v2 = await snapshotFolder(lib, src, { packageId: 'CS100009', version: 2, previous: { definition: v1.definition, signatures: v1.signatures } });
+  const m2 = await lib.readManifest(sha(big));
+  assert.ok(m2);
+  const fresh = m2.chunks.filter((c) => !m1.chunks.some((o) => o.hash === c.hash)).length;
+  assert.equal(v2.chunksWritten, fresh);
+  assert.ok(fresh >= 1 && fresh <= 8, `${fresh} new chunks for 64 KiB changed`);
 });
