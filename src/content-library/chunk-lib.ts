@@ -40,6 +40,12 @@ export interface ChunkRef {
   readonly length: number;
   /** Full SHA-256 of the chunk's bytes, upper-case hex. */
   readonly hash: string;
+  /**
+   * Where the bytes are when they are not ChunkLib/<hash>: an extent of a
+   * whole file in FileLib (`file`, a file stored whole, never a manifest),
+   * from byte `offset` (ADR 0009 amended: extents).
+   */
+  readonly src?: { readonly file: string; readonly offset: number } | undefined;
 }
 
 export interface FileManifest {
@@ -69,14 +75,19 @@ export function manifestOf(hash: string, chunks: readonly (readonly [number, str
 }
 
 export function formatManifest(m: FileManifest): string {
-  return `${MANIFEST_FORMAT}\n${JSON.stringify({ hash: m.hash, size: m.size, chunks: m.chunks.map((c) => [c.offset, c.length, c.hash]) })}\n`;
+  return `${MANIFEST_FORMAT}\n${JSON.stringify({ hash: m.hash, size: m.size, chunks: m.chunks.map((c) => (c.src ? [c.offset, c.length, c.hash, c.src.file, c.src.offset] : [c.offset, c.length, c.hash])) })}\n`;
 }
 
 function invalid(detail: string): CairnError {
   return new CairnError('CAIRN_REQUEST_INVALID', `not a valid ${MANIFEST_FORMAT} manifest: ${detail}`);
 }
 
-/** Checks untrusted manifest JSON (`{hash, size, chunks: [[offset, length, hash]]}`): chunks contiguous from 0, each 1..CHUNK_MAX_BYTES, adding up to the size. */
+/**
+ * Checks untrusted manifest JSON (`{hash, size, chunks: [[offset, length,
+ * hash] or [offset, length, hash, file, fileOffset]]}`): chunks contiguous
+ * from 0, each 1..CHUNK_MAX_BYTES, adding up to the size; an extent names
+ * another file (never this one) and a non-negative offset in it.
+ */
 export function parseManifestJson(json: unknown): FileManifest {
   const o = (typeof json === 'object' && json !== null ? json : {}) as Record<string, unknown>;
   let hash: string;
@@ -90,8 +101,8 @@ export function parseManifestJson(json: unknown): FileManifest {
   if (!Array.isArray(o.chunks) || (size > 0 && o.chunks.length === 0)) throw invalid('chunks is not a list');
   let at = 0;
   const chunks = o.chunks.map((c: unknown, i) => {
-    if (!Array.isArray(c) || c.length !== 3) throw invalid(`chunks[${i}] is not [offset, length, hash]`);
-    const [offset, length, h] = c as [unknown, unknown, unknown];
+    if (!Array.isArray(c) || (c.length !== 3 && c.length !== 5)) throw invalid(`chunks[${i}] is not [offset, length, hash] or [offset, length, hash, file, fileOffset]`);
+    const [offset, length, h, f, fo] = c as [unknown, unknown, unknown, unknown, unknown];
     if (offset !== at) throw invalid(`chunks[${i}] starts at ${String(offset)}, not ${at}`);
     if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 1 || length > CHUNK_MAX_BYTES) throw invalid(`chunks[${i}] has no valid length (1 to ${CHUNK_MAX_BYTES})`);
     let ch: string;
@@ -100,8 +111,20 @@ export function parseManifestJson(json: unknown): FileManifest {
     } catch {
       throw invalid(`chunks[${i}] has no valid hash`);
     }
+    let src: ChunkRef['src'];
+    if (c.length === 5) {
+      let file: string;
+      try {
+        file = validateHash(f);
+      } catch {
+        throw invalid(`chunks[${i}] names no valid file hash`);
+      }
+      if (file === hash) throw invalid(`chunks[${i}] names the file itself`);
+      if (typeof fo !== 'number' || !Number.isSafeInteger(fo) || fo < 0) throw invalid(`chunks[${i}] has no valid offset in file ${file}`);
+      src = { file, offset: fo };
+    }
     at += length;
-    return { offset: at - length, length, hash: ch };
+    return src ? { offset: at - length, length, hash: ch, src } : { offset: at - length, length, hash: ch };
   });
   if (at !== size) throw invalid(`the chunks add up to ${at} bytes, not ${size}`);
   return { hash, size, chunks };
@@ -150,9 +173,17 @@ export async function statStoredFile(file: string, hash: string): Promise<Stored
  * stream with CAIRN_DP_FILE_NOT_FOUND (the library is damaged; validation
  * reports it, a redistribute repairs it).
  */
-export function chunkedReadStream(chunkDir: string, m: FileManifest, start = 0, end = m.size - 1): Readable {
+export function chunkedReadStream(chunkDir: string, m: FileManifest, start = 0, end = m.size - 1, filePath: (hash: string) => string = () => ''): Readable {
   async function* generate(): AsyncGenerator<Buffer> {
     if (end < start) return;
+    // Extents of one whole file follow each other: its handle stays open while they do.
+    let open: { file: string; fh: fsp.FileHandle } | undefined;
+    try {
+      yield* read();
+    } finally {
+      await open?.fh.close();
+    }
+    async function* read(): AsyncGenerator<Buffer> {
     // First chunk that holds `start`, by binary search.
     let lo = 0;
     let hi = m.chunks.length - 1;
@@ -167,23 +198,26 @@ export function chunkedReadStream(chunkDir: string, m: FileManifest, start = 0, 
       const from = Math.max(start, c.offset) - c.offset;
       const to = Math.min(end, c.offset + c.length - 1) - c.offset;
       const buf = Buffer.allocUnsafe(to - from + 1);
-      let fh: fsp.FileHandle;
-      try {
-        fh = await fsp.open(chunkPathIn(chunkDir, c.hash), 'r');
-      } catch (err) {
-        throw new CairnError('CAIRN_DP_FILE_NOT_FOUND', `chunk ${c.hash} of file ${m.hash} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-      }
-      try {
-        let done = 0;
-        while (done < buf.length) {
-          const { bytesRead } = await fh.read(buf, done, buf.length - done, from + done);
-          if (bytesRead === 0) throw new CairnError('CAIRN_DP_FILE_NOT_FOUND', `chunk ${c.hash} of file ${m.hash} is shorter than ${c.length} bytes`);
-          done += bytesRead;
+      const where = c.src ? filePath(c.src.file) : chunkPathIn(chunkDir, c.hash);
+      const base = c.src ? c.src.offset : 0;
+      if (open?.file !== where) {
+        await open?.fh.close();
+        open = undefined;
+        try {
+          open = { file: where, fh: await fsp.open(where, 'r') };
+        } catch (err) {
+          const what = c.src ? `file ${c.src.file} holding chunk ${c.hash}` : `chunk ${c.hash}`;
+          throw new CairnError('CAIRN_DP_FILE_NOT_FOUND', `${what} of file ${m.hash} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
         }
-      } finally {
-        await fh.close();
+      }
+      let done = 0;
+      while (done < buf.length) {
+        const { bytesRead } = await open.fh.read(buf, done, buf.length - done, base + from + done);
+        if (bytesRead === 0) throw new CairnError('CAIRN_DP_FILE_NOT_FOUND', `chunk ${c.hash} of file ${m.hash} is shorter than ${c.length} bytes`);
+        done += bytesRead;
       }
       yield buf;
+    }
     }
   }
   return Readable.from(generate(), { objectMode: false, highWaterMark: 1024 * 1024 });

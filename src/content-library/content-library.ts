@@ -54,7 +54,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { ContentDefinition, ContentLibrary, FileEntry, RemovalResult, ValidationProblem } from './types.ts';
 import type { Readable } from 'node:stream';
-import { chunkLibDir, chunkPathIn, chunkedReadStream, flushFileSystem, formatManifest, parseManifestText, plainReadStream, SharedExclusiveLock, statStoredFile } from './chunk-lib.ts';
+import { CHUNKED_MIN_FILE_SIZE, chunkLibDir, chunkPathIn, chunkedReadStream, flushFileSystem, formatManifest, parseManifestText, plainReadStream, SharedExclusiveLock, statStoredFile } from './chunk-lib.ts';
 import type { FileManifest, StoredFile } from './chunk-lib.ts';
 import { sharedHashPool } from './hash-pool.ts';
 import fs from 'node:fs';
@@ -174,13 +174,28 @@ export function formatIni(section: string, entries: readonly (readonly [string, 
   return `[${section}]\n${entries.map(([k, v]) => `${k}=${v}\n`).join('')}`;
 }
 
-/** A manifest names chunks the library does not hold: CAIRN_DP_CONTENT_INCOMPLETE, with the chunks. */
+/**
+ * A manifest names chunks the library does not hold (`missing`), or whole
+ * files its extents read from that it does not hold whole (`sources`):
+ * CAIRN_DP_CONTENT_INCOMPLETE, with both lists.
+ */
 export class ChunksMissingError extends CairnError {
   readonly missing: readonly string[];
-  constructor(fileHash: string, missing: readonly string[]) {
-    super('CAIRN_DP_CONTENT_INCOMPLETE', `file ${fileHash} needs ${missing.length} chunk(s) not in the library: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`);
+  readonly sources: readonly string[];
+  constructor(fileHash: string, missing: readonly string[], sources: readonly string[] = []) {
+    const what = [
+      ...(missing.length ? [`${missing.length} chunk(s) not in the library: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`] : []),
+      ...(sources.length ? [`${sources.length} whole file(s) its extents read from, not in the library: ${sources.slice(0, 5).join(', ')}${sources.length > 5 ? ', …' : ''}`] : []),
+    ];
+    super('CAIRN_DP_CONTENT_INCOMPLETE', `file ${fileHash} needs ${what.join('; ')}`);
     this.missing = missing;
+    this.sources = sources;
   }
+}
+
+/** The hash worker's view of a manifest's chunks: [length, hash] in ChunkLib, or [length, hash, path, offset] for an extent. */
+function workerChunks(lib: { filePath(hash: string): string }, m: FileManifest): (readonly [number, string] | readonly [number, string, string, number])[] {
+  return m.chunks.map((c) => (c.src ? ([c.length, c.hash, lib.filePath(c.src.file), c.src.offset] as const) : ([c.length, c.hash] as const)));
 }
 
 function damaged(file: string, why: string): CairnError {
@@ -319,17 +334,24 @@ class DefaultContentLibrary implements ContentLibrary {
     if (!st) throw new CairnError('CAIRN_DP_FILE_NOT_FOUND', `file ${hash} is not in the content library`);
     const start = range?.start ?? 0;
     const end = range?.end ?? st.size - 1;
-    const stream = st.manifest ? chunkedReadStream(this.chunkDir, st.manifest, start, end) : plainReadStream(this.filePath(hash), start, end);
+    const stream = st.manifest ? chunkedReadStream(this.chunkDir, st.manifest, start, end, (h) => this.filePath(h)) : plainReadStream(this.filePath(hash), start, end);
     return { size: st.size, chunked: st.manifest !== undefined, stream };
   }
 
   async adoptManifest(m: FileManifest, opts: { readonly verify: boolean; readonly replace?: boolean }): Promise<void> {
     const hash = validateHash(m.hash);
     await this.#chunkLock.shared(async () => {
-      const missing = await this.missingChunks(m.chunks.map((c) => c.hash));
-      if (missing.length > 0) throw new ChunksMissingError(hash, missing);
+      const missing = await this.missingChunks(m.chunks.filter((c) => !c.src).map((c) => c.hash));
+      // Extents read from files stored whole (a manifest never names another manifest).
+      const sources = [...new Set(m.chunks.flatMap((c) => (c.src ? [c.src.file] : [])))];
+      const absent: string[] = [];
+      await forEachLimited(sources, IO_CONCURRENCY, async (f) => {
+        const st = await this.statFile(f);
+        if (!st || st.manifest) absent.push(f);
+      });
+      if (missing.length > 0 || absent.length > 0) throw new ChunksMissingError(hash, missing, absent);
       if (opts.verify) {
-        const r = await sharedHashPool().hashChunks(this.chunkDir, m.chunks.map((c) => [c.length, c.hash] as const), false);
+        const r = await sharedHashPool().hashChunks(this.chunkDir, workerChunks(this, m), false);
         if (r.whole === undefined) {
           const p = r.problems[0];
           throw new CairnError('CAIRN_DP_HASH_MISMATCH', `chunk ${p ? m.chunks[p.index]?.hash : '?'} of file ${hash}: ${p?.problem ?? 'unreadable'}`);
@@ -366,17 +388,20 @@ class DefaultContentLibrary implements ContentLibrary {
 
   /**
    * Deletes the chunks of the given manifests (whose FileLib entries are
-   * gone) that no other reference names, then the references themselves.
+   * gone) that no other reference names, then the whole files their extents
+   * read from and the `candidates` (large whole files no content uses any
+   * more) that no other manifest reads from and no content uses, then the
+   * references themselves.
    */
-  async #collectChunks(hashes: readonly string[]): Promise<{ chunksDeleted: number }> {
-    if (hashes.length === 0) return { chunksDeleted: 0 };
+  async #collectChunks(hashes: readonly string[], candidates: readonly string[] = []): Promise<{ chunksDeleted: number; filesDeleted: number; bytesFreed: number }> {
+    if (hashes.length === 0 && candidates.length === 0) return { chunksDeleted: 0, filesDeleted: 0, bytesFreed: 0 };
     return this.#chunkLock.exclusive(async () => {
       let names: string[];
       try {
         names = await fsp.readdir(this.#chunkRefs);
       } catch (err) {
-        if (isErrno(err, 'ENOENT')) return { chunksDeleted: 0 };
-        throw err;
+        if (!isErrno(err, 'ENOENT')) throw err;
+        names = [];
       }
       const dropping = new Set<string>();
       for (const h of hashes) {
@@ -384,16 +409,37 @@ class DefaultContentLibrary implements ContentLibrary {
         if (!(await this.hasFile(h))) dropping.add(h);
       }
       const keep = new Set<string>();
+      const keepSources = new Set<string>();
       const dropped: FileManifest[] = [];
       await forEachLimited(names, 4, async (name) => {
         const m = await this.#readReference(name);
         if (!m) return;
         if (dropping.has(name)) dropped.push(m);
-        else for (const c of m.chunks) keep.add(c.hash);
+        else for (const c of m.chunks) c.src ? keepSources.add(c.src.file) : keep.add(c.hash);
       });
       let chunksDeleted = 0;
+      let filesDeleted = 0;
+      let bytesFreed = 0;
+      const dropSource = async (f: string): Promise<void> => {
+        if (keepSources.has(f)) return;
+        keepSources.add(f);
+        await this.#hashLocks.run(f, async () => {
+          const file = this.filePath(f);
+          if ((await this.#readReferences(`${file}.INI`)).length > 0) return;
+          const st = await this.statFile(f).catch(() => undefined);
+          if (!st || st.manifest) return;
+          try {
+            await fsp.rm(file);
+            filesDeleted += 1;
+            bytesFreed += st.size;
+          } catch (err) {
+            if (!isErrno(err, 'ENOENT')) throw err;
+          }
+          await fsp.rm(`${file}.INI`, { force: true });
+        });
+      };
       for (const m of dropped) {
-        const gone = [...new Set(m.chunks.map((c) => c.hash))].filter((c) => !keep.has(c));
+        const gone = [...new Set(m.chunks.flatMap((c) => (c.src ? [] : [c.hash])))].filter((c) => !keep.has(c));
         await forEachLimited(gone, IO_CONCURRENCY, async (c) => {
           try {
             await fsp.rm(chunkPathIn(this.chunkDir, c));
@@ -403,12 +449,14 @@ class DefaultContentLibrary implements ContentLibrary {
           }
         });
         for (const c of gone) keep.add(c);
+        for (const f of new Set(m.chunks.flatMap((c) => (c.src ? [c.src.file] : [])))) await dropSource(f);
         await fsp.rm(path.join(this.#chunkRefs, m.hash), { force: true });
         this.#manifests.delete(m.hash);
       }
+      for (const f of candidates) await dropSource(f);
       // A reference that is not a manifest (damaged by hand) pins nothing.
       for (const h of dropping) await fsp.rm(path.join(this.#chunkRefs, h), { force: true });
-      return { chunksDeleted };
+      return { chunksDeleted, filesDeleted, bytesFreed };
     });
   }
 
@@ -717,6 +765,7 @@ class DefaultContentLibrary implements ContentLibrary {
       // (3) Companion lists; a file nobody references leaves FileLib, and a chunk no manifest names leaves ChunkLib.
       const sizes = new Map(def.files.map((f) => [f.hash, f.size] as const));
       const manifests: string[] = [];
+      const candidates: string[] = [];
       await forEachLimited([...sizes.keys()], IO_CONCURRENCY, async (hash) => {
         const r = await this.#dropReference(hash, contentId);
         if (r.deleted) {
@@ -724,8 +773,11 @@ class DefaultContentLibrary implements ContentLibrary {
           bytesFreed += sizes.get(hash) ?? 0;
         }
         if (r.chunked) manifests.push(hash);
+        if (r.candidate) candidates.push(hash);
       });
-      await this.#collectChunks(manifests);
+      const c = await this.#collectChunks(manifests, candidates);
+      filesDeleted += c.filesDeleted;
+      bytesFreed += c.bytesFreed;
     }
     // (4) The record itself; the JSON copy last, since a repeated removal reads the file list from it.
     await fsp.rm(path.join(this.#dataLib, contentId), { recursive: true, force: true });
@@ -755,8 +807,11 @@ class DefaultContentLibrary implements ContentLibrary {
    * Removes `contentId` from the file's companion list; deletes the file when
    * no content is left. `chunked` when what was deleted was a manifest, or its
    * reference was left by a removal cut short: its chunks are to be collected.
+   * `candidate` when no content is left but the file is large and whole: a
+   * manifest's extents may read from it, so #collectChunks decides (its
+   * companion list is gone already).
    */
-  async #dropReference(hash: string, contentId: string): Promise<{ deleted: boolean; chunked: boolean }> {
+  async #dropReference(hash: string, contentId: string): Promise<{ deleted: boolean; chunked: boolean; candidate?: boolean }> {
     return this.#hashLocks.run(hash, async () => {
       const file = this.filePath(hash);
       const listFile = `${file}.INI`;
@@ -770,6 +825,13 @@ class DefaultContentLibrary implements ContentLibrary {
         () => true,
         () => false,
       );
+      if (!chunked) {
+        const st = await fsp.stat(file).catch(() => undefined);
+        if (st && st.size >= CHUNKED_MIN_FILE_SIZE && !(await this.statFile(hash))?.manifest) {
+          await fsp.rm(listFile, { force: true });
+          return { deleted: false, chunked: false, candidate: true };
+        }
+      }
       // The bytes go first: a companion list left without its file is harmless, a file without its list is garbage.
       let existed = false;
       try {
@@ -824,7 +886,7 @@ class DefaultContentLibrary implements ContentLibrary {
       if (stored?.manifest) {
         // A chunked file: every chunk re-hashed, and the whole file over the chunks in order.
         const m = stored.manifest;
-        const r = await sharedHashPool().hashChunks(this.chunkDir, m.chunks.map((c) => [c.length, c.hash] as const), true);
+        const r = await sharedHashPool().hashChunks(this.chunkDir, workerChunks(this, m), true);
         const first = r.problems[0];
         if (first) {
           const chunk = m.chunks[first.index]!.hash;

@@ -30,8 +30,8 @@ export class HashPool {
    * a per-file failure); rejects only when the worker itself died or the pool
    * was closed.
    */
-  hashFile(source: string, opts: { temp?: string; chunkDir?: string } = {}): Promise<HashReply> {
-    return this.#pool.run({ source, temp: opts.temp, chunkDir: opts.chunkDir }) as Promise<HashReply>;
+  hashFile(source: string, opts: { temp?: string; chunkDir?: string; skip?: readonly string[] } = {}): Promise<HashReply> {
+    return this.#pool.run({ source, temp: opts.temp, chunkDir: opts.chunkDir, skip: opts.skip }) as Promise<HashReply>;
   }
 
   /** Hashes chunks that arrived in a bundle and stores those that match in `chunkDir` (ChunkLib). */
@@ -40,7 +40,7 @@ export class HashPool {
   }
 
   /** Reads chunks in order: the whole file's SHA-256 and, with `perChunk`, what is wrong with each chunk. */
-  hashChunks(chunkDir: string, chunks: readonly (readonly [number, string])[], perChunk: boolean): Promise<HashChunksReply> {
+  hashChunks(chunkDir: string, chunks: readonly (readonly [number, string] | readonly [number, string, string, number])[], perChunk: boolean): Promise<HashChunksReply> {
     return this.#pool.run({ kind: 'hashChunks', chunkDir, chunks, perChunk }) as Promise<HashChunksReply>;
   }
 

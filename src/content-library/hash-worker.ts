@@ -41,6 +41,12 @@ export interface HashTask {
   readonly source: string;
   readonly temp: string | undefined;
   readonly chunkDir?: string | undefined;
+  /**
+   * With `chunkDir`: chunks (`<first 32 hex of the hash>:<length>`) the
+   * library holds elsewhere already (extents of files stored whole, ADR 0009
+   * amended); they are not written to ChunkLib.
+   */
+  readonly skip?: readonly string[] | undefined;
 }
 
 /** Stores chunks that arrived in a bundle: each is hashed, and stored only when it matches. */
@@ -64,12 +70,16 @@ export interface StoreChunksReply {
   readonly writeError?: { code: string; message: string };
 }
 
-/** Reads a chunked file's chunks in order: the whole file's SHA-256, and with `perChunk` each chunk's. */
+/**
+ * Reads a chunked file's chunks in order: the whole file's SHA-256, and with
+ * `perChunk` each chunk's. A chunk is [length, hash] (in ChunkLib) or
+ * [length, hash, path, offset] (an extent of a whole file).
+ */
 export interface HashChunksTask {
   readonly id: number;
   readonly kind: 'hashChunks';
   readonly chunkDir: string;
-  readonly chunks: readonly (readonly [number, string])[];
+  readonly chunks: readonly (readonly [number, string] | readonly [number, string, string, number])[];
   readonly perChunk: boolean;
 }
 
@@ -166,10 +176,11 @@ export function hashFileSync(task: HashTask, buf: Buffer): HashReply {
     let chunkHash = createHash('sha256');
     let chunkBytes = 0;
     let chunksWritten = 0;
+    const skip = new Set(task.skip ?? []);
     const endChunk = (): void => {
       const h = chunkHash.digest('hex').toUpperCase();
       chunks.push([chunker.length, h]);
-      if (toChunkLib) {
+      if (toChunkLib && !skip.has(`${h.slice(0, 32)}:${chunker.length}`)) {
         try {
           if (storeChunk(task.chunkDir!, h, chunkBuf.subarray(0, chunkBytes), false)) chunksWritten += 1;
         } catch (err) {
@@ -310,36 +321,51 @@ export function storeChunksSync(task: StoreChunksTask): StoreChunksReply {
 export function hashChunksSync(task: HashChunksTask, buf: Buffer): HashChunksReply {
   const whole = createHash('sha256');
   const problems: HashChunksReply['problems'] = [];
-  for (let i = 0; i < task.chunks.length; i++) {
-    const [length, hash] = task.chunks[i]!;
-    const h = task.perChunk ? createHash('sha256') : undefined;
-    let fd: number;
-    try {
-      fd = fs.openSync(path.join(task.chunkDir, hash.slice(0, 2), hash), 'r');
-    } catch {
-      problems.push({ index: i, problem: 'missing' });
-      if (!task.perChunk) return { id: task.id, ok: true, whole: undefined, problems };
-      continue;
-    }
-    let size = 0;
-    try {
+  // Extents of one file follow each other: its descriptor stays open while they do.
+  let open: { path: string; fd: number } | undefined;
+  const fail = (i: number, problem: 'missing' | 'size mismatch'): boolean => {
+    problems.push({ index: i, problem });
+    return !task.perChunk;
+  };
+  try {
+    for (let i = 0; i < task.chunks.length; i++) {
+      const entry = task.chunks[i]!;
+      const [length, hash] = entry;
+      const extent = entry.length === 4 ? { path: entry[2], offset: entry[3] } : undefined;
+      const file = extent ? extent.path : path.join(task.chunkDir, hash.slice(0, 2), hash);
+      const h = task.perChunk ? createHash('sha256') : undefined;
+      if (open?.path !== file) {
+        if (open) fs.closeSync(open.fd);
+        open = undefined;
+        try {
+          open = { path: file, fd: fs.openSync(file, 'r') };
+        } catch {
+          if (fail(i, 'missing')) return { id: task.id, ok: true, whole: undefined, problems };
+          continue;
+        }
+      }
+      let size = 0;
+      let pos = extent ? extent.offset : 0;
       for (;;) {
-        const n = fs.readSync(fd, buf, 0, buf.length, null);
+        // An extent reads exactly its length; a chunk file to its end (longer is a size mismatch).
+        const want = extent ? Math.min(buf.length, length - size) : buf.length;
+        if (want === 0) break;
+        const n = fs.readSync(open.fd, buf, 0, want, pos);
         if (n === 0) break;
+        pos += n;
+        if (size + n <= length) whole.update(buf.subarray(0, n));
         size += n;
-        if (size <= length) whole.update(buf.subarray(0, n));
         h?.update(buf.subarray(0, n));
       }
-    } finally {
-      fs.closeSync(fd);
+      if (size !== length) {
+        if (fail(i, 'size mismatch')) return { id: task.id, ok: true, whole: undefined, problems };
+        continue;
+      }
+      const actual = h?.digest('hex').toUpperCase();
+      if (actual !== undefined && actual !== hash) problems.push({ index: i, problem: 'hash mismatch', actual });
     }
-    if (size !== length) {
-      problems.push({ index: i, problem: 'size mismatch' });
-      if (!task.perChunk) return { id: task.id, ok: true, whole: undefined, problems };
-      continue;
-    }
-    const actual = h?.digest('hex').toUpperCase();
-    if (actual !== undefined && actual !== hash) problems.push({ index: i, problem: 'hash mismatch', actual });
+  } finally {
+    if (open) fs.closeSync(open.fd);
   }
   const sizeProblem = problems.some((p) => p.problem !== 'hash mismatch');
   return { id: task.id, ok: true, whole: sizeProblem ? undefined : upperHex(whole), problems };

@@ -46,7 +46,7 @@ export interface DpClient {
    * manifest again). CAIRN_DP_HASH_MISMATCH when the chunks in order do not
    * hash to the file.
    */
-  putManifest(contentId: string, manifest: FileManifest, opts?: { readonly replace?: boolean }): Promise<{ bytes: number; missing?: undefined } | { missing: string[]; bytes: number }>;
+  putManifest(contentId: string, manifest: FileManifest, opts?: { readonly replace?: boolean }): Promise<{ bytes: number; missing?: undefined } | { missing: string[]; sources: string[]; bytes: number }>;
   /**
    * Sends small files (each at most BUNDLE_FILE_MAX_BYTES; together at most
    * BUNDLE_MAX_BYTES and BUNDLE_MAX_FILES) in one `cairn-bundle/1` request.
@@ -402,7 +402,9 @@ export function createDpClient(opts: DpClientOptions): DpClient {
       const bytes = Buffer.byteLength(json);
       if (a.status === 201 && field(a.body, 'stored') === true) return { bytes };
       const missing = field(a.body, 'missing');
-      if (a.status === 409 && Array.isArray(missing) && missing.every((h): h is string => typeof h === 'string')) return { missing, bytes };
+      const sources = field(a.body, 'sources') ?? [];
+      const strings = (x: unknown): x is string[] => Array.isArray(x) && x.every((h): h is string => typeof h === 'string');
+      if (a.status === 409 && strings(missing) && strings(sources)) return { missing, sources, bytes };
       throw rejection(a, `recording the manifest of ${manifest.hash} for ${contentId}`);
     },
 

@@ -621,13 +621,14 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
           await lib.adoptManifest(manifest, { verify: true, replace });
         } catch (err) {
           if (err instanceof ChunksMissingError) {
-            log.warn(`Manifest of file ${hash} for content ${contentId} not accepted yet: ${err.missing.length} of its ${manifest.chunks.length} chunks are not in the content library`);
-            throw new DpReplyError('CAIRN_DP_CONTENT_INCOMPLETE', err.detail ?? 'chunks missing', { missing: err.missing });
+            log.warn(`Manifest of file ${hash} for content ${contentId} not accepted yet: ${err.missing.length} of its ${manifest.chunks.length} chunks, and ${err.sources.length} whole file(s) its extents read from, are not in the content library`);
+            throw new DpReplyError('CAIRN_DP_CONTENT_INCOMPLETE', err.detail ?? 'chunks missing', { missing: err.missing, sources: err.sources });
           }
           if (isCairnError(err) && err.code === 'CAIRN_DP_HASH_MISMATCH') log.error(`Manifest of file ${hash} for content ${contentId} refused: ${err.detail ?? err.message}`);
           throw err;
         }
-        log.info(`${replace ? 'Rewrote' : 'Added'} file ${hash} for content ${contentId} ${replace ? 'in' : 'to'} the content library as ${manifest.chunks.length} chunks`);
+        const extents = manifest.chunks.filter((c) => c.src).length;
+        log.info(`${replace ? 'Rewrote' : 'Added'} file ${hash} for content ${contentId} ${replace ? 'in' : 'to'} the content library as ${manifest.chunks.length} chunks (${extents} of them read from files held whole)`);
         return reply.code(201).send({ stored: true });
       });
 

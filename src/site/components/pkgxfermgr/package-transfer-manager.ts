@@ -261,17 +261,30 @@ export class PackageTransferManager {
       if (err.code === 'ENOENT') return undefined;
       throw err;
     });
-    // Chunked files among the missing ones travel as the chunks the DP lacks.
+    // A file stored as a manifest (ADR 0009: extents of whole files plus new
+    // chunks) travels as its manifest and the chunks the DP lacks, when the DP
+    // holds every whole file its extents read from; otherwise, and on a
+    // redistribute, it is sent whole.
     const manifests = new Map<string, FileManifest>();
-    for (const h of missing) {
+    for (const h of redistribute ? [] : missing) {
       if ((unique.get(h)?.size ?? 0) < CHUNKED_MIN_FILE_SIZE) continue;
       const m = await library.readManifest(h);
       if (m) manifests.set(h, m);
     }
+    const sources = [...new Set([...manifests.values()].flatMap((m) => m.chunks.flatMap((c) => (c.src ? [c.src.file] : []))))];
+    if (sources.length > 0) {
+      const lacking = new Set(await client.missing(sources));
+      for (const m of [...manifests.values()]) {
+        const lacks = m.chunks.find((c) => c.src && lacking.has(c.src.file));
+        if (!lacks?.src) continue;
+        manifests.delete(m.hash);
+        this.log.info(`${job.DPName} lacks file ${lacks.src.file} that '${unique.get(m.hash)?.path ?? m.hash}' shares bytes with; sending it whole.`, tid);
+      }
+    }
     const chunkSizes = new Map<string, number>();
-    for (const m of manifests.values()) for (const c of m.chunks) chunkSizes.set(c.hash, c.length);
+    for (const m of manifests.values()) for (const c of m.chunks) if (!c.src) chunkSizes.set(c.hash, c.length);
     let missingChunks: string[] = [];
-    if (manifests.size > 0) {
+    if (chunkSizes.size > 0) {
       try {
         missingChunks = redistribute ? [...chunkSizes.keys()] : await client.missingChunks([...chunkSizes.keys()]);
       } catch (err) {
@@ -288,7 +301,8 @@ export class PackageTransferManager {
     }
     this.log.info(`${unique.size - missing.length} files already exist on ${job.DPName}, ${missing.length} files to send (${needed} bytes)`, tid);
     if (manifests.size > 0) {
-      this.log.info(`${manifests.size} of them stored as chunks: ${chunkSizes.size - missingChunks.length} of their ${chunkSizes.size} chunks already exist on ${job.DPName}, ${missingChunks.length} chunks to send (${chunkBytes} bytes)`, tid);
+      const extents = [...manifests.values()].reduce((n, m) => n + m.chunks.filter((c) => c.src).length, 0);
+      this.log.info(`${manifests.size} of them stored as extents and chunks: ${extents} chunks read from files ${job.DPName} holds, ${chunkSizes.size - missingChunks.length} of their other ${chunkSizes.size} chunks already exist there, ${missingChunks.length} chunks to send (${chunkBytes} bytes)`, tid);
     }
     const files = new Limiter(this.#ctx.settings['pkgxfermgr.filesInParallel']);
     const figures = { files: missing.length, bytes: 0, chunked: manifests.size, chunks: 0, manifestBytes: 0, signatureBytes: 0 };
@@ -357,13 +371,21 @@ export class PackageTransferManager {
             const r = await client.putManifest(def.contentId, m, { replace: redistribute });
             figures.manifestBytes += r.bytes;
             if (!r.missing) break;
+            if (r.sources.length > 0) {
+              // A whole file its extents read from left the DP since it was asked: the file goes whole instead.
+              this.log.warn(`${job.DPName} no longer holds file ${r.sources[0]} that '${entry.path}' shares bytes with; sending it whole.`, tid);
+              this.log.info(`Sending file '${job.URL}/SMS_DP$/${m.hash}-${def.contentId}.temp'`, tid);
+              figures.bytes += await this.#uploadWithResend(client, m.hash, def.contentId, entry.size, tid, redistribute);
+              this.log.info(`Adding file ${entry.path} in ${def.contentId}.`, tid);
+              return;
+            }
             // Chunks the DP lost since it was asked (a removal on the DP collected them): sent, then the manifest again.
             if (attempt >= 3) throw new CairnError('CAIRN_DP_CONTENT_INCOMPLETE', `${job.DPName} still lacks ${r.missing.length} chunk(s) of '${entry.path}' after they were sent`);
             this.log.warn(`${job.DPName} lacks ${r.missing.length} chunk(s) of '${entry.path}'; sending them again.`, tid);
             const sizes = new Map(m.chunks.map((c) => [c.hash, c.length] as const));
             for (const b of packBundles(r.missing.filter((h) => sizes.has(h)).map((h) => ({ hash: h, size: sizes.get(h)! })))) await this.#sendChunks(client, job, def.contentId, b, figures, redistribute, tid);
           }
-          this.log.info(`Adding file ${entry.path} in ${def.contentId} (${m.chunks.length} chunks).`, tid);
+          this.log.info(`Adding file ${entry.path} in ${def.contentId} (${m.chunks.length} chunks, ${m.chunks.filter((c) => c.src).length} of them read from files it holds).`, tid);
         }),
       ),
     );
