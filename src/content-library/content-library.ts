@@ -415,7 +415,11 @@ class DefaultContentLibrary implements ContentLibrary {
         const m = await this.#readReference(name);
         if (!m) return;
         if (dropping.has(name)) dropped.push(m);
-        else for (const c of m.chunks) c.src ? keepSources.add(c.src.file) : keep.add(c.hash);
+        else
+          for (const c of m.chunks) {
+            if (c.src) keepSources.add(c.src.file);
+            else keep.add(c.hash);
+          }
       });
       let chunksDeleted = 0;
       let filesDeleted = 0;
