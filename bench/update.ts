@@ -6,7 +6,7 @@
  * version 2 installed is printed next to the full distribute's, with the bytes
  * sent (from PkgXferMgr.log) next to the bytes changed. Both times run from
  * the admin API call (what the CLI sends, without its process start).
- * Not a test, never gates CI. Usage: `npm run bench:update [-- --mib 1024]`.
+ * Not a test, never gates CI. Usage: `npm run bench:update [-- --mib 1024] [-- --keep]`.
  *
  * Targets (issue 3): bytes sent at most 1.1x bytes changed (signatures
  * counted apart); update time at most 10% of the full distribute.
@@ -108,5 +108,7 @@ try {
     await dp.kill();
   }
 } finally {
-  await fsp.rm(work, { recursive: true, force: true });
+  // `--keep` leaves the site's and the DP's folders (and logs) for a look at where the time went.
+  if (args.includes('--keep')) process.stdout.write(`kept ${work}\n`);
+  else await fsp.rm(work, { recursive: true, force: true });
 }

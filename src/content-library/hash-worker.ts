@@ -21,7 +21,7 @@ import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { CHUNKING, GearChunker, SIGNATURE_MIN_FILE_SIZE } from './chunker.ts';
+import { CHUNK_HASH_HEX, CHUNKING, GearChunker, SIGNATURE_MIN_FILE_SIZE } from './chunker.ts';
 import type { Chunk } from './chunker.ts';
 
 /** Bytes read at a time. */
@@ -47,6 +47,14 @@ export interface HashTask {
    * amended); they are not written to ChunkLib.
    */
   readonly skip?: readonly string[] | undefined;
+  /**
+   * With `chunkDir`: the signature of the file's previous version (its
+   * chunks' lengths and 32-hex hash prefixes). Chunks are then found by
+   * checking the previous version's chunk at each point first (a SHA-256 of
+   * that range) and running the gear chunker only where that fails; the
+   * result is the chunker's own (see chunkAgainstPrevious).
+   */
+  readonly previous?: readonly (readonly [number, string])[] | undefined;
 }
 
 /** Stores chunks that arrived in a bundle: each is hashed, and stored only when it matches. */
@@ -170,6 +178,14 @@ export function hashFileSync(task: HashTask, buf: Buffer): HashReply {
         throw new TaskError(errnoCode(err), 'temp', `cannot create ${task.temp}: ${(err as Error).message}`);
       }
     }
+    if (toChunkLib && task.previous && task.previous.length > 0) {
+      const r = chunkAgainstPrevious(src, Number(before.size), task.previous, task.chunkDir!, new Set(task.skip ?? []));
+      const after = fs.fstatSync(src, { bigint: true });
+      if (BigInt(r.size) !== before.size || after.size !== before.size || after.mtimeNs !== before.mtimeNs) {
+        throw new TaskError('CHANGED', 'source', 'the file changed while it was read');
+      }
+      return { id: task.id, ok: true, hash: r.hash, size: r.size, chunks: r.chunks, chunked: true, chunksWritten: r.chunksWritten, mode: Number(before.mode) & 0o7777, mtimeMs: Number((before.mtimeNs + 500_000n) / 1_000_000n) };
+    }
     const whole = createHash('sha256');
     const chunker = new GearChunker();
     const chunks: Chunk[] = [];
@@ -252,6 +268,96 @@ export function hashFileSync(task: HashTask, buf: Buffer): HashReply {
     if (src !== undefined) fs.closeSync(src);
     if (dst !== undefined) fs.closeSync(dst);
   }
+}
+
+/** Reads up to `length` bytes at `pos` into chunkBuf; returns how many (fewer only at the end of the file). */
+function readAt(fd: number, length: number, pos: number): number {
+  let done = 0;
+  while (done < length) {
+    let n: number;
+    try {
+      n = fs.readSync(fd, chunkBuf, done, length - done, pos + done);
+    } catch (err) {
+      throw new TaskError(errnoCode(err), 'source', (err as Error).message);
+    }
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}
+
+/**
+ * Chunks a new version of a file against its previous version's signature,
+ * with the same result as running the gear chunker over all of it (so its
+ * signature is the canonical one), but running the chunker only where the
+ * bytes changed. The chunker's state is reset at every cut, and whether it
+ * cuts at the end of a range depends only on the range's bytes; so at a cut
+ * point, when the bytes of the range the previous version's chunk would take
+ * there hash the same, the chunker would cut there too: that chunk is taken
+ * without scanning it. The chunk expected next is the one that followed the
+ * chunk just found in the previous version, or the previous version's chunk
+ * that starts at this offset; elsewhere, the chunker runs. The previous
+ * version's last chunk (ended by the file's end, not by a cut) is taken only
+ * where it ends this file too. One read of the file (page-cached re-reads of
+ * a changed chunk aside); chunks not in `skip` are stored in ChunkLib.
+ */
+export function chunkAgainstPrevious(fd: number, size: number, previous: readonly (readonly [number, string])[], chunkDir: string, skip: ReadonlySet<string>): { hash: string; size: number; chunks: Chunk[]; chunksWritten: number } {
+  const byKey = new Map<string, number>();
+  const byStart = new Map<number, number>();
+  let off = 0;
+  previous.forEach(([l, h], i) => {
+    const key = `${h}:${l}`;
+    if (!byKey.has(key)) byKey.set(key, i);
+    byStart.set(off, i);
+    off += l;
+  });
+  const whole = createHash('sha256');
+  const chunker = new GearChunker();
+  const chunks: Chunk[] = [];
+  let chunksWritten = 0;
+  let p = 0;
+  let next: number | undefined = 0;
+  while (p < size) {
+    let len: number | undefined;
+    let hash: string | undefined;
+    if (next !== undefined) {
+      const [l, prefix] = previous[next]!;
+      const last = next === previous.length - 1;
+      if (p + l <= size && (!last || p + l === size)) {
+        const n = readAt(fd, l, p);
+        if (n === l) {
+          const h = createHash('sha256').update(chunkBuf.subarray(0, l)).digest('hex').toUpperCase();
+          if (h.slice(0, CHUNK_HASH_HEX) === prefix) {
+            len = l;
+            hash = h;
+          }
+        }
+      }
+    }
+    if (len === undefined || hash === undefined) {
+      const n = readAt(fd, Math.min(CHUNKING.maxSize, size - p), p);
+      if (n === 0) break;
+      chunker.reset();
+      const cut = chunker.feed(chunkBuf, 0, n);
+      len = cut === -1 ? n : cut;
+      hash = createHash('sha256').update(chunkBuf.subarray(0, len)).digest('hex').toUpperCase();
+    }
+    const data = chunkBuf.subarray(0, len);
+    whole.update(data);
+    chunks.push([len, hash]);
+    const key = `${hash.slice(0, CHUNK_HASH_HEX)}:${len}`;
+    if (!skip.has(key)) {
+      try {
+        if (storeChunk(chunkDir, hash, data, false)) chunksWritten += 1;
+      } catch (err) {
+        throw new TaskError(errnoCode(err), 'temp', `cannot store a chunk in ${chunkDir}: ${(err as Error).message}`);
+      }
+    }
+    p += len;
+    const i = byKey.get(key);
+    next = i !== undefined && i + 1 < previous.length ? i + 1 : byStart.get(p);
+  }
+  return { hash: upperHex(whole), size: p, chunks, chunksWritten };
 }
 
 /** One chunk being assembled (at most the chunker's maximum), per worker. */

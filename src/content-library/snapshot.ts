@@ -278,7 +278,7 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
     const index = before && before.size >= SIGNATURE_MIN_FILE_SIZE && previousSigs.has(before.hash) ? await extentsOf() : undefined;
     let reply;
     try {
-      reply = await pool.hashFile(src.abs, index && index.size > 0 ? { temp, chunkDir: lib.chunkDir, skip: [...index.keys()] } : { temp });
+      reply = await pool.hashFile(src.abs, index && index.size > 0 ? { temp, chunkDir: lib.chunkDir, skip: [...index.keys()], previous: previousSigs.get(before!.hash)?.chunks } : { temp });
     } catch (err) {
       // The worker died (or the pool closed) mid-file and could not clean up after itself.
       await fsp.rm(temp, { force: true });

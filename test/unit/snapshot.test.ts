@@ -299,6 +299,8 @@ test('a large file is stored whole; a new version of it becomes extents of the o
   assert.equal(v2.chunksWritten, fresh2.length);
   assert.ok(fresh2.length >= 1 && fresh2.length <= 8, `${fresh2.length} new chunks for 64 KiB changed`);
   assert.ok(m2.chunks.filter((c) => c.src).every((c) => c.src!.file === sha(v1Bytes)));
+  // Chunked against v1's signature, yet exactly as the chunker would over the whole file.
+  assert.deepEqual(v2.signatures.find((x) => x.hash === sha(v2Bytes))?.chunks, chunkBuffer(v2Bytes));
   assert.deepEqual(await readAll((await lib.openFileReader(sha(v2Bytes))).stream), v2Bytes);
   assert.deepEqual(await readAll((await lib.openFileReader(sha(v2Bytes), { start: 2 * 1024 * 1024 - 10, end: 2 * 1024 * 1024 + 70 * 1024 })).stream), v2Bytes.subarray(2 * 1024 * 1024 - 10, 2 * 1024 * 1024 + 70 * 1024 + 1));
 
@@ -311,6 +313,7 @@ test('a large file is stored whole; a new version of it becomes extents of the o
   const m3 = await lib.readManifest(sha(v3Bytes));
   assert.ok(m3);
   assert.ok(m3.chunks.every((c) => !c.src || c.src.file === sha(v1Bytes)), 'flattened');
+  assert.deepEqual(v3.signatures.find((x) => x.hash === sha(v3Bytes))?.chunks, chunkBuffer(v3Bytes));
   assert.ok(m3.chunks.filter((c) => !c.src).length <= 16);
   assert.deepEqual(await readAll((await lib.openFileReader(sha(v3Bytes))).stream), v3Bytes);
 
@@ -326,6 +329,26 @@ test('a large file is stored whole; a new version of it becomes extents of the o
   assert.ok(r.filesDeleted >= 2);
   const left = (await fsp.readdir(lib.chunkDir, { recursive: true })).filter((n) => /[0-9A-F]{64}$/.test(n));
   assert.deepEqual(left, [], 'no chunk left');
+});
+
+test('a new version with bytes inserted and removed is chunked as the chunker would, and shares the shifted chunks as extents', async (t) => {
+  const { src, root } = await setup(t);
+  const lib = createContentLibrary(root);
+  const v1Bytes = randomBytes(3 * 1024 * 1024 + 777);
+  await write(src, 'big.bin', v1Bytes);
+  const v1 = await snapshotFolder(lib, src, { packageId: 'CS100011', version: 1 });
+  await lib.addContent(v1.definition);
+  // 5,000 bytes inserted near the start, 70,000 removed in the middle, the tail cut by 100 bytes.
+  const v2Bytes = Buffer.concat([v1Bytes.subarray(0, 100_000), randomBytes(5000), v1Bytes.subarray(100_000, 1_500_000), v1Bytes.subarray(1_570_000, v1Bytes.length - 100)]);
+  await write(src, 'big.bin', v2Bytes);
+  const v2 = await snapshotFolder(lib, src, { packageId: 'CS100011', version: 2, previous: { definition: v1.definition, signatures: v1.signatures } });
+  assert.equal(v2.definition.files[0]?.hash, sha(v2Bytes));
+  assert.deepEqual(v2.signatures[0]?.chunks, chunkBuffer(v2Bytes));
+  const m2 = await lib.readManifest(sha(v2Bytes));
+  assert.ok(m2);
+  const fresh = m2.chunks.filter((c) => !c.src).length;
+  assert.ok(fresh >= 1 && fresh <= 8, `${fresh} new chunks`);
+  assert.deepEqual(await readAll((await lib.openFileReader(sha(v2Bytes))).stream), v2Bytes);
 });
 
 async function readAll(stream: AsyncIterable<unknown>): Promise<Buffer> {
