@@ -284,6 +284,8 @@ class DefaultContentLibrary implements ContentLibrary {
       try {
         // rename(2) replaces an existing file atomically: readers see the old bytes or the new.
         await fsp.rename(sourcePath, dest);
+        // A manifest it replaced (a redistribute sends every file whole) is no longer what FileLib holds.
+        this.#manifests.delete(validateHash(hash));
       } catch (err) {
         // Idempotent: a source already moved by an earlier call that then failed later is fine.
         if (isErrno(err, 'ENOENT') && (await this.hasFile(hash))) return;
