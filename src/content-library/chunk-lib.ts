@@ -9,7 +9,11 @@
  *   ChunkLib/.tmp/                 chunks on their way in
  *
  * A manifest is the text `cairn-chunked/1\n` followed by one JSON line
- * `{"hash","size","chunks":[[offset,length,hash],…]}`. It is stored at
+ * `{"hash","size","chunks":[[offset,length,hash],…]}`; an entry
+ * `[offset,length,hash,file,fileOffset]` is an extent: the chunk's bytes are
+ * those of the whole file FileLib/<file> from `fileOffset` (ADR 0009,
+ * amendment 2: a new version of a large file shares the old one's bytes
+ * without copying them). A manifest never names another manifest. It is stored at
  * FileLib/<first 4 hex>/<FILEHASH> in place of the bytes. A file whose bytes
  * start with the magic line and parse as a manifest naming its own hash
  * cannot be a whole file: its SHA-256 would have to be a hash written inside
