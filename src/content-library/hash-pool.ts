@@ -30,8 +30,8 @@ export class HashPool {
    * a per-file failure); rejects only when the worker itself died or the pool
    * was closed.
    */
-  hashFile(source: string, opts: { temp?: string; chunkDir?: string; skip?: readonly string[]; previous?: readonly (readonly [number, string])[] } = {}): Promise<HashReply> {
-    return this.#pool.run({ source, temp: opts.temp, chunkDir: opts.chunkDir, skip: opts.skip, previous: opts.previous }) as Promise<HashReply>;
+  hashFile(source: string, opts: { temp?: string; chunkDir?: string; skip?: readonly string[]; previous?: readonly (readonly [number, string])[]; only?: 'whole' | 'chunks' } = {}): Promise<HashReply> {
+    return this.#pool.run({ source, temp: opts.temp, chunkDir: opts.chunkDir, skip: opts.skip, previous: opts.previous, only: opts.only }) as Promise<HashReply>;
   }
 
   /** Hashes chunks that arrived in a bundle and stores those that match in `chunkDir` (ChunkLib). */

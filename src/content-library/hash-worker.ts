@@ -55,6 +55,12 @@ export interface HashTask {
    * result is the chunker's own (see chunkAgainstPrevious).
    */
   readonly previous?: readonly (readonly [number, string])[] | undefined;
+  /**
+   * `whole`: only the whole file's SHA-256 (no chunks, no copy); `chunks`:
+   * with `previous`, only the chunks (the reply's `hash` is empty). The
+   * snapshot runs both at once in two workers for a changed large file.
+   */
+  readonly only?: 'whole' | 'chunks' | undefined;
 }
 
 /** Stores chunks that arrived in a bundle: each is hashed, and stored only when it matches. */
@@ -169,7 +175,7 @@ export function hashFileSync(task: HashTask, buf: Buffer): HashReply {
     // from a JS Date is often stored a hair below it (….088999 for .089).
     const before = fs.fstatSync(src, { bigint: true });
     if (!before.isFile()) throw new TaskError('NOT_A_FILE', 'source', 'not a regular file');
-    const chunking = before.size >= BigInt(SIGNATURE_MIN_FILE_SIZE);
+    const chunking = before.size >= BigInt(SIGNATURE_MIN_FILE_SIZE) && task.only !== 'whole';
     const toChunkLib = chunking && task.chunkDir !== undefined;
     if (task.temp !== undefined && !toChunkLib) {
       try {
@@ -179,7 +185,7 @@ export function hashFileSync(task: HashTask, buf: Buffer): HashReply {
       }
     }
     if (toChunkLib && task.previous && task.previous.length > 0) {
-      const r = chunkAgainstPrevious(src, Number(before.size), task.previous, task.chunkDir!, new Set(task.skip ?? []));
+      const r = chunkAgainstPrevious(src, Number(before.size), task.previous, task.chunkDir!, new Set(task.skip ?? []), task.only !== 'chunks');
       const after = fs.fstatSync(src, { bigint: true });
       if (BigInt(r.size) !== before.size || after.size !== before.size || after.mtimeNs !== before.mtimeNs) {
         throw new TaskError('CHANGED', 'source', 'the file changed while it was read');
@@ -301,7 +307,7 @@ function readAt(fd: number, length: number, pos: number): number {
  * where it ends this file too. One read of the file (page-cached re-reads of
  * a changed chunk aside); chunks not in `skip` are stored in ChunkLib.
  */
-export function chunkAgainstPrevious(fd: number, size: number, previous: readonly (readonly [number, string])[], chunkDir: string, skip: ReadonlySet<string>): { hash: string; size: number; chunks: Chunk[]; chunksWritten: number } {
+export function chunkAgainstPrevious(fd: number, size: number, previous: readonly (readonly [number, string])[], chunkDir: string, skip: ReadonlySet<string>, hashWhole = true): { hash: string; size: number; chunks: Chunk[]; chunksWritten: number } {
   const byKey = new Map<string, number>();
   const byStart = new Map<number, number>();
   let off = 0;
@@ -343,7 +349,7 @@ export function chunkAgainstPrevious(fd: number, size: number, previous: readonl
       hash = createHash('sha256').update(chunkBuf.subarray(0, len)).digest('hex').toUpperCase();
     }
     const data = chunkBuf.subarray(0, len);
-    whole.update(data);
+    if (hashWhole) whole.update(data);
     chunks.push([len, hash]);
     const key = `${hash.slice(0, CHUNK_HASH_HEX)}:${len}`;
     if (!skip.has(key)) {
@@ -357,7 +363,7 @@ export function chunkAgainstPrevious(fd: number, size: number, previous: readonl
     const i = byKey.get(key);
     next = i !== undefined && i + 1 < previous.length ? i + 1 : byStart.get(p);
   }
-  return { hash: upperHex(whole), size: p, chunks, chunksWritten };
+  return { hash: hashWhole ? upperHex(whole) : '', size: p, chunks, chunksWritten };
 }
 
 /** One chunk being assembled (at most the chunker's maximum), per worker. */

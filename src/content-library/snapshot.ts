@@ -278,7 +278,20 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
     const index = before && before.size >= SIGNATURE_MIN_FILE_SIZE && previousSigs.has(before.hash) ? await extentsOf() : undefined;
     let reply;
     try {
-      reply = await pool.hashFile(src.abs, index && index.size > 0 ? { temp, chunkDir: lib.chunkDir, skip: [...index.keys()], previous: previousSigs.get(before!.hash)?.chunks } : { temp });
+      const previousChunks = before ? previousSigs.get(before.hash)?.chunks : undefined;
+      if (index && index.size > 0 && previousChunks) {
+        // Two workers at once: one finds and stores the chunks, the other hashes the whole file.
+        const [c, w] = await Promise.all([
+          pool.hashFile(src.abs, { chunkDir: lib.chunkDir, skip: [...index.keys()], previous: previousChunks, only: 'chunks' }),
+          pool.hashFile(src.abs, { only: 'whole' }),
+        ]);
+        if (!c.ok) reply = c;
+        else if (!w.ok) reply = w;
+        else if (c.size !== w.size || c.mtimeMs !== w.mtimeMs) reply = { id: c.id, ok: false as const, code: 'CHANGED', side: 'source' as const, message: 'the file changed while it was read' };
+        else reply = { ...c, hash: w.hash };
+      } else {
+        reply = await pool.hashFile(src.abs, index && index.size > 0 ? { temp, chunkDir: lib.chunkDir, skip: [...index.keys()] } : { temp });
+      }
     } catch (err) {
       // The worker died (or the pool closed) mid-file and could not clean up after itself.
       await fsp.rm(temp, { force: true });
