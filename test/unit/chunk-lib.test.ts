@@ -190,3 +190,51 @@ test('parseRange: one range, suffix and open ranges; several or malformed serve 
   assert.equal(parseRange('bytes=0-1,5-6', 100), undefined);
   assert.equal(parseRange('items=0-1', 100), undefined);
 });
+
+test('a manifest of extents: adopted only over a whole file it reads from, verified, read back in ranges, and refused when the bytes differ', async (t) => {
+  const lib = createContentLibrary(await tempDir(t));
+  const a = randomBytes(2 * 1024 * 1024);
+  const b = Buffer.from(a);
+  randomBytes(10_000).copy(b, 1_000_000);
+  const ma = manifestFor(a);
+  const mbPlain = manifestFor(b);
+  // b's chunks that a also has become extents of a; the rest go to ChunkLib.
+  const aAt = new Map(ma.chunks.map((c) => [c.hash, c.offset] as const));
+  const mb: FileManifest = {
+    ...mbPlain,
+    chunks: mbPlain.chunks.map((c) => (aAt.has(c.hash) ? { ...c, src: { file: ma.hash, offset: aAt.get(c.hash)! } } : c)),
+  };
+  assert.ok(mb.chunks.filter((c) => !c.src).length >= 1 && mb.chunks.filter((c) => c.src).length > 20);
+  for (const c of mb.chunks) if (!c.src) storeChunk(lib.chunkDir, c.hash, b.subarray(c.offset, c.offset + c.length), false);
+  // The text form carries the extents and parses back to the same manifest.
+  assert.deepEqual(parseManifestText(Buffer.from(formatManifest(mb)), mb.hash), mb);
+
+  // a is not in the library yet: refused, naming it.
+  await assert.rejects(lib.adoptManifest(mb, { verify: true }), (err: unknown) => err instanceof ChunksMissingError && err.sources[0] === ma.hash && err.missing.length === 0);
+  const temp = path.join(lib.root, 'a.tmp');
+  await fsp.writeFile(temp, a);
+  await lib.adoptFile(temp, ma.hash);
+  // Extents pointing at the wrong bytes of a: the whole-file check refuses the manifest.
+  const shifted: FileManifest = { ...mb, hash: sha(Buffer.from('not b')), chunks: mb.chunks.map((c) => (c.src ? { ...c, src: { file: c.src.file, offset: c.src.offset + 1 } } : c)) };
+  await assert.rejects(lib.adoptManifest(shifted, { verify: true }), (err: unknown) => err instanceof CairnError && err.code === 'CAIRN_DP_HASH_MISMATCH');
+  await lib.adoptManifest(mb, { verify: true });
+  assert.ok((await readAll((await lib.openFileReader(mb.hash)).stream)).equals(b));
+  assert.ok((await readAll((await lib.openFileReader(mb.hash, { start: 999_990, end: 1_200_000 })).stream)).equals(b.subarray(999_990, 1_200_001)));
+
+  // a's content goes: a stays, read by b's manifest; b's goes too: both go.
+  await lib.addContent(content('CS100003', 1, [{ path: 'a.bin', data: a }]));
+  await lib.addContent(content('CS100004', 1, [{ path: 'b.bin', data: b }]));
+  await lib.removePackage('CS100003');
+  assert.equal(await lib.hasFile(ma.hash), true);
+  assert.deepEqual(await lib.validateContent('CS100004.1'), []);
+  // Damage a byte of a inside an extent b reads: validation names the chunk.
+  const fd = await fsp.open(lib.filePath(ma.hash), 'r+');
+  await fd.write(Buffer.from([a[10]! ^ 0xff]), 0, 1, 10);
+  await fd.close();
+  const problems = await lib.validateContent('CS100004.1');
+  assert.equal(problems[0]?.problem, 'hash mismatch');
+  assert.equal(problems[0]?.chunk, mb.chunks[0]!.hash);
+  const r = await lib.removePackage('CS100004');
+  assert.equal(r.filesDeleted, 2);
+  assert.equal(await lib.hasFile(ma.hash), false);
+});
