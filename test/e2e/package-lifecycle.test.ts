@@ -174,6 +174,19 @@ describe('package lifecycle on standard DPs', () => {
     }
   });
 
+  test('[CD2.12] a DP that never had the old version gets a changed large file whole, not as extents of a file it lacks', async () => {
+    const dp3 = await addDp(site, path.join(work, 'dp3'), 'dp3');
+    dps.set('dp3', dp3);
+    const big = await fsp.readFile(path.join(srcA, 'big.bin'));
+    assert.equal((await cli(site, ['package', 'distribute', pkgA, '--dp', 'dp3'])).code, 0);
+    await waitForDps(site, pkgA, 'A installed on dp3', (r) => r.get('dp3')?.status === 3 && r.get('dp3')?.version === 2);
+    const xfer = await readLog(site.dataDir, 'PkgXferMgr');
+    assert.match(xfer, /dp3 lacks file [0-9A-F]{64} that 'big\.bin' shares bytes with; sending it whole\./);
+    // Stored whole on dp3: its FileLib entry is the bytes, not a manifest.
+    assert.ok((await fsp.readFile(dpFile(dp3, sha(big)))).equals(big));
+    await checkDownloads(dp3, pkgA, srcA);
+  });
+
   test('[CD5.1][CD5.2] validation catches a damaged and a lost file; redistribute repairs them', async () => {
     const dp2 = dps.get('dp2')!;
     const damaged = sha(await fsp.readFile(path.join(srcA, 'small', 'f010.dat')));
