@@ -22,7 +22,11 @@
  * client work does not run on the server's thread: keep-alive HTTP, a fixed
  * number of requests in flight, every request signed beforehand (each with
  * its own nonce: the MP refuses replays), clients taken in turn. Phases:
- * minimal, assignments, location, minimal again; each after a warm-up.
+ * minimal (after a warm-up); sessions: every client opens its session
+ * (ADR 0012) with one Ed25519-signed X25519 exchange, as the agent does,
+ * timed and reported on its own; assignments and location, each after a
+ * warm-up, every request under its client's session (HMAC), as the agent
+ * sends them; minimal again.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -33,21 +37,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
-import { newClientId, newKeyPair, signClientRequest } from '../src/shared/client-auth.ts';
+import { createPublicKey } from 'node:crypto';
+import { SESSION_ROUTE, acceptSessionReply, newClientId, newKeyPair, newSessionOffer, signClientRequest, signSessionRequest } from '../src/shared/client-auth.ts';
+import type { ClientSession, SessionOffer } from '../src/shared/client-auth.ts';
 import { startSite } from '../src/site/site-server.ts';
 import { openDatabase } from '../src/datastore/engine.ts';
 import { managementPoint } from '../src/mp/management-point.ts';
 import { createMpLogs } from '../src/mp/mp-logs.ts';
 import { loadSiteSigningKey } from '../src/mp/site-signing-key.ts';
 import { MP_PREFIX } from '../src/mp/state-relay.ts';
+import { intOption } from './options.ts';
 
 const args = process.argv.slice(2);
-const opt = (name: string, fallback: number): number => {
-  const i = args.indexOf(name);
-  const v = i === -1 ? fallback : Number(args[i + 1]);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer`);
-  return v;
-};
+const opt = (name: string, fallback: number): number => intOption(name, fallback, args);
 
 interface BenchClient {
   clientId: string;
@@ -75,30 +77,47 @@ async function runLoad(): Promise<void> {
   const url = new URL(args[args.indexOf('--url') + 1]!);
   const clients = JSON.parse(fs.readFileSync(args[args.indexOf('--clients-file') + 1]!, 'utf8')) as BenchClient[];
   const pkg = args[args.indexOf('--package') + 1]!;
+  const siteKey = createPublicKey(fs.readFileSync(args[args.indexOf('--site-key') + 1]!, 'utf8'));
+  const sessions = new Map<string, ClientSession>();
   const requests = opt('--requests', 20_000);
   const concurrency = opt('--concurrency', 64);
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
 
-  type Req = { method: 'GET' | 'POST'; path: string; body: string; headers: Record<string, string> };
+  type Req = { method: 'GET' | 'POST'; path: string; body: string; headers: Record<string, string>; clientId?: string; offer?: SessionOffer };
   const build = (kind: string, k: number): Req => {
     const c = clients[k % clients.length]!;
     if (kind === 'minimal') return { method: 'GET', path: MINIMAL, body: '', headers: {} };
-    if (kind === 'assignments') return { method: 'GET', path: ASSIGNMENTS, body: '', headers: { authorization: signClientRequest(c.clientId, c.privateKey, 'GET', ASSIGNMENTS, '') } };
+    if (kind === 'session') {
+      const offer = newSessionOffer();
+      const body = JSON.stringify({ clientKey: offer.clientKey });
+      return { method: 'POST', path: SESSION_ROUTE, body, headers: { authorization: signClientRequest(c.clientId, c.privateKey, 'POST', SESSION_ROUTE, body), 'content-type': 'application/json' }, clientId: c.clientId, offer };
+    }
+    const s = sessions.get(c.clientId);
+    if (!s) throw new Error(`no session for ${c.clientId}`);
+    if (kind === 'assignments') return { method: 'GET', path: ASSIGNMENTS, body: '', headers: { authorization: signSessionRequest(c.clientId, s.sessionId, s.key, 'GET', ASSIGNMENTS, '') } };
     const body = JSON.stringify({ packageId: pkg, version: 1, ipAddresses: [c.ip] });
-    return { method: 'POST', path: LOCATION, body, headers: { authorization: signClientRequest(c.clientId, c.privateKey, 'POST', LOCATION, body), 'content-type': 'application/json' } };
+    return { method: 'POST', path: LOCATION, body, headers: { authorization: signSessionRequest(c.clientId, s.sessionId, s.key, 'POST', LOCATION, body), 'content-type': 'application/json' } };
   };
-  const one = (r: Req): Promise<number> =>
+  type Res = { status: number; body?: Buffer; signature?: string };
+  const one = (r: Req): Promise<Res> =>
     new Promise((resolve) => {
       const req = http.request({ host: url.hostname, port: url.port, method: r.method, path: r.path, agent, headers: { ...r.headers, ...(r.body ? { 'content-length': String(Buffer.byteLength(r.body)) } : {}) } }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
+        if (!r.offer) {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0 }));
+          return;
+        }
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), signature: String(res.headers['x-cairn-signature'] ?? '') }));
       });
-      req.on('error', () => resolve(0));
+      req.on('error', () => resolve({ status: 0 }));
       req.end(r.body || undefined);
     });
   const phase = async (name: string, kind: string, n: number, offset: number): Promise<PhaseResult> => {
     // Signed before the clock starts: signing is the client's work, not the MP's.
     const list = Array.from({ length: n }, (_, k) => build(kind, offset + k));
+    const replies: Res[] = [];
     const lat = new Float64Array(n);
     let next = 0;
     let errors = 0;
@@ -109,13 +128,19 @@ async function runLoad(): Promise<void> {
           const k = next++;
           if (k >= n) return;
           const s = process.hrtime.bigint();
-          const status = await one(list[k]!);
+          const r = await one(list[k]!);
           lat[k] = Number(process.hrtime.bigint() - s) / 1e6;
-          if (status !== 200) errors += 1;
+          if (r.status !== 200) errors += 1;
+          replies[k] = r;
         }
       }),
     );
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    // The client's side of the exchange (checking the site's signature, X25519), after the clock stopped: it is the client's work.
+    list.forEach((r, k) => {
+      const reply = replies[k];
+      if (r.offer && r.clientId && reply?.status === 200 && reply.body) sessions.set(r.clientId, acceptSessionReply(r.offer, r.clientId, reply.body, reply.signature, siteKey));
+    });
     const sorted = Array.from(lat).sort((a, b) => a - b);
     const pct = (p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
     return { name, requests: n, errors, seconds, perSecond: n / seconds, p50ms: pct(50), p99ms: pct(99) };
@@ -123,7 +148,13 @@ async function runLoad(): Promise<void> {
   const warm = Math.min(2000, requests);
   const results: PhaseResult[] = [];
   let offset = 0;
-  for (const [name, kind] of [['minimal handler', 'minimal'], ['policy assignments', 'assignments'], ['content location', 'location'], ['minimal handler (again)', 'minimal']] as const) {
+  for (const [name, kind] of [['minimal handler', 'minimal'], ['session opening', 'session'], ['policy assignments', 'assignments'], ['content location', 'location'], ['minimal handler (again)', 'minimal']] as const) {
+    if (kind === 'session') {
+      // One session per client, as agents open them; no warm-up (a second session would replace the first).
+      results.push(await phase(name, kind, clients.length, 0));
+      if (sessions.size !== clients.length) throw new Error(`only ${sessions.size} of ${clients.length} clients got a session`);
+      continue;
+    }
     await phase(`${name} (warm-up)`, kind, warm, offset);
     offset += warm;
     results.push(await phase(name, kind, requests, offset));
@@ -227,6 +258,8 @@ async function main(): Promise<void> {
   const address = app.server.address();
   const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
   const clientsFile = path.join(work, 'clients.json');
+  const sitePublicKeyFile = path.join(work, 'site-key.pem');
+  await fsp.writeFile(sitePublicKeyFile, loadSiteSigningKey(site.paths.siteSigningKey).publicKeyPem);
   await fsp.writeFile(clientsFile, JSON.stringify(clients.map(({ clientId, privateKey, ip }) => ({ clientId, privateKey, ip }))));
 
   // 3. The load, from a child process. CAIRN_BENCH_PROFILE=FILE writes the server's CPU profile of the load phases only.
@@ -238,7 +271,7 @@ async function main(): Promise<void> {
     await post('Profiler.enable');
     await post('Profiler.start');
   }
-  const child = spawn(process.execPath, [...process.execArgv.filter((a) => !a.startsWith('--cpu-prof')), fileURLToPath(import.meta.url), '--load', '--url', url, '--clients-file', clientsFile, '--package', pkg.packageId, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...process.execArgv.filter((a) => !a.startsWith('--cpu-prof')), fileURLToPath(import.meta.url), '--load', '--url', url, '--clients-file', clientsFile, '--package', pkg.packageId, '--site-key', sitePublicKeyFile, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
@@ -256,11 +289,14 @@ async function main(): Promise<void> {
   const rows = results.map((r) => [r.name, String(r.requests), String(r.errors), r.perSecond.toFixed(0), r.p50ms.toFixed(2), r.p99ms.toFixed(2)]);
   const widths = rows[0]!.map((_, i) => Math.max(...[['phase', 'requests', 'errors', 'req/s', 'p50 ms', 'p99 ms'], ...rows].map((r) => r[i]!.length)));
   for (const r of [['phase', 'requests', 'errors', 'req/s', 'p50 ms', 'p99 ms'], ...rows]) process.stdout.write(`${r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}\n`);
-  const minimal = (results[0]!.perSecond + results[3]!.perSecond) / 2;
-  for (const r of results.slice(1, 3)) {
+  const minimal = (results[0]!.perSecond + results[4]!.perSecond) / 2;
+  for (const r of results.slice(2, 4)) {
     const pct = (100 * r.perSecond) / minimal;
     process.stdout.write(`${r.name}: ${pct.toFixed(1)} % of the minimal handler's rate (target 30 %): ${pct >= 30 ? 'met' : 'MISSED'}\n`);
   }
+  const opening = results[1]!;
+  process.stdout.write(`session opening (once per client per hour): ${((100 * opening.perSecond) / minimal).toFixed(1)} % of the minimal handler's rate, ${(1000 / opening.perSecond).toFixed(2)} ms of the server's time per session\n`);
+  process.stdout.write(`load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}\n`);
   process.stdout.write(`machine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), ${os.platform()} ${os.release()}, Node ${process.versions.node}\n`);
   await fsp.rm(work, { recursive: true, force: true });
 }

@@ -5,8 +5,9 @@
  * second; not a test, never gates CI. Target (issue 4): ingestion at least
  * 25% of the raw rate.
  *
- * Usage: `npm run bench:state-messages [-- --count 1000000 --per-file 100]`;
- * runs on SQLite, and on PostgreSQL too when CAIRN_TEST_PG_URL is set.
+ * Usage: `npm run bench:state-messages [-- --count 1000000 --per-file 100 --engine sqlite|postgresql]`;
+ * runs on SQLite, and on PostgreSQL too when CAIRN_TEST_PG_URL is set
+ * (`--engine` runs one of them only).
  *
  * The files: one `Report` per file from one client with `--per-file`
  * messages (a client's reporting cycle sends its messages in bulk), each
@@ -25,10 +26,8 @@
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
-import { openDatabase } from '../src/datastore/engine.ts';
-import type { SiteDatabase } from '../src/datastore/engine.ts';
+import { pgTarget, sqliteTarget } from './engines.ts';
+import type { Target } from './engines.ts';
 import { migrateToLatest } from '../src/datastore/migrate.ts';
 import { readSettings } from '../src/datastore/site-control.ts';
 import { countStateRows } from '../src/datastore/state-messages.ts';
@@ -38,14 +37,10 @@ import { StateSystem } from '../src/site/components/statesys/state-system.ts';
 import type { SiteContext } from '../src/site/site-context.ts';
 import { writeInboxFile } from '../src/shared/inbox.ts';
 import { parseStateReport } from '../src/shared/state-report.ts';
+import { intOption } from './options.ts';
 
 const args = process.argv.slice(2);
-const opt = (name: string, fallback: number): number => {
-  const i = args.indexOf(name);
-  const v = i === -1 ? fallback : Number(args[i + 1]);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer`);
-  return v;
-};
+const opt = (name: string, fallback: number): number => intOption(name, fallback, args);
 const count = opt('--count', 1_000_000);
 const perFile = opt('--per-file', 100);
 const files = Math.ceil(count / perFile);
@@ -60,46 +55,6 @@ function report(file: number): string {
     );
   }
   return `<Report><ReportHeader><Identification><Machine><ClientInstalled>1</ClientInstalled><ClientType>1</ClientType><ClientID>GUID:${String(file).padStart(8, '0')}-CF56-41D1-A006-6330EFC39381</ClientID><ClientVersion>5.00.7958.1000</ClientVersion><NetBIOSName>PC${file}</NetBIOSName><CodePage>437</CodePage><SystemDefaultLCID>1033</SystemDefaultLCID><Priority>5</Priority></Machine></Identification><ReportDetails><ReportContent>State Message Data</ReportContent><ReportType>Full</ReportType><Date>20261122070000.000000+000</Date><Version>1.0</Version><Format>1.0</Format></ReportDetails></ReportHeader><ReportBody>${msgs.join('')}</ReportBody></Report>`;
-}
-
-interface Target {
-  readonly name: string;
-  open(): Promise<{ db: SiteDatabase; drop(): Promise<void> }>;
-}
-
-function sqliteTarget(dir: string): Target {
-  let n = 0;
-  return {
-    name: 'SQLite',
-    async open() {
-      n += 1;
-      const db = openDatabase(`sqlite:${path.join(dir, `bench-${n}.db`)}`);
-      return { db, drop: () => db.destroy() };
-    },
-  };
-}
-
-function pgTarget(base: string): Target {
-  return {
-    name: 'PostgreSQL',
-    async open() {
-      const name = `cairn_b_${randomBytes(6).toString('hex')}`;
-      const admin = new pg.Client({ connectionString: base });
-      await admin.connect();
-      await admin.query(`CREATE DATABASE ${name}`);
-      const url = new URL(base);
-      url.pathname = `/${name}`;
-      const db = openDatabase(url.toString());
-      return {
-        db,
-        async drop() {
-          await db.destroy();
-          await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-          await admin.end();
-        },
-      };
-    },
-  };
 }
 
 async function ingest(target: Target, work: string): Promise<number> {
@@ -161,7 +116,8 @@ async function raw(target: Target): Promise<number> {
 const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'cairn-bench-state-'));
 try {
   process.stdout.write(`state messages: ${count} in ${files} files of ${perFile}; ${os.availableParallelism()} cores, Node ${process.version}\n`);
-  const targets = [sqliteTarget(work), ...(process.env.CAIRN_TEST_PG_URL ? [pgTarget(process.env.CAIRN_TEST_PG_URL)] : [])];
+  const only = args.includes('--engine') ? args[args.indexOf('--engine') + 1] : undefined;
+  const targets = [sqliteTarget(work), ...(process.env.CAIRN_TEST_PG_URL ? [pgTarget(process.env.CAIRN_TEST_PG_URL)] : [])].filter((t) => only === undefined || t.name.toLowerCase() === only.toLowerCase());
   for (const t of targets) {
     process.stdout.write(`${t.name}:\n`);
     const ingestS = await ingest(t, work);

@@ -18,9 +18,14 @@
  * that is refused (`CAIRN_SITE_KEY_CHANGED`, `CAIRN_SITE_KEY_UNTRUSTED`) is
  * fatal, reported through `onFatal`.
  *
- * On-demand work: a file `policy.TRG` or `report.TRG` dropped into
- * `<data>/triggers` (by `cairn agent policy --now` / `cairn agent report
- * --now`) makes every client poll policy or send its messages at once.
+ * On-demand work: a file `policy.TRG`, `report.TRG` or `scan.TRG` dropped
+ * into `<data>/triggers` (by `cairn agent policy|report|scan --now`) makes
+ * every client poll policy, send its messages, or scan, at once.
+ *
+ * Compliance scans (issue 6, docs/adr/0010-scan-agent.md): one scanner per
+ * process (one catalog cache in `<data>/scan-cache`, shared by every client),
+ * at most `scanLimit` scans at once; the real agent scans this machine's
+ * dpkg database, a simulated client the inventory of its facts entry.
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -35,15 +40,21 @@ import { AgentStore } from './agent-store.ts';
 import type { SimulatedIdentityRow } from './agent-store.ts';
 import { ClientAgent, REGISTRATION_BACKOFF_MS } from './client-agent.ts';
 import type { ClientFacts, ClientLogs } from './client-agent.ts';
+import type { Machine } from '../catalog/rules.ts';
 import { machineFacts, readFactsFile } from './facts.ts';
 import { identityFromPem, loadOrCreateIdentity, pinSiteKey } from './identity.ts';
 import type { ClientIdentity, SiteKey } from './identity.ts';
 import { MpClient, MpTransport } from './mp-client.ts';
 import { Scheduler, jitter } from './scheduler.ts';
+import { Limiter } from '../shared/limit.ts';
+import { createScanner } from './scan/scanner.ts';
+import { readLocalInventory } from './scan/inventory.ts';
 
 export const AGENT_VERSION = '0.1.0';
 export const TRIGGER_POLICY = 'policy.TRG';
 export const TRIGGER_REPORT = 'report.TRG';
+/** `cairn agent scan --now` (issue 6; docs/adr/0010-scan-agent.md). */
+export const TRIGGER_SCAN = 'scan.TRG';
 
 export interface AgentOptions {
   readonly mpUrl: string;
@@ -52,6 +63,8 @@ export interface AgentOptions {
   readonly simulate?: { readonly count: number; readonly factsFile: string; readonly spreadSeconds?: number };
   /** Overrides this machine's name (the real agent). */
   readonly name?: string;
+  /** The root whose dpkg database and os-release the real agent scans ('/'; tests and labs may point elsewhere). */
+  readonly inventoryRoot?: string;
   /** Called when the agent cannot go on (a refused site key). */
   readonly onFatal?: (err: unknown) => void;
 }
@@ -63,6 +76,7 @@ export interface RunningAgent {
   readonly ready: Promise<void>;
   pollPolicyNow(): void;
   reportNow(): void;
+  scanNow(): void;
   close(): Promise<void>;
 }
 
@@ -74,6 +88,10 @@ const LOGS = [
   ['dts', 'DataTransferService'],
   ['ctm', 'ContentTransferManager'],
   ['state', 'StateMessage'],
+  ['scan', 'ScanAgent'],
+  ['wua', 'WUAHandler'],
+  ['updatesStore', 'UpdatesStore'],
+  ['scanner', 'Scanner'],
 ] as const;
 
 function prefixed(log: ComponentLog, prefix: string): ComponentLog {
@@ -125,18 +143,30 @@ export function startAgent(options: AgentOptions): RunningAgent {
   const transport = new MpTransport(options.mpUrl, sim ? 64 : 8);
   const dpAgent = new http.Agent({ keepAlive: true, maxSockets: sim ? 64 : 8 });
   const scheduler = new Scheduler(sim ? 64 : 4);
+  // One scanner per process: one catalog cache shared by every client (src/agent/scan/types.ts).
+  const scanner = createScanner({ cacheDir: path.join(dataDir, 'scan-cache'), httpAgent: dpAgent });
+  // Ours: scans are CPU work over the shared catalog; two at once keep a simulation's other cycles moving on a small machine.
+  const scanLimit = new Limiter(sim ? 2 : 1);
 
   let identities: ClientIdentity[];
   let facts: ClientFacts[];
+  let machines: (() => Promise<Machine>)[];
   if (sim) {
     const simFacts = readFactsFile(options.simulate.factsFile, sim.count);
     identities = simulatedIdentities(store, simFacts.map((f) => f.name), base.id);
     facts = simFacts.map((f) => ({ ...f, ipAddresses: () => f.ipAddresses }));
+    // A simulated client without an inventory in the facts file is scanned as an empty machine.
+    machines = simFacts.map((f) => {
+      const m: Machine = f.machine ?? {};
+      return async () => m;
+    });
     base.id.info(`Starting ${sim.count} simulated clients (${simFacts[0]!.name} … ${simFacts[simFacts.length - 1]!.name}) against the MP ${transport.baseUrl.origin}.`);
   } else {
     identities = [loadOrCreateIdentity(dataDir, base.id)];
     const m = machineFacts();
     facts = [{ ...m, ...(options.name ? { name: options.name } : {}) }];
+    // This machine's dpkg database and os-release, read afresh at each scan.
+    machines = [() => readLocalInventory(options.inventoryRoot ?? '/')];
     base.id.info(`Starting the agent for ${facts[0]!.name} against the MP ${transport.baseUrl.origin}.`);
   }
 
@@ -157,6 +187,7 @@ export function startAgent(options: AgentOptions): RunningAgent {
         firstDelayMs: sim ? Math.floor(Math.random() * spreadMs) : 0,
         spreadCycles: !!sim,
         httpAgent: dpAgent,
+        scan: { scanner, limit: scanLimit, machine: machines[k]! },
       }),
   );
 
@@ -168,6 +199,7 @@ export function startAgent(options: AgentOptions): RunningAgent {
     for (let attempt = 0; !closed; attempt += 1) {
       try {
         siteKey = await pinSiteKey(dataDir, pinner, base.id, options.siteKeyFingerprint);
+        transport.trustSiteKey(siteKey.publicKey);
         break;
       } catch (err) {
         if (isCairnError(err) && (err.code === 'CAIRN_SITE_KEY_CHANGED' || err.code === 'CAIRN_SITE_KEY_UNTRUSTED')) throw err;
@@ -197,6 +229,7 @@ export function startAgent(options: AgentOptions): RunningAgent {
     for (const [file, run, what] of [
       [TRIGGER_POLICY, () => clients.forEach((c) => c.pollPolicyNow()), 'a policy poll'],
       [TRIGGER_REPORT, () => clients.forEach((c) => c.reportNow()), 'sending state and status messages'],
+      [TRIGGER_SCAN, () => clients.forEach((c) => c.scanNow()), 'a compliance scan'],
     ] as const) {
       const p = path.join(triggers, file);
       try {
@@ -219,6 +252,7 @@ export function startAgent(options: AgentOptions): RunningAgent {
     ready: ready.catch(() => undefined),
     pollPolicyNow: () => clients.forEach((c) => c.pollPolicyNow()),
     reportNow: () => clients.forEach((c) => c.reportNow()),
+    scanNow: () => clients.forEach((c) => c.scanNow()),
     async close() {
       if (closed) return;
       closed = true;
@@ -237,7 +271,7 @@ export function startAgent(options: AgentOptions): RunningAgent {
 }
 
 /** Drops a trigger file for a running agent (`cairn agent policy --now`). */
-export async function writeTrigger(dataDir: string, name: typeof TRIGGER_POLICY | typeof TRIGGER_REPORT): Promise<string> {
+export async function writeTrigger(dataDir: string, name: typeof TRIGGER_POLICY | typeof TRIGGER_REPORT | typeof TRIGGER_SCAN): Promise<string> {
   const dir = path.join(path.resolve(dataDir), 'triggers');
   await fsp.mkdir(dir, { recursive: true });
   const file = path.join(dir, name);

@@ -13,7 +13,12 @@
  *   tampered or failed download never replaces them;
  * - content-download jobs, so that a killed agent resumes them;
  * - registration state, and the identities of simulated clients (the real
- *   agent keeps its identity in `client.json`/`client.key`, ADR 0005).
+ *   agent keeps its identity in `client.json`/`client.key`, ADR 0005);
+ * - scan jobs, the update source in use and the next scheduled scan, so a
+ *   restart resumes a job and keeps the update point it switched to, and the
+ *   update store (`UpdateStatus`, the seed's `CCM_UpdateStatus`), each
+ *   update's current state, written with its state messages in one
+ *   transaction (docs/adr/0010-scan-agent.md).
  *
  * Every write is one statement or one transaction, committed before the
  * caller goes on: a message is "stored" only when the insert is committed,
@@ -48,6 +53,22 @@ CREATE TABLE IF NOT EXISTS ContentJobs (
 CREATE TABLE IF NOT EXISTS Registration (ClientID TEXT PRIMARY KEY, Status TEXT NOT NULL, UpdatedAt TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS SimulatedClients (
   Idx INTEGER PRIMARY KEY, ClientID TEXT NOT NULL UNIQUE, Name TEXT NOT NULL, PrivateKey TEXT NOT NULL, PublicKey TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ScanJobs (
+  ClientID TEXT PRIMARY KEY, JobID TEXT NOT NULL, UpdateSourceID TEXT NOT NULL,
+  PolicyContentVersion INTEGER NOT NULL, RequiredContentVersion INTEGER NOT NULL,
+  LocationRequestID TEXT NOT NULL DEFAULT '', State TEXT NOT NULL, Trigger TEXT NOT NULL,
+  Attempts INTEGER NOT NULL DEFAULT 0, NextAttemptAt TEXT NOT NULL DEFAULT '', LastError TEXT NOT NULL DEFAULT '',
+  ScannedContentVersion INTEGER NOT NULL DEFAULT 0, UpdatePoint TEXT NOT NULL DEFAULT '',
+  CreatedAt TEXT NOT NULL, UpdatedAt TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS UpdateSources (
+  ClientID TEXT NOT NULL, UpdateSourceID TEXT NOT NULL, ContentVersion INTEGER NOT NULL,
+  Location TEXT NOT NULL, ServerName TEXT NOT NULL, UpdatedAt TEXT NOT NULL,
+  PRIMARY KEY (ClientID, UpdateSourceID));
+CREATE TABLE IF NOT EXISTS ScanSchedule (ClientID TEXT PRIMARY KEY, NextScanAt TEXT NOT NULL, Reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS UpdateStatus (
+  ClientID TEXT NOT NULL, UpdateID TEXT NOT NULL, Revision INTEGER NOT NULL, Title TEXT NOT NULL,
+  ArticleID TEXT NOT NULL, ProductID TEXT NOT NULL, Status INTEGER NOT NULL, Reason TEXT NOT NULL,
+  StatusTime TEXT NOT NULL, PRIMARY KEY (ClientID, UpdateID));
 `;
 
 export interface NewStateMessage {
@@ -103,6 +124,60 @@ export interface ContentJob {
 export const REGISTRATION_STATES = ['none', 'pending', 'approved', 'revoked'] as const;
 export type RegistrationState = (typeof REGISTRATION_STATES)[number];
 
+/**
+ * A scan job's life (docs/adr/0010-scan-agent.md): `locating` (waiting for
+ * the MP's update points), `scanning`, then `complete`; or `waiting` (no
+ * update point holds the required content version yet, or none answers:
+ * retried at `nextAttemptAt`) and `failed` (an error the agent cannot
+ * retry away; the next scheduled scan starts a new job).
+ */
+export const SCAN_JOB_STATES = ['locating', 'scanning', 'waiting', 'complete', 'failed'] as const;
+export type ScanJobState = (typeof SCAN_JOB_STATES)[number];
+export const SCAN_TRIGGERS = ['policy', 'schedule', 'on demand'] as const;
+export type ScanTrigger = (typeof SCAN_TRIGGERS)[number];
+
+export interface ScanJob {
+  readonly jobId: string;
+  readonly updateSourceId: string;
+  readonly policyContentVersion: number;
+  readonly requiredContentVersion: number;
+  readonly locationRequestId: string;
+  readonly state: ScanJobState;
+  readonly trigger: ScanTrigger;
+  readonly attempts: number;
+  /** ISO time of the next attempt of a waiting job; '' otherwise. */
+  readonly nextAttemptAt: string;
+  readonly lastError: string;
+  /** The content version and update point of the completed scan. */
+  readonly scannedContentVersion: number;
+  readonly updatePoint: string;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}
+
+/** The update source as the client's "WUA handler" holds it: the update point in use and the content version. */
+export interface UpdateSourceRow {
+  readonly updateSourceId: string;
+  readonly contentVersion: number;
+  readonly location: string;
+  readonly serverName: string;
+}
+
+/** One update's current state on a client (the seed's `CCM_UpdateStatus`). */
+export interface UpdateStatusRow {
+  readonly updateId: string;
+  readonly revision: number;
+  readonly title: string;
+  readonly articleId: string;
+  readonly productId: string;
+  /** Topic type 500 state: 0 unknown, 1 not required, 2 required, 3 installed. */
+  readonly status: number;
+  /** Why the state is unknown (a malformed rule), or why it changed without a scan result (pruned); '' otherwise. */
+  readonly reason: string;
+  /** ISO time the state was last set. */
+  readonly statusTime: string;
+}
+
 export interface SimulatedIdentityRow {
   readonly idx: number;
   readonly clientId: string;
@@ -143,8 +218,14 @@ export class AgentStore {
   readonly file: string;
   readonly #db: Db;
 
-  constructor(file: string) {
+  constructor(file: string, options: { readonly?: boolean } = {}) {
     this.file = file;
+    if (options.readonly) {
+      // A reader beside the running agent (`cairn agent updates`): WAL lets it read while the agent writes.
+      this.#db = new Database(file, { readonly: true, fileMustExist: true });
+      this.#db.pragma('busy_timeout = 5000');
+      return;
+    }
     fs.mkdirSync(path.dirname(file), { recursive: true });
     this.#db = new Database(file);
     // WAL with NORMAL sync: a committed transaction survives a killed process
@@ -269,6 +350,112 @@ export class AgentStore {
 
   removeContentJob(clientId: string, deploymentId: string): void {
     this.#db.prepare('DELETE FROM ContentJobs WHERE ClientID = ? AND DeploymentID = ?').run(clientId, deploymentId);
+  }
+
+  // --- scan jobs, update sources and the update store ----------------------
+
+  scanJob(clientId: string): ScanJob | undefined {
+    const r = this.#db.prepare('SELECT * FROM ScanJobs WHERE ClientID = ?').get(clientId) as Record<string, string | number> | undefined;
+    if (!r) return undefined;
+    return {
+      jobId: String(r.JobID),
+      updateSourceId: String(r.UpdateSourceID),
+      policyContentVersion: Number(r.PolicyContentVersion),
+      requiredContentVersion: Number(r.RequiredContentVersion),
+      locationRequestId: String(r.LocationRequestID),
+      state: r.State as ScanJobState,
+      trigger: r.Trigger as ScanTrigger,
+      attempts: Number(r.Attempts),
+      nextAttemptAt: String(r.NextAttemptAt),
+      lastError: String(r.LastError),
+      scannedContentVersion: Number(r.ScannedContentVersion),
+      updatePoint: String(r.UpdatePoint),
+      createdAt: String(r.CreatedAt),
+      updatedAt: String(r.UpdatedAt),
+    };
+  }
+
+  /** Stores the client's current scan job (one per client: a new job replaces the last one). */
+  saveScanJob(clientId: string, j: Omit<ScanJob, 'updatedAt'>): void {
+    this.#db
+      .prepare(
+        'INSERT INTO ScanJobs (ClientID, JobID, UpdateSourceID, PolicyContentVersion, RequiredContentVersion, LocationRequestID, State, Trigger, Attempts, NextAttemptAt, LastError, ScannedContentVersion, UpdatePoint, CreatedAt, UpdatedAt) ' +
+          'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ClientID) DO UPDATE SET JobID = excluded.JobID, UpdateSourceID = excluded.UpdateSourceID, PolicyContentVersion = excluded.PolicyContentVersion, ' +
+          'RequiredContentVersion = excluded.RequiredContentVersion, LocationRequestID = excluded.LocationRequestID, State = excluded.State, Trigger = excluded.Trigger, Attempts = excluded.Attempts, NextAttemptAt = excluded.NextAttemptAt, ' +
+          'LastError = excluded.LastError, ScannedContentVersion = excluded.ScannedContentVersion, UpdatePoint = excluded.UpdatePoint, CreatedAt = excluded.CreatedAt, UpdatedAt = excluded.UpdatedAt',
+      )
+      .run(clientId, j.jobId, j.updateSourceId, j.policyContentVersion, j.requiredContentVersion, j.locationRequestId, j.state, j.trigger, j.attempts, j.nextAttemptAt, j.lastError, j.scannedContentVersion, j.updatePoint, j.createdAt, new Date().toISOString());
+  }
+
+  updateSource(clientId: string, updateSourceId: string): UpdateSourceRow | undefined {
+    const r = this.#db.prepare('SELECT * FROM UpdateSources WHERE ClientID = ? AND UpdateSourceID = ?').get(clientId, updateSourceId) as Record<string, string | number> | undefined;
+    return r ? { updateSourceId: String(r.UpdateSourceID), contentVersion: Number(r.ContentVersion), location: String(r.Location), serverName: String(r.ServerName) } : undefined;
+  }
+
+  saveUpdateSource(clientId: string, u: UpdateSourceRow): void {
+    this.#db
+      .prepare(
+        'INSERT INTO UpdateSources (ClientID, UpdateSourceID, ContentVersion, Location, ServerName, UpdatedAt) VALUES (?, ?, ?, ?, ?, ?) ' +
+          'ON CONFLICT (ClientID, UpdateSourceID) DO UPDATE SET ContentVersion = excluded.ContentVersion, Location = excluded.Location, ServerName = excluded.ServerName, UpdatedAt = excluded.UpdatedAt',
+      )
+      .run(clientId, u.updateSourceId, u.contentVersion, u.location, u.serverName, new Date().toISOString());
+  }
+
+  nextScan(clientId: string): { at: string; reason: ScanTrigger } | undefined {
+    const r = this.#db.prepare('SELECT NextScanAt, Reason FROM ScanSchedule WHERE ClientID = ?').get(clientId) as { NextScanAt: string; Reason: ScanTrigger } | undefined;
+    return r ? { at: r.NextScanAt, reason: r.Reason } : undefined;
+  }
+
+  setNextScan(clientId: string, at: Date | undefined, reason: ScanTrigger): void {
+    if (!at) {
+      this.#db.prepare('DELETE FROM ScanSchedule WHERE ClientID = ?').run(clientId);
+      return;
+    }
+    this.#db
+      .prepare('INSERT INTO ScanSchedule (ClientID, NextScanAt, Reason) VALUES (?, ?, ?) ON CONFLICT (ClientID) DO UPDATE SET NextScanAt = excluded.NextScanAt, Reason = excluded.Reason')
+      .run(clientId, at.toISOString(), reason);
+  }
+
+  updateStatuses(clientId: string): UpdateStatusRow[] {
+    return (this.#db.prepare('SELECT * FROM UpdateStatus WHERE ClientID = ? ORDER BY UpdateID').all(clientId) as Record<string, string | number>[]).map((r) => ({
+      updateId: String(r.UpdateID),
+      revision: Number(r.Revision),
+      title: String(r.Title),
+      articleId: String(r.ArticleID),
+      productId: String(r.ProductID),
+      status: Number(r.Status),
+      reason: String(r.Reason),
+      statusTime: String(r.StatusTime),
+    }));
+  }
+
+  /**
+   * The update store's write (spec 30 §3 step 5): the new or changed update
+   * states and the state messages they raise, in one transaction, so that a
+   * state is never recorded without its message nor a message raised for a
+   * state that was not recorded. Returns the messages' serial numbers.
+   */
+  recordUpdateStatuses(clientId: string, rows: readonly UpdateStatusRow[], messages: readonly NewStateMessage[]): number[] {
+    const upsert = this.#db.prepare(
+      'INSERT INTO UpdateStatus (ClientID, UpdateID, Revision, Title, ArticleID, ProductID, Status, Reason, StatusTime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ' +
+        'ON CONFLICT (ClientID, UpdateID) DO UPDATE SET Revision = excluded.Revision, Title = excluded.Title, ArticleID = excluded.ArticleID, ProductID = excluded.ProductID, Status = excluded.Status, Reason = excluded.Reason, StatusTime = excluded.StatusTime',
+    );
+    const insertMsg = this.#db.prepare(
+      'INSERT INTO StateMessages (ClientID, SerialNumber, MessageTime, TopicType, TopicID, IDType, StateID, Criticality, UserFlags, UserParams) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    );
+    return this.#db.transaction((): number[] => {
+      for (const r of rows) upsert.run(clientId, r.updateId, r.revision, r.title, r.articleId, r.productId, r.status, r.reason, r.statusTime);
+      if (!messages.length) return [];
+      const last = this.#db
+        .prepare('INSERT INTO Serials (ClientID, LastSerial) VALUES (?, ?) ON CONFLICT (ClientID) DO UPDATE SET LastSerial = LastSerial + ? RETURNING LastSerial')
+        .get(clientId, messages.length, messages.length) as { LastSerial: number };
+      const first = last.LastSerial - messages.length + 1;
+      const now = new Date().toISOString();
+      return messages.map((m, i) => {
+        insertMsg.run(clientId, first + i, (m.time ?? new Date(now)).toISOString(), m.topicType, m.topicId, m.idType, m.stateId, m.criticality ?? 0, m.userFlags ?? 0, JSON.stringify(m.userParams ?? []));
+        return first + i;
+      });
+    })();
   }
 
   // --- registration and simulated identities --------------------------------

@@ -31,6 +31,12 @@ import type { AppliedPolicyView, ClientSettings } from './policy-agent.ts';
 import type { ScheduledTask, Scheduler } from './scheduler.ts';
 import { jitter } from './scheduler.ts';
 import { StateMessaging } from './state-messages.ts';
+import { ScanAgent } from './scan-agent.ts';
+import type { UpdateSourcePolicy } from './scan-agent.ts';
+import { UpdateStore } from './update-store.ts';
+import type { Limiter } from '../shared/limit.ts';
+import type { Machine } from '../catalog/rules.ts';
+import type { Scanner } from './scan/types.ts';
 
 /**
  * Ours: waits between registration checks while the client is pending.
@@ -58,6 +64,17 @@ export interface ClientLogs {
   readonly dts: ComponentLog;
   readonly ctm: ComponentLog;
   readonly state: ComponentLog;
+  readonly scan: ComponentLog;
+  readonly wua: ComponentLog;
+  readonly updatesStore: ComponentLog;
+  readonly scanner: ComponentLog;
+}
+
+/** What the scan agent needs from the process: the one scanner, the scans-at-once limit, and this client's inventory. */
+export interface ClientScanOptions {
+  readonly scanner: Scanner;
+  readonly limit: Limiter;
+  readonly machine: () => Promise<Machine>;
 }
 
 export interface ClientAgentOptions {
@@ -75,6 +92,8 @@ export interface ClientAgentOptions {
   /** Spread each cycle's first run over its whole interval (simulated clients), rather than running it one interval after start. */
   readonly spreadCycles: boolean;
   readonly httpAgent?: http.Agent;
+  /** The scan agent's share of the process (issue 6); without it the client never scans. */
+  readonly scan?: ClientScanOptions;
 }
 
 export class ClientAgent {
@@ -83,6 +102,8 @@ export class ClientAgent {
   readonly policy: PolicyAgent;
   readonly state: StateMessaging;
   readonly content: ContentTransferManager;
+  readonly updates: UpdateStore;
+  readonly scan: ScanAgent | undefined;
   readonly #abort = new AbortController();
   #settings: ClientSettings = DEFAULT_CLIENT_SETTINGS;
   #tasks: { register?: ScheduledTask; policy?: ScheduledTask; state?: ScheduledTask; status?: ScheduledTask } = {};
@@ -97,6 +118,22 @@ export class ClientAgent {
     this.state = new StateMessaging({ store: o.store, mp: this.mp, log: o.logs.state, sender: { clientId: id, netbiosName: o.facts.name, clientVersion: o.agentVersion } });
     const location = new LocationServices({ mp: this.mp, log: o.logs.location, ipAddresses: o.facts.ipAddresses });
     const dts = new DataTransferService({ log: o.logs.dts, cacheDir: o.cacheDir, signal: this.#abort.signal, ...(o.httpAgent ? { httpAgent: o.httpAgent } : {}) });
+    this.updates = new UpdateStore({ clientId: id, store: o.store, state: this.state, log: o.logs.updatesStore });
+    this.scan = o.scan
+      ? new ScanAgent({
+          clientId: id,
+          store: o.store,
+          scheduler: o.scheduler,
+          scanLimit: o.scan.limit,
+          location,
+          scanner: o.scan.scanner,
+          machine: o.scan.machine,
+          state: this.state,
+          updateStore: this.updates,
+          siteCode: () => o.siteKey().siteCode,
+          logs: { scan: o.logs.scan, wua: o.logs.wua, updatesStore: o.logs.updatesStore, scanner: o.logs.scanner },
+        })
+      : undefined;
     this.content = new ContentTransferManager({ clientId: id, machine: o.facts.name, siteCode: () => o.siteKey().siteCode, store: o.store, scheduler: o.scheduler, location, dts, state: this.state, log: o.logs.ctm });
     this.policy = new PolicyAgent({
       clientId: id,
@@ -135,6 +172,13 @@ export class ClientAgent {
     this.#abort.abort();
     for (const t of Object.values(this.#tasks)) t?.cancel();
     this.content.stop();
+    this.scan?.stop();
+  }
+
+  /** On demand (`cairn agent scan --now`): a compliance scan now, or a waiting scan job's retry. */
+  scanNow(): void {
+    if (!this.#approved || this.#stopped) return;
+    this.scan?.scanNow();
   }
 
   /** On demand (`cairn agent policy --now`): a policy poll as soon as the scheduler allows. */
@@ -214,6 +258,7 @@ export class ClientAgent {
     this.#approved = true;
     this.#registrationAttempt = 0;
     this.policy.replayApplied();
+    this.scan?.start();
     this.#tasks.policy = this.#o.scheduler.at(0, () => this.#policyCycle());
     this.#armCycles(true);
   }
@@ -283,6 +328,7 @@ export class ClientAgent {
       const s = parseClientSettings(p.body);
       const changed = s.stateReportingSeconds !== this.#settings.stateReportingSeconds || s.statusReportingSeconds !== this.#settings.statusReportingSeconds || s.policyPollSeconds !== this.#settings.policyPollSeconds;
       this.#settings = s;
+      this.scan?.setSettings({ scanWindowSeconds: s.scanWindowSeconds, scanScheduleSeconds: s.scanScheduleSeconds });
       this.#o.logs.policy.info(`Client settings from policy ${policyId} ${policyVersion}: policy poll every ${s.policyPollSeconds} s, state messages every ${s.stateReportingSeconds} s, status messages every ${s.statusReportingSeconds} s.`);
       // At start-up the cycles are armed after the replay; later, a changed interval applies from now on.
       if (changed && reason !== 'startup' && this.#approved) this.#armCycles(false);
@@ -290,6 +336,7 @@ export class ClientAgent {
       this.content.deploymentApplied(policyId, policyVersion, parseContentDeployment(p.body));
     } else if (category === 'UpdateSource') {
       this.#o.logs.policy.info(`Stored update source ${String(p.body.updateSourceId)} (content version ${String(p.body.contentVersion)}, ${Array.isArray(p.body.updatePoints) ? p.body.updatePoints.length : 0} update points) for the scan agent.`);
+      this.scan?.policyApplied(parseUpdateSource(p), reason);
     } else {
       this.#o.logs.policy.warn(`Policy ${policyId} has category ${category}, which this agent does not handle; stored only.`);
     }
@@ -302,8 +349,17 @@ export class ClientAgent {
       if (this.#approved) this.#armCycles(false);
     } else if (p.policy.category === 'ContentDeployment' && typeof p.body.deploymentId === 'string') {
       this.content.deploymentRemoved(p.body.deploymentId);
+    } else if (p.policy.category === 'UpdateSource') {
+      this.scan?.policyRemoved();
     }
   }
+}
+
+/** The UpdateSource body's fields the scan agent uses (the policy agent checked the ID is there). */
+function parseUpdateSource(p: AppliedPolicyView): UpdateSourcePolicy {
+  const v = p.body.contentVersion;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new CairnError('CAIRN_AGENT_POLICY_INVALID', `UpdateSource ${p.policy.policyId}: contentVersion ${JSON.stringify(v)} is not a content version`);
+  return { policyId: p.policy.policyId, policyVersion: p.policy.policyVersion, updateSourceId: String(p.body.updateSourceId), contentVersion: v };
 }
 
 function readStatus(v: unknown): RegistrationState {

@@ -48,10 +48,14 @@ export interface ClientSettings {
   readonly policyPollSeconds: number;
   readonly stateReportingSeconds: number;
   readonly statusReportingSeconds: number;
+  /** The first scan after a new UpdateSource policy, at a random moment within this many seconds (REFERENCE.md: 2 hours; ADR 0010). */
+  readonly scanWindowSeconds: number;
+  /** Seconds between scheduled compliance scans (the product's 7 days; ADR 0010). */
+  readonly scanScheduleSeconds: number;
 }
 
-/** ADR 0005's defaults, used until a ClientSettings policy says otherwise. */
-export const DEFAULT_CLIENT_SETTINGS: ClientSettings = Object.freeze({ policyPollSeconds: 3600, stateReportingSeconds: 900, statusReportingSeconds: 900 });
+/** ADR 0005's defaults (and ADR 0010's for scans), used until a ClientSettings policy says otherwise. */
+export const DEFAULT_CLIENT_SETTINGS: ClientSettings = Object.freeze({ policyPollSeconds: 3600, stateReportingSeconds: 900, statusReportingSeconds: 900, scanWindowSeconds: 7200, scanScheduleSeconds: 604800 });
 
 export interface ContentDeploymentPolicy {
   readonly deploymentId: string;
@@ -128,11 +132,11 @@ export function verifyPolicyBody(a: PolicyAssignment, bytes: Buffer, headers: { 
   return body;
 }
 
-function seconds(o: Record<string, unknown>, k: string, fallback: number): number {
+function seconds(o: Record<string, unknown>, k: string, fallback: number, min = 5): number {
   const v = o[k];
   if (v === undefined) return fallback;
-  // Ours: at least 5 seconds (tests and labs), at most 31 days.
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 5 || v > 31 * 86400) invalid(`ClientSettings: ${k} must be an integer of seconds from 5 to ${31 * 86400}`);
+  // Ours: at least 5 seconds (tests and labs; 0 for the scan window: at once), at most 31 days.
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > 31 * 86400) invalid(`ClientSettings: ${k} must be an integer of seconds from ${min} to ${31 * 86400}`);
   return v;
 }
 
@@ -141,6 +145,8 @@ export function parseClientSettings(body: Record<string, unknown>): ClientSettin
     policyPollSeconds: seconds(body, 'policyPollSeconds', DEFAULT_CLIENT_SETTINGS.policyPollSeconds),
     stateReportingSeconds: seconds(body, 'stateReportingSeconds', DEFAULT_CLIENT_SETTINGS.stateReportingSeconds),
     statusReportingSeconds: seconds(body, 'statusReportingSeconds', DEFAULT_CLIENT_SETTINGS.statusReportingSeconds),
+    scanWindowSeconds: seconds(body, 'scanWindowSeconds', DEFAULT_CLIENT_SETTINGS.scanWindowSeconds, 0),
+    scanScheduleSeconds: seconds(body, 'scanScheduleSeconds', DEFAULT_CLIENT_SETTINGS.scanScheduleSeconds),
   };
 }
 

@@ -30,6 +30,8 @@ export const MAX_MESSAGES_PER_REPORT = 1000;
 export const MAX_STATUS_PER_REQUEST = 500;
 /** Ours: sent state messages are kept this long for an administrator looking at the client, then pruned. */
 export const SENT_RETENTION_MS = 7 * 24 * 3600 * 1000;
+/** Ours: per-message lines `logRecorded` writes per call; past this, a count. */
+export const MAX_RECORDED_LINES = 100;
 
 export interface ClientStatusMessage {
   readonly id: number;
@@ -49,6 +51,8 @@ export class StateMessaging {
   readonly #mp: MpClient;
   readonly #log: ComponentLog;
   readonly #sender: ReportSender;
+  #sendingState: Promise<number> | undefined;
+  #sendingStatus: Promise<number> | undefined;
 
   constructor(o: { store: AgentStore; mp: MpClient; log: ComponentLog; sender: ReportSender }) {
     this.#store = o.store;
@@ -67,12 +71,38 @@ export class StateMessaging {
     return serial;
   }
 
+  /**
+   * Logs messages a component stored itself, in its own transaction (the
+   * update store writes states and messages together): the seed's two
+   * StateMessage.log lines per message, capped, then one summary line.
+   */
+  logRecorded(messages: readonly NewStateMessage[], serials: readonly number[]): void {
+    if (!messages.length) return;
+    for (const m of messages.slice(0, MAX_RECORDED_LINES)) {
+      this.#log.info(`Adding message with TopicType ${m.topicType} and TopicId ${m.topicId} to WMI`);
+      this.#log.info(`State message(State ID : ${m.stateId}) with TopicType ${m.topicType} and TopicId ${m.topicId} has been recorded for SYSTEM`);
+    }
+    if (messages.length > MAX_RECORDED_LINES) this.#log.info(`… and ${messages.length - MAX_RECORDED_LINES} more state messages recorded, not logged one by one.`);
+    this.#log.info(`Stored ${messages.length} state messages (serials ${serials[0]}${serials.length > 1 ? `-${serials[serials.length - 1]}` : ''}); MessageSent = 0 until the next reporting cycle.`);
+  }
+
   queueStatus(m: ClientStatusMessage): void {
     this.#store.addStatusMessage(this.clientId, m);
   }
 
-  /** Sends every unsent state message. Returns how many the MP accepted. */
-  async sendStateMessages(): Promise<number> {
+  /**
+   * Sends every unsent state message. Returns how many the MP accepted. One
+   * send at a time per client: a reporting cycle asked for while one is
+   * sending (`cairn agent report --now` during a long cycle) joins it rather
+   * than sending the same unsent batch a second time; the running cycle
+   * already goes on until nothing is unsent, new messages included.
+   */
+  sendStateMessages(): Promise<number> {
+    this.#sendingState ??= this.#sendStateMessages().finally(() => (this.#sendingState = undefined));
+    return this.#sendingState;
+  }
+
+  async #sendStateMessages(): Promise<number> {
     let accepted = 0;
     for (;;) {
       const batch = this.#store.unsentStateMessages(this.clientId, MAX_MESSAGES_PER_REPORT);
@@ -102,8 +132,13 @@ export class StateMessaging {
     return accepted;
   }
 
-  /** Sends every queued client status message. Returns how many the MP accepted. */
-  async sendStatusMessages(): Promise<number> {
+  /** Sends every queued client status message. Returns how many the MP accepted. One send at a time per client, as for state messages. */
+  sendStatusMessages(): Promise<number> {
+    this.#sendingStatus ??= this.#sendStatusMessages().finally(() => (this.#sendingStatus = undefined));
+    return this.#sendingStatus;
+  }
+
+  async #sendStatusMessages(): Promise<number> {
     let accepted = 0;
     for (;;) {
       const batch = this.#store.unsentStatusMessages(this.clientId, MAX_STATUS_PER_REQUEST);

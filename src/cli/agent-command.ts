@@ -5,12 +5,13 @@
  * start-up error (a refused site key) ends the command with its code. It
  * never exits the process itself: the CLI entry point decides the exit code.
  *
- * `cairn agent policy --now` and `cairn agent report --now` ask a running
- * agent (found by its data folder) for a policy poll or for sending its
- * messages at once, through a trigger file.
+ * `cairn agent policy --now`, `cairn agent report --now` and `cairn agent
+ * scan --now` ask a running agent (found by its data folder) for a policy
+ * poll, for sending its messages, or for a compliance scan at once, through
+ * a trigger file.
  */
 import path from 'node:path';
-import { startAgent, writeTrigger, TRIGGER_POLICY, TRIGGER_REPORT } from '../agent/agent-host.ts';
+import { startAgent, writeTrigger, TRIGGER_POLICY, TRIGGER_REPORT, TRIGGER_SCAN } from '../agent/agent-host.ts';
 import { untilStopSignal } from './until-signal.ts';
 
 export interface AgentCommandOptions {
@@ -52,6 +53,6 @@ export async function runAgentCommand(o: AgentCommandOptions): Promise<void> {
   if (fatal !== undefined) throw fatal;
 }
 
-export async function runAgentTrigger(data: string, what: 'policy' | 'report'): Promise<string> {
-  return writeTrigger(data, what === 'policy' ? TRIGGER_POLICY : TRIGGER_REPORT);
+export async function runAgentTrigger(data: string, what: 'policy' | 'report' | 'scan'): Promise<string> {
+  return writeTrigger(data, what === 'policy' ? TRIGGER_POLICY : what === 'report' ? TRIGGER_REPORT : TRIGGER_SCAN);
 }

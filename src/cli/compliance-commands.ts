@@ -51,9 +51,10 @@ export function addComplianceCommands(admin: Command, p: CliPrinters): void {
     .description('run summary tasks now and wait for them (without --task: update status, update group status, assignment compliance)')
     .option('--task <name>', 'one task, e.g. update-status, update-group-status, assignment-compliance')
     .option('--deployment <id>', 'the assignment compliance evaluator for this deployment only')
+    .option('--group <name>', 'the update group status summarizer for this update group only')
     .option('--json', 'JSON output')
-    .action(async (o: { task?: string; deployment?: string; json?: boolean }) => {
-      const r = await callAdmin<{ runs: TaskRunResult[] }>(p.conn(), 'POST', '/api/v1/summary-tasks/run', { ...(o.task ? { task: o.task } : {}), ...(o.deployment ? { deployment: o.deployment } : {}) });
+    .action(async (o: { task?: string; deployment?: string; group?: string; json?: boolean }) => {
+      const r = await callAdmin<{ runs: TaskRunResult[] }>(p.conn(), 'POST', '/api/v1/summary-tasks/run', { ...(o.task ? { task: o.task } : {}), ...(o.deployment ? { deployment: o.deployment } : {}), ...(o.group ? { group: o.group } : {}) });
       p.print(!!o.json, r.runs, () => r.runs.map((x) => `task ${x.task} completed ${x.result === 'success' ? 'successfully' : 'with errors'} after running for ${(x.durationMs / 1000).toFixed(3)} seconds, with status ${x.rowsTouched}\n`).join(''));
     });
 
@@ -70,21 +71,48 @@ export function addComplianceCommands(admin: Command, p: CliPrinters): void {
 
   admin
     .command('compliance')
-    .description('summarised compliance (as of the last summary): every update, one update, one update group or one deployment')
-    .option('--update <id>', 'one update')
+    .description('summarised compliance (as of the last summary): every update, one update with its clients per state, one update group, one deployment, or one client\'s update states')
+    .option('--update <id>', 'one update, with the clients in each state now')
     .option('--group <name>', 'one update group, with its updates')
     .option('--deployment <id>', 'one deployment (number or {guid})')
+    .option('--client <name>', "one client's state for each update it reported (name or client ID)")
+    .option('--limit <n>', 'with --update: clients listed per state; with --client: updates listed (default 100, at most 10000; the counts are always complete)')
     .option('--json', 'JSON output')
-    .action(async (o: { update?: string; group?: string; deployment?: string; json?: boolean }) => {
+    .action(async (o: { update?: string; group?: string; deployment?: string; client?: string; limit?: string; json?: boolean }) => {
       const q = new URLSearchParams();
       if (o.update) q.set('update', o.update);
       if (o.group) q.set('group', o.group);
       if (o.deployment) q.set('deployment', o.deployment);
+      if (o.client) q.set('client', o.client);
+      if (o.limit) q.set('limit', o.limit);
       const r = await callAdmin<ComplianceView>(p.conn(), 'GET', `/api/v1/compliance?${q}`);
       p.print(!!o.json, r, () => {
         const updates = (list: Extract<ComplianceView, { kind: 'updates' }>['updates']) =>
           p.table([['UPDATE', 'TITLE', 'REQUIRED', 'INSTALLED', 'NOT REQUIRED', 'UNKNOWN', 'TOTAL', 'SUMMARY TIME'], ...list.map((u) => [u.updateId, u.title ?? '', String(u.required), String(u.installed), String(u.notRequired), String(u.unknown), String(u.total), u.summaryTime])]);
-        if (r.kind === 'updates') return updates(r.updates);
+        if (r.kind === 'updates') {
+          if (!r.clients) return updates(r.updates);
+          const c = r.clients;
+          const lists = (
+            [
+              ['required', c.required],
+              ['installed', c.installed],
+              ['not required', c.notRequired],
+              ['unknown', c.unknown],
+            ] as const
+          ).map(([label, l]) => `\n${label}: ${l.count} client(s)${l.truncated ? `, the first ${l.clients.length} shown (--limit)` : ''}\n` + (l.clients.length ? p.table([['CLIENT', 'CLIENT ID', 'MESSAGE TIME'], ...l.clients.map((x) => [x.name || '-', x.clientId, x.messageTime ?? 'no state'])]) : ''));
+          return updates(r.updates) + `\nclients per state now (${c.asOf}):` + lists.join('');
+        }
+        if (r.kind === 'client') {
+          const c = r.client;
+          const n = c.counts;
+          return (
+            `client ${c.name || '(no name)'} ${c.clientId}, ${c.registration ?? 'not registered'}; states now (${c.asOf})\n` +
+            p.table([['REQUIRED', 'INSTALLED', 'NOT REQUIRED', 'UNKNOWN', 'NO STATE'], [String(n.required), String(n.installed), String(n.notRequired), String(n.unknown), String(n.noState)]]) +
+            '\n' +
+            p.table([['UPDATE', 'TITLE', 'ARTICLE', 'REVISION', 'STATE', 'MESSAGE TIME'], ...c.updates.map((u) => [u.updateId, u.title ?? '(not in the catalog)', u.articleId ?? '', u.revision === null ? '-' : String(u.revision), `${u.state} ${u.stateName ?? ''}`.trim(), u.messageTime])]) +
+            (c.truncated ? `(the first ${c.updates.length} shown: --limit)\n` : '')
+          );
+        }
         const head = ['COMPLIANT', 'NON-COMPLIANT', 'UNKNOWN', 'TOTAL', 'SUMMARY TIME'];
         if (r.kind === 'group') return `update group ${r.group.name}\n` + p.table([head, [...counts(r.group.summary), r.group.summary?.summaryTime ?? 'not summarised yet']]) + '\n' + updates(r.updates);
         const d = r.deployment;

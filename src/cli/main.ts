@@ -11,6 +11,7 @@ import { startSite } from '../site/site-server.ts';
 import { runDpCommand, runDpImport } from './dp-command.ts';
 import { runUpstreamCommand } from './upstream-command.ts';
 import { runAgentCommand, runAgentTrigger } from './agent-command.ts';
+import { readAgentUpdates } from './agent-updates.ts';
 import { runCatalogImport } from './catalog-command.ts';
 import { callAdmin, downloadAdmin, findAdminConnection } from './admin-client.ts';
 import type { DpView } from '../site/services/distribution-points.ts';
@@ -457,7 +458,7 @@ export function buildProgram(): Command {
 
   const agentRole = program
     .command('agent')
-    .description('run the client agent for this machine, or N simulated clients (`cairn agent policy|report --now` asks a running one)')
+    .description('run the client agent for this machine, or N simulated clients (`cairn agent policy|report|scan --now` asks a running one)')
     .option('--mp <url>', 'base URL of the management point, e.g. http://127.0.0.1:8340')
     .option('--data <dir>', 'data folder of the agent (identity, store, cache, logs)')
     .option('--site-key-fingerprint <hex>', "trust the site signing key only if it has this SHA-256 fingerprint (else: trust on first use)")
@@ -483,19 +484,38 @@ export function buildProgram(): Command {
         ...(o.spreadSeconds === undefined ? {} : { spreadSeconds: o.spreadSeconds }),
       });
     });
-  for (const what of ['policy', 'report'] as const) {
+  for (const what of ['policy', 'report', 'scan'] as const) {
     agentRole
       .command(what)
-      .description(what === 'policy' ? 'ask the running agent of --data DIR for a policy poll now' : 'ask the running agent of --data DIR to send its state and status messages now')
+      .description(what === 'policy' ? 'ask the running agent of --data DIR for a policy poll now' : what === 'report' ? 'ask the running agent of --data DIR to send its state and status messages now' : 'ask the running agent of --data DIR for a compliance scan now (or the retry of a waiting scan)')
       .requiredOption('--now', 'now (the only mode)')
       .option('--data <dir>', 'data folder of the running agent')
       .action(async (o: { data?: string }) => {
         const data = o.data ?? (agentRole.opts() as { data?: string }).data;
         if (data === undefined) agentRole.error("error: required option '--data <dir>' not specified");
         const file = await runAgentTrigger(data!, what);
-        process.stdout.write(`Asked the agent of ${path.resolve(data!)} for ${what === 'policy' ? 'a policy poll' : 'its reports'} (${file}).\n`);
+        process.stdout.write(`Asked the agent of ${path.resolve(data!)} for ${what === 'policy' ? 'a policy poll' : what === 'report' ? 'its reports' : 'a compliance scan'} (${file}).\n`);
       });
   }
+  agentRole
+    .command('updates')
+    .description("this client's updates from its update store: the required ones (or every state with --all), with its last scan")
+    .option('--data <dir>', 'data folder of the agent')
+    .option('--client <name>', 'a simulated client of that agent, by name')
+    .option('--all', 'every update state, not only the required ones')
+    .option('--json', 'JSON output (docs/cli-json.md)')
+    .action((o: { data?: string; client?: string; all?: boolean; json?: boolean }) => {
+      const data = o.data ?? (agentRole.opts() as { data?: string }).data;
+      if (data === undefined) agentRole.error("error: required option '--data <dir>' not specified");
+      const r = readAgentUpdates(data!, { ...(o.client === undefined ? {} : { client: o.client }), all: !!o.all });
+      print(!!o.json, r, () => {
+        const scan = r.lastScan
+          ? `last scan: job ${r.lastScan.jobId} ${r.lastScan.state}${r.lastScan.state === 'complete' ? ` at content version ${r.lastScan.contentVersion} from ${r.lastScan.updatePoint}` : ''}, ${r.lastScan.time}${r.lastScan.lastError ? ` (${r.lastScan.lastError})` : ''}`
+          : 'last scan: none yet';
+        const head = `${r.client} (${r.clientId})\n${scan}\nnext scheduled scan: ${r.nextScan ?? 'none'}\n`;
+        return head + table([['UPDATE', 'TITLE', 'ARTICLE', 'STATE', 'REASON', 'TIME'], ...r.updates.map((u) => [u.updateId, u.title, u.articleId, u.state, u.reason, u.time])]);
+      });
+    });
 
   return program;
 }

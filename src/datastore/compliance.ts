@@ -125,39 +125,29 @@ export async function findUpdateDeployment(db: Db, id: string): Promise<UpdateDe
 
 // ---------------------------------------------------------------- summarisation
 
-/** The number of clients in the site (see the file comment). */
+/**
+ * The clients that report update state: one index probe per client on the
+ * primary key's leading column (`ClientID`), instead of a pass over every
+ * (client, update) row. The recursive form is the usual "loose index scan";
+ * both engines run it as N lookups of the next ClientID.
+ */
+const reporters = sql`
+  with recursive "r"("c") as (
+    select min("ClientID") from "Update_ComplianceStatus"
+    union all
+    select (select min(s."ClientID") from "Update_ComplianceStatus" s where s."ClientID" > "r"."c") from "r" where "r"."c" is not null
+  )
+  select "c" as "ClientID" from "r" where "c" is not null`;
+
+/** The number of clients in the site (see the file comment): approved registered clients and every client that reported a state. */
 export async function countSiteClients(db: Db): Promise<number> {
-  const population = db
-    .selectFrom('ClientRegistration')
-    .select('ClientID')
-    .where('ApprovalStatus', '=', 'approved')
-    .union(db.selectFrom('Update_ComplianceStatus').select('ClientID'));
-  const r = await db.selectFrom(population.as('p')).select(sql<number>`count(*)`.as('n')).executeTakeFirstOrThrow();
-  return num(r.n);
-}
-
-export interface UpdateCounts {
-  readonly required: number;
-  readonly installed: number;
-  readonly notRequired: number;
-  /** Explicit state 0 only; the summary adds the clients without a state. */
-  readonly unknownState: number;
-}
-
-/** Counts per update over `Update_ComplianceStatus`: one aggregate, one pass. */
-export async function countStatesPerUpdate(db: Db): Promise<Map<string, UpdateCounts>> {
-  const rows = await db
-    .selectFrom('Update_ComplianceStatus')
-    .select([
-      'CI_UniqueID',
-      sql<number>`sum(case when "Status" = 2 then 1 else 0 end)`.as('req'),
-      sql<number>`sum(case when "Status" = 3 then 1 else 0 end)`.as('inst'),
-      sql<number>`sum(case when "Status" = 1 then 1 else 0 end)`.as('notreq'),
-      sql<number>`sum(case when "Status" = 0 then 1 else 0 end)`.as('unk'),
-    ])
-    .groupBy('CI_UniqueID')
-    .execute();
-  return new Map(rows.map((r) => [r.CI_UniqueID, { required: num(r.req), installed: num(r.inst), notRequired: num(r.notreq), unknownState: num(r.unk) }]));
+  const r = await sql<{ n: number | string }>`
+    select count(*) as "n" from (
+      select "ClientID" from "ClientRegistration" where "ApprovalStatus" = 'approved'
+      union
+      select "ClientID" from (${reporters}) as "rep"
+    ) as "p"`.execute(db);
+  return num(r.rows[0]?.n);
 }
 
 export interface UpdateSummary {
@@ -169,25 +159,33 @@ export interface UpdateSummary {
   readonly total: number;
 }
 
-/** Pure: the summary rows from the counts, the catalog's updates and the number of clients. */
-export function updateSummaries(counts: ReadonlyMap<string, UpdateCounts>, catalog: Iterable<string>, clients: number): UpdateSummary[] {
-  const ids = new Set(catalog);
-  for (const id of counts.keys()) ids.add(id);
-  return [...ids].sort().map((updateId) => {
-    const c = counts.get(updateId) ?? { required: 0, installed: 0, notRequired: 0, unknownState: 0 };
-    const known = c.required + c.installed + c.notRequired;
-    return { updateId, required: c.required, installed: c.installed, notRequired: c.notRequired, unknown: Math.max(0, clients - known), total: Math.max(clients, known) };
-  });
-}
-
-/** Update status summarizer: rewrites `Update_ComplianceSummary`; returns the rows written. */
+/**
+ * Update status summarizer: rewrites `Update_ComplianceSummary` (every
+ * update in the catalog that is not expired, and any update that only has
+ * states) and returns the rows written. The counts are one aggregate over
+ * `Update_ComplianceStatus` grouped by update, a plain SELECT so PostgreSQL
+ * can run it on parallel workers (it never does for an INSERT … SELECT, which
+ * made that form 2.2–2.9× the aggregate, bench/summarize.ts); the summary
+ * rows (one per update) then go back in multi-row INSERTs. Unknown is the
+ * clients in scope minus those with a known state (1, 2 or 3), so a client
+ * with no row or state 0 is unknown. Cost: the aggregate's one pass plus one
+ * index probe per client.
+ */
 export async function summarizeUpdateStatus(trx: Db, now: string): Promise<number> {
-  const [counts, clients, catalog] = await Promise.all([countStatesPerUpdate(trx), countSiteClients(trx), trx.selectFrom('CI_ConfigurationItems').select('CI_UniqueID').where('IsExpired', '=', 0).execute()]);
-  const rows = updateSummaries(
-    counts,
-    catalog.map((r) => r.CI_UniqueID),
-    clients,
-  ).map((s) => ({ CI_UniqueID: s.updateId, NumRequired: s.required, NumInstalled: s.installed, NumNotRequired: s.notRequired, NumUnknown: s.unknown, NumTotal: s.total, SummaryTime: now }));
+  const clients = await countSiteClients(trx);
+  const counts = await sql<{ CI_UniqueID: string; req: number | string; inst: number | string; notreq: number | string }>`
+    select "CI_UniqueID",
+           count(*) filter (where "Status" = 2) as "req",
+           count(*) filter (where "Status" = 3) as "inst",
+           count(*) filter (where "Status" = 1) as "notreq"
+    from "Update_ComplianceStatus" group by "CI_UniqueID"`.execute(trx);
+  const catalog = await trx.selectFrom('CI_ConfigurationItems').select('CI_UniqueID').where('IsExpired', '=', 0).execute();
+  const byId = new Map<string, [number, number, number]>(catalog.map((c) => [c.CI_UniqueID, [0, 0, 0]]));
+  for (const r of counts.rows) byId.set(r.CI_UniqueID, [num(r.req), num(r.inst), num(r.notreq)]);
+  const rows = [...byId].map(([id, [req, inst, notreq]]) => {
+    const known = req + inst + notreq;
+    return { CI_UniqueID: id, NumRequired: req, NumInstalled: inst, NumNotRequired: notreq, NumUnknown: Math.max(0, clients - known), NumTotal: Math.max(clients, known), SummaryTime: now };
+  });
   await trx.deleteFrom('Update_ComplianceSummary').execute();
   for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) await trx.insertInto('Update_ComplianceSummary').values(rows.slice(i, i + ROWS_PER_STATEMENT)).execute();
   return rows.length;
@@ -243,22 +241,27 @@ const finish = (groups: readonly { required: number; known: number; clients: num
 const memberCounts = async (db: Db): Promise<Map<number, number>> =>
   new Map((await db.selectFrom('CI_AuthListMembers').select(['AuthListID', sql<number>`count(*)`.as('n')]).groupBy('AuthListID').execute()).map((r) => [Number(r.AuthListID), num(r.n)]));
 
-/** Update group status summarizer: rewrites `CI_AuthListSummary`; returns the rows written. */
-export async function summarizeUpdateGroups(trx: Db, now: string): Promise<number> {
-  const [groups, members, clients] = await Promise.all([listUpdateGroups(trx), memberCounts(trx), countSiteClients(trx)]);
+/** Update group status summarizer: (re)writes `CI_AuthListSummary`, for one update group or all; returns the rows written. */
+export async function summarizeUpdateGroups(trx: Db, now: string, authListId?: number): Promise<number> {
+  let groups = await listUpdateGroups(trx);
+  if (authListId !== undefined) groups = groups.filter((g) => g.AuthListID === authListId);
+  if (!groups.length) return 0;
+  const [members, clients] = await Promise.all([memberCounts(trx), countSiteClients(trx)]);
   const agg = await aggregateCompliance(
     trx,
     sql`select m."AuthListID" as "k", s."ClientID" as "c",
                sum(case when s."Status" = 2 then 1 else 0 end) as "req",
                sum(case when s."Status" in (1, 3) then 1 else 0 end) as "known"
         from "CI_AuthListMembers" m join "Update_ComplianceStatus" s on s."CI_UniqueID" = m."CI_UniqueID"
+        ${authListId === undefined ? sql`` : sql`where m."AuthListID" = ${authListId}`}
         group by m."AuthListID", s."ClientID"`,
   );
   const rows = groups.map((g) => {
     const c = finish(agg.get(g.AuthListID), members.get(g.AuthListID) ?? 0, clients);
     return { AuthListID: g.AuthListID, NumCompliant: c.compliant, NumNonCompliant: c.nonCompliant, NumUnknown: c.unknown, NumTotal: c.total, SummaryTime: now };
   });
-  await trx.deleteFrom('CI_AuthListSummary').execute();
+  if (authListId === undefined) await trx.deleteFrom('CI_AuthListSummary').execute();
+  else await trx.deleteFrom('CI_AuthListSummary').where('AuthListID', '=', authListId).execute();
   for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) await trx.insertInto('CI_AuthListSummary').values(rows.slice(i, i + ROWS_PER_STATEMENT)).execute();
   return rows.length;
 }
@@ -285,9 +288,13 @@ export async function evaluateAssignments(trx: Db, now: string, assignmentId?: n
         from "CI_UpdateDeployments" d
         join "CollectionMembers" cm on cm."CollectionID" = d."CollectionID"
         join "ClientRegistration" r on r."ResourceID" = cm."ResourceID"
-        join "CI_AuthListMembers" m on m."AuthListID" = d."AuthListID"
-        join "Update_ComplianceStatus" s on s."ClientID" = r."ClientID" and s."CI_UniqueID" = m."CI_UniqueID"
-        ${only}
+        -- CROSS JOIN keeps SQLite's loop order: per member client, per update of the group, one primary-key probe,
+        -- instead of reading each member's every state (2-2.5x faster at 3,000 clients x 1,000 updates, a group of
+        -- 100: docs/performance.md, "Summarisation"). PostgreSQL plans it as the inner join it is.
+        cross join "CI_AuthListMembers" m
+        cross join "Update_ComplianceStatus" s
+        where m."AuthListID" = d."AuthListID" and s."ClientID" = r."ClientID" and s."CI_UniqueID" = m."CI_UniqueID"
+          ${assignmentId === undefined ? sql`` : sql`and d."AssignmentID" = ${assignmentId}`}
         group by d."AssignmentID", r."ClientID"`,
   );
   const rows = deployments.map((d) => {
@@ -349,6 +356,135 @@ export async function readGroupSummary(db: Db, authListId: number): Promise<(Com
 export async function readDeploymentSummary(db: Db, assignmentId: number): Promise<(ComplianceCounts & { summaryTime: string }) | undefined> {
   const r = await db.selectFrom('Deployment_ComplianceSummary').selectAll().where('AssignmentID', '=', assignmentId).executeTakeFirst();
   return r && { compliant: num(r.NumCompliant), nonCompliant: num(r.NumNonCompliant), unknown: num(r.NumUnknown), total: num(r.NumTotal), summaryTime: r.SummaryTime };
+}
+
+// ---------------------------------------------------------------- per-client detail (live, not summarised)
+
+/** A client's state for one update as the state system last stored it. */
+export interface ClientUpdateState {
+  readonly updateId: string;
+  /** Null when the update is not in the catalog (any more). */
+  readonly title: string | null;
+  readonly articleId: string | null;
+  /** The update's revision in the catalog. */
+  readonly revision: number | null;
+  readonly state: number;
+  /** From `SR_StateNames` (topic type 500). */
+  readonly stateName: string | null;
+  readonly serialNumber: number;
+  readonly messageTime: string;
+  readonly receivedTime: string;
+}
+
+export interface ClientStateCounts {
+  readonly required: number;
+  readonly installed: number;
+  readonly notRequired: number;
+  /** Updates the client reported as state 0. */
+  readonly unknown: number;
+  /** Updates of the catalog (not expired) the client has reported nothing for: unknown too. */
+  readonly noState: number;
+}
+
+/** Required first, then unknown, installed and not required: what an administrator acts on comes first. */
+const STATE_ORDER = sql`case s."Status" when 2 then 0 when 0 then 1 when 3 then 2 else 3 end`;
+
+/** One client's update states (at most `limit`, most urgent first) and its counts per state. */
+export async function clientUpdateStates(db: Db, clientId: string, limit: number): Promise<{ counts: ClientStateCounts; updates: ClientUpdateState[] }> {
+  const rows = await sql<{ CI_UniqueID: string; Title: string | null; ArticleID: string | null; RevisionNumber: number | string | null; Status: number | string; StateName: string | null; SerialNumber: number | string; MessageTime: string; LastStatusTime: string }>`
+    select s."CI_UniqueID", ci."Title", ci."ArticleID", ci."RevisionNumber", s."Status", n."StateName", s."SerialNumber", s."MessageTime", s."LastStatusTime"
+    from "Update_ComplianceStatus" s
+    left join "CI_ConfigurationItems" ci on ci."CI_UniqueID" = s."CI_UniqueID"
+    left join "SR_StateNames" n on n."TopicType" = 500 and n."StateID" = s."Status"
+    where s."ClientID" = ${clientId}
+    order by ${STATE_ORDER}, s."CI_UniqueID"
+    limit ${limit}`.execute(db);
+  const byState = await sql<{ Status: number | string; n: number | string }>`
+    select s."Status", count(*) as "n" from "Update_ComplianceStatus" s where s."ClientID" = ${clientId} group by s."Status"`.execute(db);
+  const silent = await sql<{ n: number | string }>`
+    select count(*) as "n" from "CI_ConfigurationItems" ci
+    where ci."IsExpired" = 0 and not exists (select 1 from "Update_ComplianceStatus" s where s."ClientID" = ${clientId} and s."CI_UniqueID" = ci."CI_UniqueID")`.execute(db);
+  const of = (st: number) => num(byState.rows.find((r) => Number(r.Status) === st)?.n);
+  return {
+    counts: { required: of(2), installed: of(3), notRequired: of(1), unknown: of(0), noState: num(silent.rows[0]?.n) },
+    updates: rows.rows.map((r) => ({
+      updateId: r.CI_UniqueID,
+      title: r.Title,
+      articleId: r.ArticleID,
+      revision: r.RevisionNumber === null ? null : Number(r.RevisionNumber),
+      state: Number(r.Status),
+      stateName: r.StateName,
+      serialNumber: Number(r.SerialNumber),
+      messageTime: r.MessageTime,
+      receivedTime: r.LastStatusTime,
+    })),
+  };
+}
+
+/** Whether a client that is not registered has reported update state under this client ID. */
+export async function hasReportedUpdateState(db: Db, clientId: string): Promise<{ name: string } | undefined> {
+  const r = await db.selectFrom('StateMsg').select('NetBIOSName').where('ClientID', '=', clientId).where('TopicType', '=', 500).limit(1).executeTakeFirst();
+  if (r) return { name: r.NetBIOSName };
+  const s = await db.selectFrom('Update_ComplianceStatus').select('ClientID').where('ClientID', '=', clientId).limit(1).executeTakeFirst();
+  return s && { name: '' };
+}
+
+/** One client in a per-state list of an update. */
+export interface UpdateClientState {
+  readonly clientId: string;
+  /** The registered name, else the name of its last state message; empty when neither is known. */
+  readonly name: string;
+  readonly state: number;
+  /** Null when the client has sent no state for this update (unknown by silence). */
+  readonly messageTime: string | null;
+}
+
+export interface UpdateClientList {
+  /** All clients in this state now. */
+  readonly count: number;
+  /** The first `limit` by client ID. */
+  readonly clients: UpdateClientState[];
+  readonly truncated: boolean;
+}
+
+const clientName = sql`coalesce(r."NetBIOSName", (select m."NetBIOSName" from "StateMsg" m where m."ClientID" = x."ClientID" and m."TopicType" = 500 limit 1), '')`;
+
+/**
+ * The clients of one update per state, as stored now (not as of the last
+ * summary): required, installed and not required from their rows; unknown
+ * the clients in scope (see the file comment) with state 0 or no row.
+ */
+export async function updateClientsByState(db: Db, updateId: string, limit: number): Promise<{ required: UpdateClientList; installed: UpdateClientList; notRequired: UpdateClientList; unknown: UpdateClientList }> {
+  const byState = await sql<{ Status: number | string; n: number | string }>`
+    select "Status", count(*) as "n" from "Update_ComplianceStatus" where "CI_UniqueID" = ${updateId} group by "Status"`.execute(db);
+  const of = (st: number) => num(byState.rows.find((r) => Number(r.Status) === st)?.n);
+  const known = async (state: number): Promise<UpdateClientList> => {
+    const rows = await sql<{ ClientID: string; name: string; MessageTime: string }>`
+      select x."ClientID", ${clientName} as "name", x."MessageTime"
+      from (select "ClientID", "MessageTime" from "Update_ComplianceStatus" where "CI_UniqueID" = ${updateId} and "Status" = ${state} order by "ClientID" limit ${limit}) as x
+      left join "ClientRegistration" r on r."ClientID" = x."ClientID"
+      order by x."ClientID"`.execute(db);
+    return { count: of(state), clients: rows.rows.map((r) => ({ clientId: r.ClientID, name: r.name, state, messageTime: r.MessageTime })), truncated: of(state) > rows.rows.length };
+  };
+  const population = sql`
+    select "ClientID" from "ClientRegistration" where "ApprovalStatus" = 'approved'
+    union
+    select "ClientID" from (${reporters}) as "rep"`;
+  const unknownWhere = sql`not exists (select 1 from "Update_ComplianceStatus" s where s."ClientID" = p."ClientID" and s."CI_UniqueID" = ${updateId} and s."Status" in (1, 2, 3))`;
+  const unknownCount = await sql<{ n: number | string }>`select count(*) as "n" from (${population}) as p where ${unknownWhere}`.execute(db);
+  const unknownRows = await sql<{ ClientID: string; name: string; MessageTime: string | null }>`
+    select x."ClientID", ${clientName} as "name", s0."MessageTime"
+    from (select p."ClientID" from (${population}) as p where ${unknownWhere} order by p."ClientID" limit ${limit}) as x
+    left join "ClientRegistration" r on r."ClientID" = x."ClientID"
+    left join "Update_ComplianceStatus" s0 on s0."ClientID" = x."ClientID" and s0."CI_UniqueID" = ${updateId}
+    order by x."ClientID"`.execute(db);
+  const unknownN = num(unknownCount.rows[0]?.n);
+  return {
+    required: await known(2),
+    installed: await known(3),
+    notRequired: await known(1),
+    unknown: { count: unknownN, clients: unknownRows.rows.map((r) => ({ clientId: r.ClientID, name: r.name, state: 0, messageTime: r.MessageTime ?? null })), truncated: unknownN > unknownRows.rows.length },
+  };
 }
 
 // ---------------------------------------------------------------- the task table

@@ -42,6 +42,10 @@ export const SETTING_DEFAULTS = {
   'client.policyPollSeconds': 3600,
   'client.stateReportingSeconds': 900,
   'client.statusReportingSeconds': 900,
+  /** REFERENCE.md: the first compliance scan falls at a random moment within 2 hours of a new UpdateSource policy (ADR 0010); 0: at once. */
+  'client.scanWindowSeconds': 7200,
+  /** The product's software update scan schedule, every 7 days, in seconds (ADR 0010). */
+  'client.scanScheduleSeconds': 604800,
   /** The product's default sync schedule (every 7 days), in seconds; 0 turns scheduled syncs off. Read on every pass. */
   'wsyncmgr.scheduleSeconds': 604800,
   /** Ours: seconds after a failed sync before it is retried; 0 waits for the schedule. Read on every pass. */

@@ -14,7 +14,7 @@
  * client's row in `Update_ComplianceStatus` (migration 0007) by the same rule,
  * in the same statements' transaction, so the two never disagree.
  */
-import { sql } from 'kysely';
+import { PostgresAdapter, sql } from 'kysely';
 import type { Kysely, Transaction } from 'kysely';
 import type { Database, StateMsgTable } from './schema.ts';
 import type { Insertable } from 'kysely';
@@ -75,6 +75,7 @@ export interface StoreResult {
  * the outcome must be the one of applying the messages one after the other.
  */
 export async function storeStateRecords(trx: Db, records: readonly StateRecord[], receivedTime: string): Promise<StoreResult> {
+  if (trx.getExecutor().adapter instanceof PostgresAdapter) return storeStateRecordsPg(trx, records, receivedTime);
   let inserted = 0;
   for (let i = 0; i < records.length; i += ROWS_PER_STATEMENT) {
     const rows = records.slice(i, i + ROWS_PER_STATEMENT).map((r) => toRow(r, receivedTime));
@@ -86,14 +87,7 @@ export async function storeStateRecords(trx: Db, records: readonly StateRecord[]
     inserted += Number(res.numInsertedOrUpdatedRows ?? 0);
   }
 
-  const rounds: StateRecord[][] = [];
-  const seen = new Map<string, number>();
-  for (const r of records) {
-    const k = keyOf(r);
-    const n = seen.get(k) ?? 0;
-    seen.set(k, n + 1);
-    (rounds[n] ??= []).push(r);
-  }
+  const rounds = intoRounds(records);
   let applied = 0;
   for (const round of rounds) {
     for (let i = 0; i < round.length; i += ROWS_PER_STATEMENT) {
@@ -137,6 +131,100 @@ export async function storeStateRecords(trx: Db, records: readonly StateRecord[]
             .where(({ eb, and, ref }) => and([eb(ref('excluded.SerialNumber'), '>', ref('Update_ComplianceStatus.SerialNumber')), eb(ref('excluded.MessageTime'), '>=', ref('Update_ComplianceStatus.MessageTime'))])),
         )
         .execute();
+    }
+  }
+  return { applied, duplicates: records.length - inserted };
+}
+
+/**
+ * Rows per statement on PostgreSQL: the rows go as 13 array parameters
+ * (`unnest`), not as 13 parameters a row, so a statement can be large.
+ */
+const PG_ROWS_PER_STATEMENT = 20_000;
+
+/** The columns in the order of the `unnest` arrays, with their PostgreSQL array types. */
+const PG_COLUMNS = [
+  ['ClientID', 'text'],
+  ['TopicType', 'int4'],
+  ['TopicID', 'text'],
+  ['StateID', 'int4'],
+  ['Criticality', 'int4'],
+  ['SerialNumber', 'int8'],
+  ['MessageTime', 'text'],
+  ['NetBIOSName', 'text'],
+  ['IDType', 'int4'],
+  ['UserName', 'text'],
+  ['UserSID', 'text'],
+  ['UserFlags', 'int4'],
+  ['UserParams', 'text'],
+] as const;
+
+function pgArrays(records: readonly StateRecord[]): unknown[][] {
+  const cols: unknown[][] = PG_COLUMNS.map(() => new Array<unknown>(records.length));
+  records.forEach((r, i) => {
+    const v = [r.clientId, r.topicType, r.topicId, r.stateId, r.criticality, r.serialNumber, r.messageTime, r.netbiosName, r.idType, r.user, r.userSid, r.userFlags, JSON.stringify(r.userParams)];
+    for (let c = 0; c < v.length; c += 1) cols[c]![i] = v[c];
+  });
+  return cols;
+}
+
+/** `SELECT … FROM unnest($1::text[], …)` with the received time as the last column. */
+function pgSource(records: readonly StateRecord[], receivedTime: string) {
+  const arrays = pgArrays(records);
+  const args = sql.join(PG_COLUMNS.map(([, type], c) => sql`${arrays[c]}::${sql.raw(type)}[]`));
+  const names = sql.join(PG_COLUMNS.map(([name]) => sql.ref(name)));
+  return sql`SELECT u.*, ${receivedTime}::text AS "ReceivedTime" FROM unnest(${args}) AS u(${names})`;
+}
+
+const PG_TARGET_COLUMNS = sql.join([...PG_COLUMNS.map(([name]) => sql.ref(name)), sql.ref('ReceivedTime')]);
+
+/**
+ * Splits records into rounds in which each (client, topic type, topic) key
+ * appears at most once: one upsert statement may not touch a row twice, so
+ * the n-th record of a key goes in round n (ordered by the latest-state rule
+ * in the upsert itself).
+ */
+function intoRounds(records: readonly StateRecord[]): StateRecord[][] {
+  const rounds: StateRecord[][] = [];
+  const seen = new Map<string, number>();
+  for (const r of records) {
+    const k = keyOf(r);
+    const n = seen.get(k) ?? 0;
+    seen.set(k, n + 1);
+    (rounds[n] ??= []).push(r);
+  }
+  return rounds;
+}
+
+/**
+ * The same as the SQLite path above, same rounds and same rule, with each
+ * statement's rows sent as one array per column (`unnest`): PostgreSQL
+ * parses and binds 14 parameters instead of 14 a row (docs/performance.md,
+ * "State messages").
+ */
+async function storeStateRecordsPg(trx: Db, records: readonly StateRecord[], receivedTime: string): Promise<StoreResult> {
+  let inserted = 0;
+  for (let i = 0; i < records.length; i += PG_ROWS_PER_STATEMENT) {
+    const res = await sql`INSERT INTO "StateMsgHistory" (${PG_TARGET_COLUMNS}) ${pgSource(records.slice(i, i + PG_ROWS_PER_STATEMENT), receivedTime)} ON CONFLICT ("ClientID", "TopicType", "TopicID", "SerialNumber") DO NOTHING`.execute(trx);
+    inserted += Number(res.numAffectedRows ?? 0);
+  }
+  const rounds = intoRounds(records);
+  const updated = sql.join(['StateID', 'Criticality', 'SerialNumber', 'MessageTime', 'NetBIOSName', 'IDType', 'UserName', 'UserSID', 'UserFlags', 'UserParams', 'ReceivedTime'].map((c) => sql`${sql.ref(c)} = excluded.${sql.ref(c)}`));
+  let applied = 0;
+  for (const round of rounds) {
+    for (let i = 0; i < round.length; i += PG_ROWS_PER_STATEMENT) {
+      // LATEST_RULE. Times are fixed-width ISO 8601 UTC text: text order is time order.
+      const res = await sql`INSERT INTO "StateMsg" (${PG_TARGET_COLUMNS}) ${pgSource(round.slice(i, i + PG_ROWS_PER_STATEMENT), receivedTime)} ON CONFLICT ("ClientID", "TopicType", "TopicID") DO UPDATE SET ${updated} WHERE excluded."SerialNumber" > "StateMsg"."SerialNumber" AND excluded."MessageTime" >= "StateMsg"."MessageTime"`.execute(trx);
+      applied += Number(res.numAffectedRows ?? 0);
+    }
+    const compliance = round.filter(isCompliance);
+    for (let i = 0; i < compliance.length; i += PG_ROWS_PER_STATEMENT) {
+      const part = compliance.slice(i, i + PG_ROWS_PER_STATEMENT);
+      // LATEST_RULE, as for StateMsg above.
+      await sql`INSERT INTO "Update_ComplianceStatus" ("ClientID", "CI_UniqueID", "Status", "SerialNumber", "MessageTime", "LastStatusTime")
+        SELECT u.*, ${receivedTime}::text FROM unnest(${part.map((r) => r.clientId)}::text[], ${part.map((r) => r.topicId)}::text[], ${part.map((r) => r.stateId)}::int4[], ${part.map((r) => r.serialNumber)}::int8[], ${part.map((r) => r.messageTime)}::text[]) AS u
+        ON CONFLICT ("ClientID", "CI_UniqueID") DO UPDATE SET "Status" = excluded."Status", "SerialNumber" = excluded."SerialNumber", "MessageTime" = excluded."MessageTime", "LastStatusTime" = excluded."LastStatusTime"
+        WHERE excluded."SerialNumber" > "Update_ComplianceStatus"."SerialNumber" AND excluded."MessageTime" >= "Update_ComplianceStatus"."MessageTime"`.execute(trx);
     }
   }
   return { applied, duplicates: records.length - inserted };

@@ -31,6 +31,8 @@ import { readSettings } from '../datastore/site-control.ts';
 import { assignmentsForResource, policyForResource } from '../datastore/policies.ts';
 import { ClientAuthenticator, checkFreshness } from './client-authenticator.ts';
 import { locateContent } from './content-location.ts';
+import { locateUpdatePoints } from './update-point-location.ts';
+import { buildWsusLocationReply, MAX_WSUS_LOCATION_BYTES, parseWsusLocationRequest } from '../shared/wsus-location.ts';
 import { stateRelay } from './state-relay.ts';
 import type { StateRelayOptions } from './state-relay.ts';
 import type { SiteSigningKey } from './site-signing-key.ts';
@@ -40,6 +42,10 @@ export const REGISTER_ROUTE = '/v1/register';
 export const REGISTRATION_ROUTE = '/v1/registration';
 export const ASSIGNMENTS_ROUTE = '/v1/policy/assignments';
 export const LOCATION_ROUTE = '/v1/location/content';
+/** Update-point location (spec 30 §2; docs/adr/0010-scan-agent.md): a `WSUSLocationRequest` in, a `WSUSLocationReply` out. */
+export const WSUS_LOCATION_ROUTE = '/v1/location/update-points';
+/** ADR 0012: opens a session (an Ed25519-signed X25519 exchange). */
+export const OPEN_SESSION_ROUTE = '/v1/session';
 
 /** Ours: registration and location bodies are small JSON documents. */
 export const MAX_MP_REQUEST_BYTES = 64 * 1024;
@@ -70,6 +76,8 @@ export interface ManagementPointOptions {
    * machine (issue 4, part 4). Read on every registration.
    */
   readonly siteOwnClientIds?: () => ReadonlySet<string>;
+  /** How long a session lasts (ADR 0012); tests shorten it. */
+  readonly sessionLifetimeMs?: number;
 }
 
 type RawRequest = FastifyRequest<{ Body: Buffer }>;
@@ -122,12 +130,13 @@ export function parseRegistration(body: Buffer): ClientFacts {
 
 export const managementPoint: FastifyPluginAsync<ManagementPointOptions> = async (app: FastifyInstance, opts: ManagementPointOptions) => {
   const { db, logs } = opts;
-  const auth = new ClientAuthenticator(db);
+  const auth = new ClientAuthenticator(db, { log: logs.registration, ...(opts.sessionLifetimeMs === undefined ? {} : { sessionLifetimeMs: opts.sessionLifetimeMs }) });
+  app.addHook('onClose', async () => auth.close());
 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
-  const logFor = (url: string): ComponentLog => (url.includes('/v1/regist') ? logs.registration : url.includes('/v1/policy') ? logs.policy : url.includes('/v1/location') ? logs.location : logs.relay);
+  const logFor = (url: string): ComponentLog => (url.includes('/v1/regist') || url.includes(OPEN_SESSION_ROUTE) ? logs.registration : url.includes('/v1/policy') ? logs.policy : url.includes('/v1/location') ? logs.location : logs.relay);
 
   app.setErrorHandler(
     refusalHandler({
@@ -166,6 +175,13 @@ export const managementPoint: FastifyPluginAsync<ManagementPointOptions> = async
     );
     if (status === 'approved') await opts.onClientChanged(Number(row.ResourceID));
     return { clientId: facts.clientId, status };
+  });
+
+  // Sessions (ADR 0012): the reply's exact bytes are signed with the site key, so a client knows the X25519 key is the MP's.
+  app.post(OPEN_SESSION_ROUTE, { bodyLimit: MAX_MP_REQUEST_BYTES }, async (request: RawRequest, reply) => {
+    const opened = await auth.openSession(request.headers.authorization, request.method, request.url, rawBody(request), opts.signingKey.privateKey);
+    logs.registration.info(`Opened session ${opened.sessionId} for ${opened.client.row.ClientID} (${opened.client.row.NetBIOSName}) from ${request.ip}; ${auth.sessions.size} sessions open.`);
+    return reply.header('content-type', 'application/json; charset=utf-8').header(SIGNATURE_HEADER, opened.signature).send(opened.bytes);
   });
 
   app.get(REGISTRATION_ROUTE, async (request: RawRequest) => {
@@ -217,6 +233,24 @@ export const managementPoint: FastifyPluginAsync<ManagementPointOptions> = async
     const replyBody = { packageId, version, locations };
     logs.location.info(`MP LM: Reply message body: ${JSON.stringify(replyBody)}`);
     return replyBody;
+  });
+
+  // Spec 30 §2 steps 2-3 (seeds 002/003, MP_Location.log): the queue mp_locationmanager.
+  app.post(WSUS_LOCATION_ROUTE, { bodyLimit: MAX_WSUS_LOCATION_BYTES }, async (request: RawRequest, reply) => {
+    const body = rawBody(request);
+    const c = await auth.authenticate(request.headers.authorization, request.method, request.url, body);
+    const xml = body.toString('utf8');
+    logs.location.info(`MP LM: Message Body : ${xml} from ${c.row.ClientID} (${c.row.NetBIOSName})`);
+    const q = parseWsusLocationRequest(xml);
+    logs.location.info(`MP LM: calling MP_GetWSUSServerLocations N'${q.contentId}',N'${q.version}',N'${q.assignedSite}',N'${opts.siteCode}',N'${q.onInternet ? 1 : 0}',N'${q.domain}'`);
+    if (q.assignedSite !== opts.siteCode) logs.location.warn(`MP LM: ${c.row.ClientID} is assigned to site ${q.assignedSite}, this MP serves ${opts.siteCode}; answering with ${opts.siteCode}'s update points, where the client is registered.`);
+    const fallback = (await readSettings(db))['mp.locationFallback'] === 1;
+    const found = await locateUpdatePoints(db, opts.siteCode, q, fallback);
+    const how = { boundary: `in boundary groups ${found.groups.join(', ')}`, 'no-boundaries': 'the site has no boundaries: every client is served', fallback: 'outside every boundary, served by fallback (mp.locationFallback = 1)', outside: 'outside every boundary and mp.locationFallback = 0: no update point' }[found.reach];
+    logs.location.info(`MP LM: the client's addresses ${q.ipAddresses.map((a) => a.address).join(', ') || 'none'}: ${how}; ${found.records.length} update point(s) hold content version ${q.version} or later${found.tooOld.length ? `; left out, older: ${found.tooOld.join(', ')}` : ''}.`);
+    const out = buildWsusLocationReply({ sites: [{ siteCode: opts.siteCode, records: found.records }] });
+    logs.location.info(`MP LM: Reply message body: ${out}`);
+    return reply.header('content-type', 'text/xml; charset=utf-8').send(out);
   });
 
   await app.register(stateRelay, {

@@ -18,7 +18,7 @@
  *   `statmgr.box/statmsgs`; 202 `{ file, messages }`.
  *
  * Authentication: a registered client signs with its own key (ADR 0005;
- * `clientAuth`), and then a report's `ClientID` (or a status message's
+ * `clientAuth`) or sends under its session (`CairnSession`, ADR 0012), and then a report's `ClientID` (or a status message's
  * attribute 408) must be the signer's, else 403 `CAIRN_CLIENT_MISMATCH`.
  * Tools and tests may still sign with the site's relay key
  * (docs/adr/0003-state-relay.md), HMAC-SHA256 over the method, the path, a
@@ -171,7 +171,7 @@ export const stateRelay: FastifyPluginAsync<StateRelayOptions> = async (app: Fas
   const authenticate = async (request: RawRequest): Promise<void> => {
     const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     const header = request.headers.authorization;
-    if (opts.clientAuth && header?.startsWith('CairnClient ')) {
+    if (opts.clientAuth && (header?.startsWith('CairnClient ') || header?.startsWith('CairnSession '))) {
       signers.set(request, (await opts.clientAuth(header, request.method, request.url, body)).clientId);
       return;
     }

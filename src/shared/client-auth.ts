@@ -5,7 +5,7 @@
  * MP (verifying) and the agent (signing, verifying policies), so that the two
  * cannot drift apart.
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, randomUUID, sign, verify } from 'node:crypto';
+import { createHash, createHmac, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, randomUUID, sign, timingSafeEqual, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 
 export const CLIENT_AUTH_SCHEME = 'CairnClient';
@@ -118,4 +118,134 @@ export function verifyDocument(publicKey: KeyObject | string, bytes: Buffer | st
 /** A policy body's hash as assignments carry it: SHA-256, hex upper (algorithm 32780). */
 export function policyHash(bytes: Buffer | string): string {
   return sha256Hex(bytes).toUpperCase();
+}
+
+// --- Sessions (ADR 0012) -------------------------------------------------------
+//
+// One Ed25519-signed `POST /mp/v1/session` carries the client's ephemeral
+// X25519 public key; the MP answers with its own, under the site's signature.
+// Both derive the session key with HKDF-SHA256 from the X25519 secret, and
+// later requests carry an HMAC-SHA256 under it instead of an Ed25519
+// signature (~2 µs to check instead of ~160 µs), with the same timestamp
+// window and nonce as a signed request.
+
+export const SESSION_AUTH_SCHEME = 'CairnSession';
+/** The session route under the MP's base path. */
+export const SESSION_ROUTE = '/mp/v1/session';
+const SESSION_KEY_INFO = 'CairnSession v1';
+
+/** A client's half of a session exchange: its ephemeral X25519 key (raw public key, base64url). */
+export interface SessionOffer {
+  readonly privateKey: KeyObject;
+  readonly clientKey: string;
+}
+
+export function newSessionOffer(): SessionOffer {
+  const { privateKey, publicKey } = generateKeyPairSync('x25519');
+  return { privateKey, clientKey: rawX25519(publicKey) };
+}
+
+function rawX25519(key: KeyObject): string {
+  const x = key.export({ format: 'jwk' }).x;
+  if (typeof x !== 'string') throw new Error('not an X25519 key');
+  return x;
+}
+
+/** Parses a raw X25519 public key (base64url of 32 bytes), or undefined. */
+export function parseX25519(raw: unknown): KeyObject | undefined {
+  if (typeof raw !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(raw)) return undefined;
+  try {
+    return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: raw }, format: 'jwk' });
+  } catch {
+    return undefined;
+  }
+}
+
+/** A new session ID: 32 hex lower. */
+export function newSessionId(): string {
+  return randomBytes(16).toString('hex');
+}
+
+/**
+ * The session key both sides derive: HKDF-SHA256 over the X25519 secret,
+ * salted with the session ID, bound to the client ID and both public keys.
+ */
+export function deriveSessionKey(privateKey: KeyObject, peerKey: KeyObject, sessionId: string, clientId: string, clientKey: string, mpKey: string): Buffer {
+  const secret = diffieHellman({ privateKey, publicKey: peerKey });
+  return Buffer.from(hkdfSync('sha256', secret, Buffer.from(sessionId, 'utf8'), Buffer.from(`${SESSION_KEY_INFO}\n${clientId}\n${clientKey}\n${mpKey}`, 'utf8'), 32));
+}
+
+/** The MP's half: its own ephemeral key and the derived session key. */
+export function answerSessionOffer(clientKey: KeyObject, clientKeyRaw: string, sessionId: string, clientId: string): { mpKey: string; key: Buffer } {
+  const { privateKey, publicKey } = generateKeyPairSync('x25519');
+  const mpKey = rawX25519(publicKey);
+  return { mpKey, key: deriveSessionKey(privateKey, clientKey, sessionId, clientId, clientKeyRaw, mpKey) };
+}
+
+/** What `POST /mp/v1/session` answers (the exact bytes are signed by the site key). */
+export interface SessionReply {
+  readonly clientId: string;
+  readonly sessionId: string;
+  readonly clientKey: string;
+  readonly mpKey: string;
+  readonly expiresInSeconds: number;
+  readonly expiresAt: string;
+}
+
+export interface ClientSession {
+  readonly sessionId: string;
+  readonly key: Buffer;
+  readonly expiresInSeconds: number;
+}
+
+/**
+ * The client's check of a session reply: the site's signature over the exact
+ * bytes (with the pinned key), the client ID and its own X25519 key echoed,
+ * then the derived key. Throws an Error saying what is wrong.
+ */
+export function acceptSessionReply(offer: SessionOffer, clientId: string, bytes: Buffer, signature: string | undefined, siteKey: KeyObject): ClientSession {
+  if (!verifyDocument(siteKey, bytes, signature)) throw new Error(`the session reply's ${signature ? 'signature does not verify with the pinned site key' : 'signature is missing'}`);
+  let j: Partial<SessionReply>;
+  try {
+    j = JSON.parse(bytes.toString('utf8')) as Partial<SessionReply>;
+  } catch (err) {
+    throw new Error(`the session reply is not JSON (${(err as Error).message})`, { cause: err });
+  }
+  if (j.clientId !== clientId || j.clientKey !== offer.clientKey) throw new Error('the session reply is for another client or another exchange');
+  if (typeof j.sessionId !== 'string' || !/^[0-9a-f]{32}$/.test(j.sessionId)) throw new Error('the session reply has no valid sessionId');
+  const mp = parseX25519(j.mpKey);
+  if (!mp) throw new Error('the session reply has no valid mpKey');
+  const seconds = typeof j.expiresInSeconds === 'number' && Number.isFinite(j.expiresInSeconds) && j.expiresInSeconds > 0 ? j.expiresInSeconds : 0;
+  return { sessionId: j.sessionId, key: deriveSessionKey(offer.privateKey, mp, j.sessionId, clientId, offer.clientKey, j.mpKey!), expiresInSeconds: seconds };
+}
+
+function sessionMac(key: Buffer, method: string, pathWithQuery: string, ts: number | string, nonce: string, body: Buffer | string): Buffer {
+  return createHmac('sha256', key).update(`${SESSION_AUTH_SCHEME}\n${requestText(method, pathWithQuery, ts, nonce, body)}`).digest();
+}
+
+/** The Authorization header for a request under a session. */
+export function signSessionRequest(clientId: string, sessionId: string, key: Buffer, method: string, pathWithQuery: string, body: Buffer | string = '', now = Date.now()): string {
+  const nonce = randomBytes(16).toString('hex');
+  const mac = sessionMac(key, method, pathWithQuery, now, nonce, body).toString('base64url');
+  return `${SESSION_AUTH_SCHEME} id=${clientId},sid=${sessionId},ts=${now},nonce=${nonce},mac=${mac}`;
+}
+
+export interface SessionAuthorization extends ClientAuthorization {
+  readonly sessionId: string;
+}
+
+/** Parses a `CairnSession` header; undefined when it is missing or malformed. `sig` holds the MAC. */
+export function parseSessionAuthorization(header: string | undefined): SessionAuthorization | undefined {
+  if (!header) return undefined;
+  const m = /^CairnSession id=(GUID:[0-9A-F-]{36}),sid=([0-9a-f]{32}),ts=(\d{1,16}),nonce=([0-9a-f]{32}),mac=([A-Za-z0-9_-]{43})$/.exec(header);
+  if (!m) return undefined;
+  const [, clientId, sessionId, ts, nonce, sig] = m as unknown as [string, string, string, string, string, string];
+  return { clientId, sessionId, ts: Number(ts), nonce, sig };
+}
+
+/** True when the header's MAC is right for this request under `key`. Constant time. */
+export function verifySessionMac(auth: SessionAuthorization, key: Buffer, method: string, pathWithQuery: string, body: Buffer | string = ''): boolean {
+  const expected = sessionMac(key, method, pathWithQuery, auth.ts, auth.nonce, body);
+  const given = Buffer.from(auth.sig, 'base64url');
+  return given.length === expected.length && timingSafeEqual(given, expected);
 }

@@ -90,16 +90,25 @@ export interface ParseOptions {
   readonly maxBytes?: number;
 }
 
-const parser = new XMLParser({
+/**
+ * How the client XML messages (the state `Report`, the WSUS location
+ * messages) are parsed: attributes under `@`, values kept as text, no
+ * declaration. Entities are decoded by `decodeXml` in the few text values
+ * we keep: the parser's own entity pass over every value costs a third of
+ * the parse.
+ */
+export const XML_PARSER_OPTIONS = {
   ignoreAttributes: false,
   attributeNamePrefix: '',
   attributesGroupName: '@',
   parseTagValue: false,
   parseAttributeValue: false,
   ignoreDeclaration: true,
-  // Entities are decoded by `decodeXml` in the few text values we keep: the
-  // parser's own entity pass over every value costs a third of the parse.
   processEntities: false,
+} as const;
+
+const parser = new XMLParser({
+  ...XML_PARSER_OPTIONS,
   isArray: (name) => name === 'StateMessage' || name === 'Param',
 });
 
@@ -119,11 +128,13 @@ export function decodeXml(s: string): string {
   });
 }
 
-function child(node: unknown, name: string): unknown {
+/** A child element (or the `@` attribute group) of a parsed node; undefined when absent. Shared with the location messages. */
+export function child(node: unknown, name: string): unknown {
   return node && typeof node === 'object' ? (node as Node)[name] : undefined;
 }
 
-function attrs(node: unknown): Record<string, string> {
+/** A parsed node's attributes, entities decoded. */
+export function attrs(node: unknown): Record<string, string> {
   const a = child(node, '@');
   if (!a || typeof a !== 'object') return {};
   const out: Record<string, string> = {};

@@ -5,6 +5,7 @@
  * against a direct count over the per-client rows.
  */
 import { describe } from 'node:test';
+import { sql } from 'kysely';
 import assert from 'node:assert/strict';
 import { engineTest } from '../helpers/engines.ts';
 import { MIGRATION_NAMES, migrateToLatest } from '../../src/datastore/migrate.ts';
@@ -66,7 +67,7 @@ async function directCounts(d: SiteDatabase, update: string): Promise<number[]> 
   return [by(2), by(3), by(1), clients - by(1) - by(2) - by(3)];
 }
 
-describe('compliance in the site database (migration 0007)', () => {
+describe('compliance in the site database (migrations 0007 and 0008)', () => {
   engineTest('migration 0007 applies on a database at 0006 holding topic 500 states; Migrate Update Status brings them into Update_ComplianceStatus', async (d) => {
     assert.deepEqual(await migrateToLatest(d.db, d.engine, '0006-update-sync'), MIGRATION_NAMES.slice(0, 6));
     const now = new Date().toISOString();
@@ -75,7 +76,7 @@ describe('compliance in the site database (migration 0007)', () => {
       .insertInto('StateMsg')
       .values({ ClientID: C(1), TopicType: 500, TopicID: U(1), StateID: 2, Criticality: 0, SerialNumber: 5, MessageTime: '2026-11-22T07:00:00.000Z', NetBIOSName: 'PC1', IDType: 3, UserName: '', UserSID: '', UserFlags: 0, UserParams: '[]', ReceivedTime: now })
       .execute();
-    assert.deepEqual(await migrateToLatest(d.db, d.engine), ['0007-compliance']);
+    assert.deepEqual(await migrateToLatest(d.db, d.engine, '0007-compliance'), ['0007-compliance']);
     assert.deepEqual(
       (await listSummaryTasks(d.db)).map((t) => [t.TaskName, t.ScheduleSeconds, t.LastRunResult]),
       SUMMARY_TASKS.map((t, i) => [t, i < 3 ? 3600 : 86400, '']),
@@ -85,6 +86,29 @@ describe('compliance in the site database (migration 0007)', () => {
     assert.deepEqual(await statusOf(d), ['1 1 2 #5']);
     // Level already: nothing to do.
     assert.equal(await d.db.transaction().execute((trx) => migrateUpdateStatus(trx)), 0);
+  });
+
+  engineTest('migration 0008 applies on a database at 0007 holding compliance rows: the rows stay, the update index exists, and the summaries read through it agree', async (d) => {
+    assert.deepEqual(await migrateToLatest(d.db, d.engine, '0007-compliance'), MIGRATION_NAMES.slice(0, 7));
+    await store(d, [rec(1, U(1), 2, 1, 1), rec(1, U(2), 3, 2, 1), rec(2, U(1), 1, 1, 1), rec(3, U(2), 0, 1, 1)]);
+    const before = await statusOf(d);
+    assert.deepEqual(await migrateToLatest(d.db, d.engine), ['0008-compliance-reporting']);
+    assert.equal(MIGRATION_NAMES.at(-1), '0008-compliance-reporting');
+    assert.deepEqual(await statusOf(d), before);
+    const indexes =
+      d.engine === 'sqlite'
+        ? (await sql<{ name: string }>`select name from sqlite_master where type = 'index' and tbl_name = 'Update_ComplianceStatus'`.execute(d.db)).rows.map((r) => r.name)
+        : (await sql<{ name: string }>`select indexname as name from pg_indexes where tablename = 'Update_ComplianceStatus'`.execute(d.db)).rows.map((r) => r.name);
+    assert.ok(indexes.includes('Update_ComplianceStatus_update'), indexes.join(', '));
+    await catalog(d, [U(1), U(2)]);
+    assert.equal(await d.db.transaction().execute((trx) => summarizeUpdateStatus(trx, new Date().toISOString())), 2);
+    assert.deepEqual(
+      (await readUpdateSummaries(d.db)).map((s) => [s.required, s.installed, s.notRequired, s.unknown, s.total]),
+      [
+        [1, 0, 1, 1, 3],
+        [0, 1, 0, 2, 3],
+      ],
+    );
   });
 
   engineTest('[UC24] topic 500 keeps the latest state per client and update (older serial or time never wins); 501 and unknown 500 states stay out', async (d) => {
@@ -161,6 +185,14 @@ describe('compliance in the site database (migration 0007)', () => {
     assert.equal(await d.db.transaction().execute((trx) => evaluateAssignments(trx, now, dep.AssignmentID)), 1);
     const after = (await readDeploymentSummary(d.db, dep.AssignmentID))!;
     assert.deepEqual([after.compliant, after.nonCompliant, after.unknown], [2, 0, 2]);
+
+    // [UC27] on demand for one update group: only that group's summary is rewritten.
+    const later = new Date(Date.parse(now) + 1000).toISOString();
+    assert.equal(await d.db.transaction().execute((trx) => summarizeUpdateGroups(trx, later, g.AuthListID)), 1);
+    const one = (await readGroupSummary(d.db, g.AuthListID))!;
+    assert.deepEqual([one.compliant, one.nonCompliant, one.unknown, one.total, one.summaryTime], [2, 1, 3, 6, later]);
+    assert.equal((await readGroupSummary(d.db, empty.AuthListID))!.summaryTime, now);
+    assert.equal(await d.db.transaction().execute((trx) => summarizeUpdateGroups(trx, later, 9999)), 0);
   });
 
   engineTest('[UC28] delete aged status removes update state older than the cutoff from the compliance table, latest states and history', async (d) => {

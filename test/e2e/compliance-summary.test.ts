@@ -4,7 +4,9 @@
  * state messages through the MP relay (signed with the site's relay key) with
  * out-of-order serials, one client with no state, an update group deployed to
  * a collection, `cairn admin summarize`, and the counts read back with
- * `cairn admin compliance --json`; then a later state change moves them.
+ * `cairn admin compliance --json`, the per-client detail (`--client`) and
+ * the clients of an update per state (`--update`); then a later state change
+ * moves them.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -40,7 +42,7 @@ const json = <T>(r: { code: number; stdout: string; stderr: string }): T => {
 
 describe('compliance summarisation end to end', () => {
   test(
-    '[UC24][UC26][UC27][UC28][UC29] per-client states through the relay become per-update counts, update group and deployment compliance; a later state moves them',
+    '[UC24][UC25][UC26][UC27][UC28][UC29] per-client states through the relay become per-update counts, update group and deployment compliance; a later state moves them',
     { skip: fs.existsSync('/usr/lib/apt/apt-helper') ? false : 'apt-helper is not installed (the catalog comes from the apt fixtures)' },
     async () => {
       const work = await tempDir('compliance');
@@ -135,6 +137,51 @@ describe('compliance summarisation end to end', () => {
       const missingGroup = await cli(site, ['compliance', '--group', 'nope']);
       assert.match(missingGroup.stderr, /CAIRN_UPDATE_GROUP_NOT_FOUND/);
 
+      // Part 7, per-client detail (UC25: state names from SR_StateNames): A's states now, required first.
+      type ClientKind = Extract<ComplianceView, { kind: 'client' }>;
+      const detail = json<ClientKind>(await cli(site, ['compliance', '--client', 'PCA', '--json']));
+      assert.equal(detail.kind, 'client');
+      assert.deepEqual([detail.client.name, detail.client.clientId, detail.client.registration], ['PCA', a.clientId, 'approved']);
+      assert.deepEqual(detail.client.counts, { required: 1, installed: 1, notRequired: 1, unknown: 0, noState: updates.length - 3 });
+      assert.deepEqual(
+        detail.client.updates.map((u) => [u.updateId, u.state, u.stateName, u.serialNumber]),
+        [
+          [u1, 2, 'Required', 5],
+          [u2, 3, 'Installed', 6],
+          [u3, 1, 'Not required', 7],
+        ],
+      );
+      assert.ok(detail.client.updates.every((u) => typeof u.revision === 'number' && u.title && u.messageTime.startsWith('2026-11-22T07:10:00')), JSON.stringify(detail.client.updates[0]));
+      assert.equal(detail.client.truncated, false);
+      const one = json<ClientKind>(await cli(site, ['compliance', '--client', a.clientId.toLowerCase(), '--limit', '1', '--json']));
+      assert.deepEqual([one.client.updates.map((u) => u.updateId), one.client.truncated, one.client.counts.required], [[u1], true, 1]);
+      const clientText = await cli(site, ['compliance', '--client', 'PCA']);
+      assert.equal(clientText.code, 0, clientText.stderr);
+      assert.match(clientText.stdout, new RegExp(`^client PCA ${a.clientId}, approved; states now`));
+      assert.match(clientText.stdout, new RegExp(`${u1}\\s.*\\s2 Required\\s+2026-11-22T07:10:00`));
+      const noClient = await cli(site, ['compliance', '--client', 'nope']);
+      assert.equal(noClient.code, 1);
+      assert.match(noClient.stderr, /CAIRN_CLIENT_NOT_FOUND/);
+
+      // One update with its clients per state now: A required, B installed, C unknown by silence.
+      type UpdatesKind = Extract<ComplianceView, { kind: 'updates' }>;
+      const perState = json<UpdatesKind>(await cli(site, ['compliance', '--update', u1, '--json'])).clients!;
+      const names = (l: { clients: { name: string }[] }) => l.clients.map((x) => x.name);
+      assert.deepEqual([names(perState.required), names(perState.installed), names(perState.notRequired), names(perState.unknown)], [['PCA'], ['PCB'], [], ['PCC']]);
+      assert.deepEqual([perState.required.count, perState.installed.count, perState.notRequired.count, perState.unknown.count, perState.limit], [1, 1, 0, 1, 100]);
+      assert.equal(perState.unknown.clients[0]!.messageTime, null);
+      assert.equal(perState.required.clients[0]!.clientId, a.clientId);
+      const limited = json<UpdatesKind>(await cli(site, ['compliance', '--update', u2, '--limit', '1', '--json'])).clients!;
+      assert.deepEqual([limited.installed.count, limited.installed.clients.length, limited.notRequired.count], [1, 1, 1]);
+      const updateText = await cli(site, ['compliance', '--update', u1]);
+      assert.match(updateText.stdout, /required: 1 client\(s\)\nCLIENT\s+CLIENT ID\s+MESSAGE TIME\nPCA\s/);
+      assert.match(updateText.stdout, /unknown: 1 client\(s\)\nCLIENT\s+CLIENT ID\s+MESSAGE TIME\nPCC\s+\S+\s+no state/);
+      const badLimit = await cli(site, ['compliance', '--update', u1, '--limit', '0']);
+      assert.equal(badLimit.code, 1);
+      assert.match(badLimit.stderr, /CAIRN_REQUEST_INVALID: .*limit must be a whole number from 1 to 10000/);
+      const noUpdate = await cli(site, ['compliance', '--update', 'f0000000-0000-4000-8000-00000000dead']);
+      assert.match(noUpdate.stderr, /CAIRN_UPDATE_NOT_FOUND/);
+
       // A later state: A installs u1 (serial 8). Summaries move only when summarised.
       await relay(report(a, [[8, u1, 3, 20]]));
       await waitFor('the state system to store A\'s serial 8', async () =>
@@ -143,6 +190,14 @@ describe('compliance summarisation end to end', () => {
       assert.deepEqual(await counts(u1), [1, 1, 0, 1, 3]);
       assert.equal((await cli(site, ['summarize', '--task', 'update-status'])).code, 0);
       assert.equal((await cli(site, ['summarize', '--deployment', deployed.deployment.deploymentId])).code, 0);
+      // UC27 per update group: only the update group status summarizer, for that group.
+      const perGroup = await cli(site, ['summarize', '--group', 'Baseline']);
+      assert.equal(perGroup.code, 0, perGroup.stderr);
+      assert.match(perGroup.stdout, /^task Update Group Status Summarizer completed successfully after running for [\d.]+ seconds, with status 1\n$/);
+      const group2 = json<Extract<ComplianceView, { kind: 'group' }>>(await cli(site, ['compliance', '--group', 'Baseline', '--json']));
+      assert.deepEqual([group2.group.summary?.compliant, group2.group.summary?.nonCompliant, group2.group.summary?.unknown], [2, 0, 1]);
+      assert.match((await cli(site, ['summarize', '--group', 'nope'])).stderr, /CAIRN_UPDATE_GROUP_NOT_FOUND/);
+      assert.match((await cli(site, ['summarize', '--group', 'Baseline', '--task', 'update-status'])).stderr, /CAIRN_REQUEST_INVALID: .*group goes with the update group status summarizer only/);
       assert.deepEqual(await counts(u1), [0, 2, 0, 1, 3]);
       const dep2 = json<Extract<ComplianceView, { kind: 'deployment' }>>(await cli(site, ['compliance', '--deployment', String(deployed.deployment.assignmentId), '--json']));
       assert.deepEqual([dep2.deployment.summary?.compliant, dep2.deployment.summary?.nonCompliant, dep2.deployment.summary?.unknown], [2, 0, 1]);
@@ -154,11 +209,25 @@ describe('compliance summarisation end to end', () => {
       const log = await readLog(dataDir, 'summarizer');
       assert.match(log, /task Update Status Summarizer started \(on demand\)/);
       assert.match(log, /task Assignment Compliance Evaluator started \(on demand\) for deployment \d+/);
+      assert.match(log, /task Update Group Status Summarizer started \(on demand\) for update group \d+ \(Baseline\)/);
       assert.match(log, /task Delete Aged Status completed successfully after running for [\d.]+ seconds, with status 0/);
       const prov = await readLog(dataDir, 'SMSProv');
       assert.match(prov, /called POST \/api\/v1\/update-groups\/Baseline\/deployments: 201, deployed update group Baseline to /);
       assert.match(prov, /called POST \/api\/v1\/summary-tasks\/run: 200, ran Update Status Summarizer \(success, \d+ rows/);
       assert.match(prov, /called POST \/api\/v1\/summary-tasks\/run: 409, CAIRN_SUMMARY_TASK_NOT_ON_DEMAND/);
+      assert.match(prov, /called GET \/api\/v1\/compliance\?client=PCA: 200, read the update states of client PCA \(GUID:/);
+      assert.match(prov, /called GET \/api\/v1\/compliance\?client=nope: 404, CAIRN_CLIENT_NOT_FOUND/);
+      assert.match(prov, /called GET \/api\/v1\/compliance\?update=[^:]+: 200, read the clients per state of update /);
+
+      // A client that reports without registering is found by its client ID, and counts as a client in scope.
+      const x = newTestClient('PCX');
+      await relay(report(x, [[1, u1, 2, 30]]));
+      const unregistered = await waitFor('the state system to store the unregistered client\'s state', async () => {
+        const r = await cli(site, ['compliance', '--client', x.clientId, '--json']);
+        return r.code === 0 && json<ClientKind>(r);
+      });
+      assert.deepEqual([unregistered.client.name, unregistered.client.registration, unregistered.client.updates.map((u) => u.updateId)], ['PCX', null, [u1]]);
+      assert.match((await cli(site, ['compliance', '--client', 'PCX'])).stderr, /CAIRN_CLIENT_NOT_FOUND/);
     },
   );
 });

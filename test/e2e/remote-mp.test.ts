@@ -49,7 +49,8 @@ describe('remote management point', () => {
       return r.status === 200 && (r.json.assignments as { category: string }[]).some((a) => a.category === 'ClientSettings');
     });
     const mpfdm = () => readLog(mpData, 'MPFDM');
-    assert.match(await mpfdm(), /Moved file .*policypv\.box.*\.CLI to /);
+    // The registration's .CLI travels by the MP file dispatch on its own schedule, not before the assignment: waited for, not assumed.
+    await waitFor('MPFDM to move the registration .CLI to the site', async () => /Moved file .*policypv\.box.*\.CLI to /.test(await mpfdm()));
 
     // With the site up: a report reaches the state system.
     assert.equal((await mpRequest(mp.url, c, 'POST', '/mp/v1/relay/state-messages', undefined, { rawBody: report(c.clientId, 1, '{d-up}') })).status, 202);

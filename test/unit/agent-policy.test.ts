@@ -27,7 +27,7 @@ test('a signed assignment list and a signed body with the right hash are accepte
   const l = verifyAssignmentList(list, signDocument(site.privateKey, list), siteKey, CLIENT);
   assert.deepEqual(l.assignments, [assignment]);
   const b = verifyPolicyBody(assignment, body, { signature: signDocument(site.privateKey, body), hash: policyHash(body), hashAlgorithm: '32780' }, siteKey);
-  assert.deepEqual(parseClientSettings(b), { policyPollSeconds: 60, stateReportingSeconds: 30, statusReportingSeconds: 30 });
+  assert.deepEqual(parseClientSettings(b), { policyPollSeconds: 60, stateReportingSeconds: 30, statusReportingSeconds: 30, scanWindowSeconds: 7200, scanScheduleSeconds: 604800 });
 });
 
 test('an assignment list changed after signing, signed by another key, unsigned or for another client is refused', () => {

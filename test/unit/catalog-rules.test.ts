@@ -135,3 +135,16 @@ test('categories are validated with their type and parent', () => {
   assert.equal(c.id, 'a6d1c4a1-0000-4000-8000-000000000001');
   assert.throws(() => parseCategory({ id: 'a6d1c4a1-0000-4000-8000-000000000001', revision: 1, type: 'Vendor', name: 'x' }), (e: { code?: string }) => e.code === 'CAIRN_CATALOG_CATEGORY_INVALID');
 });
+
+test("Architecture: all and the machine's native architecture are one package, as in dpkg and apt", () => {
+  const m: Machine = { facts: { architecture: 'amd64' }, packages: [{ name: 'moved-to-any', arch: 'all', version: '1.0-1' }, { name: 'moved-to-all', arch: 'amd64', version: '1.0-1' }, { name: 'foreign', arch: 'i386', version: '1.0-1' }] };
+  // A package installed as `all` whose new version is built per architecture is upgradable (and the other way round).
+  assert.equal(evaluateRule(pkg('moved-to-any', 'lt', '1.1-1', 'amd64'), m), true);
+  assert.equal(evaluateRule(pkg('moved-to-all', 'lt', '1.1-1', 'all'), m), true);
+  assert.equal(evaluateRule({ kind: 'package', name: 'moved-to-any', arch: 'amd64', installed: false }, m), false);
+  // Only the native architecture: an i386 package is not an `all` one, nor an arm64 one.
+  assert.equal(evaluateRule(pkg('foreign', 'lt', '1.1-1', 'all'), m), false);
+  assert.equal(evaluateRule(pkg('moved-to-any', 'lt', '1.1-1', 'arm64'), m), false);
+  // Without the architecture fact, architectures must be equal.
+  assert.equal(evaluateRule(pkg('moved-to-any', 'lt', '1.1-1', 'amd64'), { ...m, facts: {} }), false);
+});

@@ -68,3 +68,54 @@ test('fingerprints and policy hashes are stable hex upper; only Ed25519 keys par
   assert.ok(parsePublicKey(client.publicKey));
   assert.equal(parsePublicKey('-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n'), undefined);
 });
+
+// --- Sessions (ADR 0012) -------------------------------------------------------
+
+import { generateKeyPairSync } from 'node:crypto';
+import { acceptSessionReply, answerSessionOffer, newSessionId, newSessionOffer, parseSessionAuthorization, parseX25519, signSessionRequest, verifySessionMac } from '../../src/shared/client-auth.ts';
+
+function exchange() {
+  const site = generateKeyPairSync('ed25519');
+  const offer = newSessionOffer();
+  const sessionId = newSessionId();
+  const mp = answerSessionOffer(parseX25519(offer.clientKey)!, offer.clientKey, sessionId, id);
+  const bytes = Buffer.from(JSON.stringify({ clientId: id, sessionId, clientKey: offer.clientKey, mpKey: mp.mpKey, expiresInSeconds: 3600, expiresAt: new Date().toISOString() }));
+  return { site, offer, sessionId, mp, bytes, signature: signDocument(site.privateKey, bytes) };
+}
+
+test('both sides of a session exchange derive the same key, and a request MAC verifies only unchanged and under that key', () => {
+  const x = exchange();
+  const s = acceptSessionReply(x.offer, id, x.bytes, x.signature, x.site.publicKey);
+  assert.equal(s.sessionId, x.sessionId);
+  assert.equal(s.expiresInSeconds, 3600);
+  assert.deepEqual(s.key, x.mp.key);
+  const header = signSessionRequest(id, s.sessionId, s.key, 'POST', '/mp/v1/location/content', '{"a":1}');
+  const auth = parseSessionAuthorization(header)!;
+  assert.equal(auth.clientId, id);
+  assert.equal(auth.sessionId, x.sessionId);
+  assert.equal(verifySessionMac(auth, x.mp.key, 'POST', '/mp/v1/location/content', '{"a":1}'), true);
+  assert.equal(verifySessionMac(auth, x.mp.key, 'POST', '/mp/v1/location/content', '{"a":2}'), false, 'another body');
+  assert.equal(verifySessionMac(auth, x.mp.key, 'GET', '/mp/v1/location/content', '{"a":1}'), false, 'another method');
+  assert.equal(verifySessionMac(auth, exchange().mp.key, 'POST', '/mp/v1/location/content', '{"a":1}'), false, 'another session key');
+  assert.equal(verifySessionMac({ ...auth, ts: auth.ts + 1 }, x.mp.key, 'POST', '/mp/v1/location/content', '{"a":1}'), false, 'another timestamp');
+});
+
+test('a session reply is refused when not signed by the pinned site key, for another client, or for another exchange', () => {
+  const x = exchange();
+  assert.throws(() => acceptSessionReply(x.offer, id, x.bytes, x.signature, generateKeyPairSync('ed25519').publicKey), /signature does not verify/);
+  assert.throws(() => acceptSessionReply(x.offer, id, x.bytes, undefined, x.site.publicKey), /signature is missing/);
+  assert.throws(() => acceptSessionReply(x.offer, newClientId(), x.bytes, x.signature, x.site.publicKey), /another client or another exchange/);
+  assert.throws(() => acceptSessionReply(newSessionOffer(), id, x.bytes, x.signature, x.site.publicKey), /another client or another exchange/);
+});
+
+test('malformed session headers and X25519 keys do not parse', () => {
+  const good = signSessionRequest(id, newSessionId(), Buffer.alloc(32), 'GET', '/x');
+  assert.ok(parseSessionAuthorization(good));
+  assert.equal(parseSessionAuthorization(good.replace('CairnSession', 'CairnClient')), undefined);
+  assert.equal(parseSessionAuthorization(good.replace(/sid=[0-9a-f]+/, 'sid=XYZ')), undefined);
+  assert.equal(parseSessionAuthorization(good.replace(/mac=[^,]+$/, 'mac=short')), undefined);
+  assert.equal(parseSessionAuthorization(undefined), undefined);
+  assert.equal(parseX25519('A'.repeat(43)) !== undefined, true);
+  assert.equal(parseX25519('not a key'), undefined);
+  assert.equal(parseX25519(42), undefined);
+});

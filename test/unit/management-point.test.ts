@@ -7,20 +7,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
-import path from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
-import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
-import { openDatabase } from '../../src/datastore/engine.ts';
 import type { SiteDatabase } from '../../src/datastore/engine.ts';
-import { migrateToLatest } from '../../src/datastore/migrate.ts';
-import { ensureSite, writeSetting } from '../../src/datastore/site-control.ts';
-import { managementPoint } from '../../src/mp/management-point.ts';
-import { createMpLogs } from '../../src/mp/mp-logs.ts';
-import { ensureSiteSigningKey } from '../../src/mp/site-signing-key.ts';
+import { writeSetting } from '../../src/datastore/site-control.ts';
 import { ClientNonceCache } from '../../src/mp/client-authenticator.ts';
 import { newClientId, newKeyPair, signClientRequest } from '../../src/shared/client-auth.ts';
-import { tempDir } from '../helpers/processes.ts';
+import { mountTestMp } from '../helpers/mp-app.ts';
 
 let dir: string;
 let db: SiteDatabase;
@@ -44,21 +37,7 @@ function regBody(c: Client, extra: Record<string, unknown> = {}) {
 
 describe('MP plugin (inject)', () => {
   before(async () => {
-    dir = await tempDir('mp-inject');
-    db = openDatabase(`sqlite:${path.join(dir, 'site.db')}`);
-    await migrateToLatest(db.db, db.engine);
-    await ensureSite(db.db, 'CS1', 'test');
-    const key = ensureSiteSigningKey(path.join(dir, 'site-signing.key')).key;
-    app = Fastify();
-    await app.register(managementPoint, {
-      prefix: '/mp',
-      db: db.db,
-      siteCode: 'CS1',
-      signingKey: key,
-      logs: createMpLogs(path.join(dir, 'logs')),
-      relay: { statesysIncoming: path.join(dir, 'smx'), statmsgs: path.join(dir, 'svf') },
-      onClientChanged: async (id) => void changed.push(id),
-    });
+    ({ dir, db, app } = await mountTestMp('mp-inject', async (id) => void changed.push(id)));
   });
   after(async () => {
     await app.close();

@@ -1,8 +1,8 @@
-/** The summarizer's pure parts: task names, when a task is due, and the compliance arithmetic. */
+/** The summarizer's pure parts: task names, when a task is due, and the compliance arithmetic (the per-update counts are SQL: test/datastore/compliance*.test.ts). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isDue, ON_DEMAND_TASKS, resolveTask } from '../../src/site/components/summarizer/summarizer.ts';
-import { complianceCounts, updateSummaries } from '../../src/datastore/compliance.ts';
+import { complianceCounts } from '../../src/datastore/compliance.ts';
 import { isCairnError } from '../../src/shared/errors.ts';
 
 test('[UC29] tasks resolve by full name in any case, by slug and by short name; an unknown name is CAIRN_SUMMARY_TASK_NOT_FOUND', () => {
@@ -21,15 +21,6 @@ test('[UC26] a task is due when it never ran or a schedule has passed since its 
   assert.equal(isDue('2026-11-22T09:00:00.001Z', 3600, t), false);
   assert.equal(isDue('', 0, t), false);
   assert.equal(isDue('garbage', 60, t), true);
-});
-
-test('update summaries: clients without a state are unknown; updates only in the catalog or only in the states both appear', () => {
-  const counts = new Map([['u1', { required: 2, installed: 1, notRequired: 0, unknownState: 1 }], ['u9', { required: 1, installed: 0, notRequired: 0, unknownState: 0 }]]);
-  assert.deepEqual(updateSummaries(counts, ['u1', 'u2'], 5), [
-    { updateId: 'u1', required: 2, installed: 1, notRequired: 0, unknown: 2, total: 5 },
-    { updateId: 'u2', required: 0, installed: 0, notRequired: 0, unknown: 5, total: 5 },
-    { updateId: 'u9', required: 1, installed: 0, notRequired: 0, unknown: 4, total: 5 },
-  ]);
 });
 
 test('compliance counts: any required is non-compliant; all known and none required is compliant; the rest and the silent are unknown; an empty group is all compliant', () => {

@@ -1,7 +1,7 @@
 /**
  * The admin API's routes for software-update compliance (issue 6, parts 5
- * and 6): update groups, their deployments, the summarised compliance and the
- * summary tasks. Registered by `buildAdminApi` in the same fastify instance:
+ * to 7): update groups, their deployments, the summarised compliance, the
+ * per-client detail and the summary tasks. Registered by `buildAdminApi` in the same fastify instance:
  * the token check, the audit line in `SMSProv.log` and the error handling are
  * the admin API's own. Transport only: decode, call a service, encode.
  */
@@ -35,14 +35,20 @@ export function registerComplianceRoutes(app: FastifyInstance, opts: { ctx: Site
     return reply.code(result.created ? 201 : 200).send(result);
   });
 
-  app.get<{ Querystring: { update?: string; group?: string; deployment?: string } }>('/api/v1/compliance', async (request) => complianceView(ctx, request.query));
+  app.get<{ Querystring: { update?: string; group?: string; deployment?: string; client?: string; limit?: string } }>('/api/v1/compliance', async (request) => {
+    const view = await complianceView(ctx, request.query);
+    // Per-client detail names machines: say whose in the audit line.
+    if (view.kind === 'client') auditNote(request, `read the update states of client ${view.client.name || '(no name)'} (${view.client.clientId})`);
+    if (view.kind === 'updates' && view.clients) auditNote(request, `read the clients per state of update ${request.query.update}`);
+    return view;
+  });
 
   app.get('/api/v1/summary-tasks', async () => ({ summaryTasks: await listSummaryTaskViews(ctx) }));
 
   app.post('/api/v1/summary-tasks/run', async (request) => {
     if (!opts.summarizer) throw new CairnError('CAIRN_SUMMARY_TASK_FAILED', 'the summarizer does not run in this process');
     const b = jsonBody(request);
-    const result = await summarizeNow(ctx, opts.summarizer, { task: b.task, deployment: b.deployment });
+    const result = await summarizeNow(ctx, opts.summarizer, { task: b.task, deployment: b.deployment, group: b.group });
     auditNote(request, `ran ${result.runs.map((r) => `${r.task} (${r.result}, ${r.rowsTouched} rows, ${r.durationMs} ms)`).join('; ')}`);
     return result;
   });

@@ -21,20 +21,27 @@ import {
   listSummaryTasks,
   listUpdateDeployments,
   listUpdateGroups,
+  clientUpdateStates,
+  hasReportedUpdateState,
   readDeploymentSummary,
   readGroupSummary,
   readUpdateSummaries,
+  updateClientsByState,
 } from '../../datastore/compliance.ts';
-import type { ComplianceCounts, UpdateDeploymentRow, UpdateGroupRow, UpdateSummary } from '../../datastore/compliance.ts';
+import type { ClientStateCounts, ClientUpdateState, ComplianceCounts, UpdateClientList, UpdateDeploymentRow, UpdateGroupRow, UpdateSummary } from '../../datastore/compliance.ts';
+import { findClientsByIdOrName } from '../../datastore/clients.ts';
 import { readSettings } from '../../datastore/site-control.ts';
 import type { SiteContext } from '../site-context.ts';
 import { requireCollection } from './collections.ts';
 import { resolveTask, TASK_DEFS } from '../components/summarizer/summarizer.ts';
-import type { Summarizer, TaskRunResult } from '../components/summarizer/summarizer.ts';
+import type { Scope, Summarizer, TaskRunResult } from '../components/summarizer/summarizer.ts';
 import type { SummaryTaskName } from '../../datastore/compliance.ts';
 
 const UPDATE_ID = /^[0-9A-Za-z][0-9A-Za-z._:+~-]{0,127}$/;
 const MAX_UPDATES_PER_CALL = 1000;
+/** Per-client lists in `compliance --update` and `--client`: the default and the most one call may ask for. */
+export const DEFAULT_DETAIL_LIMIT = 100;
+export const MAX_DETAIL_LIMIT = 10_000;
 
 export interface SummaryCounts extends ComplianceCounts {
   readonly summaryTime: string;
@@ -128,26 +135,90 @@ export async function requireUpdateDeployment(ctx: SiteContext, id: string): Pro
   return d;
 }
 
-export type ComplianceView =
-  | { readonly kind: 'updates'; readonly updates: (UpdateSummary & { summaryTime: string; title: string | null })[] }
-  | { readonly kind: 'group'; readonly group: UpdateGroupView; readonly updates: (UpdateSummary & { summaryTime: string; title: string | null })[] }
-  | { readonly kind: 'deployment'; readonly deployment: UpdateDeploymentView };
+type UpdateSummaryView = UpdateSummary & { summaryTime: string; title: string | null };
 
-/** The summarised compliance: every update, one update, one group (with its updates) or one deployment. */
-export async function complianceView(ctx: SiteContext, q: { update?: string | undefined; group?: string | undefined; deployment?: string | undefined }): Promise<ComplianceView> {
-  const given = [q.update, q.group, q.deployment].filter((v) => v !== undefined);
-  if (given.length > 1) throw new CairnError('CAIRN_REQUEST_INVALID', 'give at most one of update, group and deployment');
+/** The clients of one update per state, now (`compliance --update ID`). */
+export interface UpdateClientsView {
+  /** When these lists were read; the counts in `updates` are as of their summary time. */
+  readonly asOf: string;
+  readonly limit: number;
+  readonly required: UpdateClientList;
+  readonly installed: UpdateClientList;
+  readonly notRequired: UpdateClientList;
+  readonly unknown: UpdateClientList;
+}
+
+/** One client's update states, now (`compliance --client NAME`). */
+export interface ClientComplianceView {
+  readonly clientId: string;
+  readonly name: string;
+  /** `approved`, `pending` or `revoked`; null for a client that reports without being registered. */
+  readonly registration: string | null;
+  readonly asOf: string;
+  readonly counts: ClientStateCounts;
+  readonly limit: number;
+  readonly truncated: boolean;
+  readonly updates: ClientUpdateState[];
+}
+
+export type ComplianceView =
+  | { readonly kind: 'updates'; readonly updates: UpdateSummaryView[]; readonly clients?: UpdateClientsView }
+  | { readonly kind: 'group'; readonly group: UpdateGroupView; readonly updates: UpdateSummaryView[] }
+  | { readonly kind: 'deployment'; readonly deployment: UpdateDeploymentView }
+  | { readonly kind: 'client'; readonly client: ClientComplianceView };
+
+function parseLimit(v: string | undefined): number {
+  if (v === undefined) return DEFAULT_DETAIL_LIMIT;
+  const n = /^\d{1,6}$/.test(v) ? Number(v) : NaN;
+  if (!(n >= 1 && n <= MAX_DETAIL_LIMIT)) throw new CairnError('CAIRN_REQUEST_INVALID', `limit must be a whole number from 1 to ${MAX_DETAIL_LIMIT}`);
+  return n;
+}
+
+/**
+ * A client by client ID or name among the registered clients; a client that
+ * reports without registering is found by its client ID only (a name search
+ * over every state message would read them all).
+ */
+async function requireComplianceClient(ctx: SiteContext, idOrName: string): Promise<{ clientId: string; name: string; registration: string | null }> {
+  if (!idOrName.trim() || idOrName.length > 256) throw new CairnError('CAIRN_REQUEST_INVALID', 'client must be a client name or client ID');
+  const rows = await findClientsByIdOrName(ctx.db, idOrName);
+  if (rows.length > 1) throw new CairnError('CAIRN_CLIENT_AMBIGUOUS', `${idOrName.slice(0, 80)}: ${rows.map((r) => r.ClientID).join(', ')}`);
+  if (rows[0]) return { clientId: rows[0].ClientID, name: rows[0].NetBIOSName, registration: rows[0].ApprovalStatus };
+  const clientId = idOrName.trim().toUpperCase();
+  const reported = await hasReportedUpdateState(ctx.db, clientId);
+  if (reported) return { clientId, name: reported.name, registration: null };
+  throw new CairnError('CAIRN_CLIENT_NOT_FOUND', `${idOrName.slice(0, 80)}: no registered client has this name or client ID, and no client reported update state under it`);
+}
+
+/**
+ * The summarised compliance: every update, one update (with its clients per
+ * state), one group (with its updates), one deployment, or one client's
+ * update states.
+ */
+export async function complianceView(ctx: SiteContext, q: { update?: string | undefined; group?: string | undefined; deployment?: string | undefined; client?: string | undefined; limit?: string | undefined }): Promise<ComplianceView> {
+  const given = [q.update, q.group, q.deployment, q.client].filter((v) => v !== undefined);
+  if (given.length > 1) throw new CairnError('CAIRN_REQUEST_INVALID', 'give at most one of update, group, deployment and client');
+  const limit = parseLimit(q.limit);
+  if (q.limit !== undefined && q.update === undefined && q.client === undefined) throw new CairnError('CAIRN_REQUEST_INVALID', 'limit goes with update or client');
   if (q.deployment !== undefined) return { kind: 'deployment', deployment: await deploymentView(ctx, await requireUpdateDeployment(ctx, q.deployment)) };
   if (q.group !== undefined) {
     const group = await groupView(ctx, await requireUpdateGroup(ctx, q.group));
     const members = new Set(group.updates);
     return { kind: 'group', group, updates: (await readUpdateSummaries(ctx.db)).filter((u) => members.has(u.updateId)) };
   }
+  if (q.client !== undefined) {
+    const c = await requireComplianceClient(ctx, q.client);
+    const asOf = new Date().toISOString();
+    const { counts, updates } = await clientUpdateStates(ctx.db, c.clientId, limit);
+    const withState = counts.required + counts.installed + counts.notRequired + counts.unknown;
+    return { kind: 'client', client: { ...c, asOf, counts, limit, truncated: withState > updates.length, updates } };
+  }
   if (q.update !== undefined) {
     if (!UPDATE_ID.test(q.update)) throw new CairnError('CAIRN_REQUEST_INVALID', 'update must be an update ID');
     const updates = await readUpdateSummaries(ctx.db, q.update);
     if (!updates.length && !(await existingUpdateIds(ctx.db, [q.update])).size) throw new CairnError('CAIRN_UPDATE_NOT_FOUND', `no update ${q.update} in the site's catalog or its summaries`);
-    return { kind: 'updates', updates };
+    const asOf = new Date().toISOString();
+    return { kind: 'updates', updates, clients: { asOf, limit, ...(await updateClientsByState(ctx.db, q.update, limit)) } };
   }
   return { kind: 'updates', updates: await readUpdateSummaries(ctx.db) };
 }
@@ -188,18 +259,32 @@ export async function listSummaryTaskViews(ctx: SiteContext): Promise<SummaryTas
   });
 }
 
-/** Runs summary tasks now and waits for them; a failed run is an error with the task's reason. */
-export async function summarizeNow(ctx: SiteContext, summarizer: Summarizer, q: { task?: unknown; deployment?: unknown }): Promise<{ runs: TaskRunResult[] }> {
+/**
+ * Runs summary tasks now and waits for them; a failed run is an error with
+ * the task's reason. `deployment` runs the assignment compliance evaluator
+ * for that deployment only, `group` the update group status summarizer for
+ * that group only (spec 30, section 5: on demand per deployment, per update
+ * group, all updates).
+ */
+export async function summarizeNow(ctx: SiteContext, summarizer: Summarizer, q: { task?: unknown; deployment?: unknown; group?: unknown }): Promise<{ runs: TaskRunResult[] }> {
   if (q.task !== undefined && (typeof q.task !== 'string' || !q.task)) throw new CairnError('CAIRN_REQUEST_INVALID', 'task must be a task name');
   if (q.deployment !== undefined && (typeof q.deployment !== 'string' || !q.deployment)) throw new CairnError('CAIRN_REQUEST_INVALID', 'deployment must be a deployment ID');
+  if (q.group !== undefined && (typeof q.group !== 'string' || !q.group)) throw new CairnError('CAIRN_REQUEST_INVALID', 'group must be an update group name');
+  if (q.deployment !== undefined && q.group !== undefined) throw new CairnError('CAIRN_REQUEST_INVALID', 'give deployment or group, not both');
   const tasks = q.task === undefined ? [] : [resolveTask(q.task as string)];
-  let assignmentId: number | undefined;
+  let scope: Scope = {};
   if (q.deployment !== undefined) {
-    assignmentId = (await requireUpdateDeployment(ctx, q.deployment as string)).AssignmentID;
+    scope = { assignmentId: (await requireUpdateDeployment(ctx, q.deployment as string)).AssignmentID };
     if (tasks.length && tasks[0] !== 'Assignment Compliance Evaluator') throw new CairnError('CAIRN_REQUEST_INVALID', 'deployment goes with the assignment compliance evaluator only');
     if (!tasks.length) tasks.push('Assignment Compliance Evaluator');
   }
-  const runs = await summarizer.runOnDemand(tasks, assignmentId === undefined ? {} : { assignmentId });
+  if (q.group !== undefined) {
+    const g = await requireUpdateGroup(ctx, q.group as string);
+    scope = { authListId: g.AuthListID, groupName: g.Name };
+    if (tasks.length && tasks[0] !== 'Update Group Status Summarizer') throw new CairnError('CAIRN_REQUEST_INVALID', 'group goes with the update group status summarizer only');
+    if (!tasks.length) tasks.push('Update Group Status Summarizer');
+  }
+  const runs = await summarizer.runOnDemand(tasks, scope);
   const failed = runs.find((r) => r.result === 'failed');
   if (failed) throw new CairnError('CAIRN_SUMMARY_TASK_FAILED', `${failed.task}: ${failed.error}`);
   return { runs };

@@ -164,7 +164,13 @@ export class PolicyProvider {
 
   async #clientSettings(): Promise<boolean> {
     const s = await readSettings(this.#ctx.db);
-    const content = { policyPollSeconds: s['client.policyPollSeconds'], stateReportingSeconds: s['client.stateReportingSeconds'], statusReportingSeconds: s['client.statusReportingSeconds'] };
+    const content = {
+      policyPollSeconds: s['client.policyPollSeconds'],
+      stateReportingSeconds: s['client.stateReportingSeconds'],
+      statusReportingSeconds: s['client.statusReportingSeconds'],
+      scanWindowSeconds: s['client.scanWindowSeconds'],
+      scanScheduleSeconds: s['client.scanScheduleSeconds'],
+    };
     const built = await this.#settingsPolicy('ClientSettings', content, crcOf(content));
     if (!built) return false;
     this.log.info(

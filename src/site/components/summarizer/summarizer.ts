@@ -69,6 +69,15 @@ export function isDue(lastRunStart: string, scheduleSeconds: number, now: number
   return !Number.isFinite(last) || now - last >= scheduleSeconds * 1000;
 }
 
+/** What an on-demand run covers when not everything. */
+export interface Scope {
+  /** The assignment compliance evaluator for this deployment only. */
+  readonly assignmentId?: number;
+  /** The update group status summarizer for this update group only, and its name for the log. */
+  readonly authListId?: number;
+  readonly groupName?: string;
+}
+
 export interface TaskRunResult {
   readonly task: SummaryTaskName;
   readonly trigger: 'schedule' | 'on demand';
@@ -106,14 +115,16 @@ export class Summarizer {
    * Runs tasks now, one after the other (after any run in progress), and
    * returns their results. `tasks` empty: every on-demand task. A
    * schedule-only task is refused. `assignmentId` limits the assignment
-   * compliance evaluator to one deployment.
+   * compliance evaluator to one deployment, `authListId` the update group
+   * status summarizer to one update group (spec 30, section 5: on demand per
+   * deployment and per update group).
    */
-  async runOnDemand(tasks: readonly SummaryTaskName[], opts: { assignmentId?: number } = {}): Promise<TaskRunResult[]> {
+  async runOnDemand(tasks: readonly SummaryTaskName[], opts: Scope = {}): Promise<TaskRunResult[]> {
     const list = tasks.length ? tasks : ON_DEMAND_TASKS;
     for (const t of list) if (!TASK_DEFS[t].onDemand) throw new CairnError('CAIRN_SUMMARY_TASK_NOT_ON_DEMAND', `${t} runs on its schedule only (setting ${TASK_DEFS[t].setting})`);
     const settings = await readSettings(this.#ctx.db);
     const out: TaskRunResult[] = [];
-    for (const t of list) out.push(await this.#enqueue(t, 'on demand', settings, opts.assignmentId));
+    for (const t of list) out.push(await this.#enqueue(t, 'on demand', settings, opts));
     return out;
   }
 
@@ -128,17 +139,19 @@ export class Summarizer {
     }
   }
 
-  #enqueue(task: SummaryTaskName, trigger: TaskRunResult['trigger'], settings: SiteSettings, assignmentId?: number): Promise<TaskRunResult> {
-    const run = this.#queue.then(() => this.#run(task, trigger, settings, assignmentId));
+  #enqueue(task: SummaryTaskName, trigger: TaskRunResult['trigger'], settings: SiteSettings, scope: Scope = {}): Promise<TaskRunResult> {
+    const run = this.#queue.then(() => this.#run(task, trigger, settings, scope));
     this.#queue = run.catch(() => undefined);
     return run;
   }
 
-  async #run(task: SummaryTaskName, trigger: TaskRunResult['trigger'], settings: SiteSettings, assignmentId?: number): Promise<TaskRunResult> {
+  async #run(task: SummaryTaskName, trigger: TaskRunResult['trigger'], settings: SiteSettings, scope: Scope): Promise<TaskRunResult> {
     const start = nowIso();
     const t0 = performance.now();
-    const scope = assignmentId === undefined ? '' : ` for deployment ${assignmentId}`;
-    this.log.info(`task ${task} started (${trigger})${scope}`);
+    const { assignmentId, authListId } = scope;
+    const only =
+      task === 'Assignment Compliance Evaluator' && assignmentId !== undefined ? ` for deployment ${assignmentId}` : task === 'Update Group Status Summarizer' && authListId !== undefined ? ` for update group ${authListId}${scope.groupName ? ` (${scope.groupName})` : ''}` : '';
+    this.log.info(`task ${task} started (${trigger})${only}`);
     let rows = 0;
     let error = '';
     try {
@@ -147,7 +160,7 @@ export class Summarizer {
           case 'Update Status Summarizer':
             return summarizeUpdateStatus(trx, start);
           case 'Update Group Status Summarizer':
-            return summarizeUpdateGroups(trx, start);
+            return summarizeUpdateGroups(trx, start, authListId);
           case 'Assignment Compliance Evaluator':
             return evaluateAssignments(trx, start, assignmentId);
           case 'Migrate Update Status':
