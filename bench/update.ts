@@ -6,7 +6,7 @@
  * version 2 installed is printed next to the full distribute's, with the bytes
  * sent (from PkgXferMgr.log) next to the bytes changed. Both times run from
  * the admin API call (what the CLI sends, without its process start).
- * Not a test, never gates CI. Usage: `npm run bench:update [-- --mib 1024]`.
+ * Not a test, never gates CI. Usage: `npm run bench:update [-- --mib 1024] [-- --keep]`.
  *
  * Targets (issue 3): bytes sent at most 1.1x bytes changed (signatures
  * counted apart); update time at most 10% of the full distribute.
@@ -81,9 +81,9 @@ try {
     await run('sync');
     const updateSeconds = (performance.now() - t) / 1000;
     const log = (await readLog(site.dataDir, 'PkgXferMgr')).slice(before);
-    const m = /Sending completed successfully \((\d+) files, (\d+) bytes sent; (\d+) as deltas; (\d+) bytes of signatures\)/.exec(log);
+    const m = /Sending completed successfully \((\d+) files, (\d+) bytes sent; (\d+) as chunks, (\d+) chunks sent, (\d+) bytes of manifests; (\d+) bytes of signatures\)/.exec(log);
     if (!m) throw new Error('no "Sending completed" line for the update in PkgXferMgr.log');
-    const [, files, sent, deltas, sigBytes] = m.map(Number) as number[];
+    const [, files, sent, chunked, chunks, manifestBytes, sigBytes] = m.map(Number) as number[];
 
     // Where the update's time went, from the CMTrace times of the component logs.
     const at = (text: string, needle: string): number | undefined => {
@@ -101,12 +101,14 @@ try {
     process.stdout.write(`full distribute (+sync)     ${fmt(fullSeconds)} s\n`);
     process.stdout.write(`update (+sync)              ${fmt(updateSeconds)} s  (${((updateSeconds / fullSeconds) * 100).toFixed(1)}% of the full distribute; target at most 10%)\n`);
     process.stdout.write(`bytes changed               ${changed}\n`);
-    process.stdout.write(`bytes sent                  ${sent} in ${files} files (${deltas} as deltas): ${(sent! / changed).toFixed(3)}x the bytes changed (target at most 1.1x)\n`);
-    process.stdout.write(`signatures sent             ${sigBytes} bytes\n`);
+    process.stdout.write(`bytes sent                  ${sent} in ${files} files (${chunked} as ${chunks} chunks): ${(sent! / changed).toFixed(3)}x the bytes changed (target at most 1.1x)\n`);
+    process.stdout.write(`manifests, signatures sent  ${manifestBytes} + ${sigBytes} bytes\n`);
   } finally {
     await site.kill();
     await dp.kill();
   }
 } finally {
-  await fsp.rm(work, { recursive: true, force: true });
+  // `--keep` leaves the site's and the DP's folders (and logs) for a look at where the time went.
+  if (args.includes('--keep')) process.stdout.write(`kept ${work}\n`);
+  else await fsp.rm(work, { recursive: true, force: true });
 }

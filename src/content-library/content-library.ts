@@ -12,6 +12,18 @@
  *   FileLib/<HASH[0..4]>/<HASH>    the file's bytes
  *   FileLib/<HASH[0..4]>/<HASH>.INI [Contents] <ContentID>=  (who uses the file)
  *   FileLib/.tmp/                  temporary files on their way into FileLib
+ *   ChunkLib/…                     large files' chunks and their references (chunk-lib.ts, ADR 0009)
+ *
+ * A file of at least 1 MiB is stored as its content-defined chunks: its
+ * FileLib entry is a `cairn-chunked/1` manifest instead of the bytes, and
+ * every reader goes through `openFileReader`, which yields the same bytes
+ * either way. A manifest is written only after every chunk it names is in
+ * ChunkLib and flushed, and only after its reference (ChunkLib/Files/<HASH>,
+ * a hard link to it) exists; a chunk is deleted only when no reference names
+ * it, under an exclusive lock that adoptions of manifests share. So no
+ * manifest ever names a missing chunk, whatever point a process is killed
+ * at, and `recover()` at start finishes a removal cut short (a reference
+ * whose manifest is gone).
  *
  * This module owns those folders. One process owns a library, so in-process
  * mutexes are enough to serialise the read-modify-write of a companion list
@@ -41,6 +53,10 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { ContentDefinition, ContentLibrary, FileEntry, RemovalResult, ValidationProblem } from './types.ts';
+import type { Readable } from 'node:stream';
+import { CHUNKED_MIN_FILE_SIZE, chunkLibDir, chunkPathIn, chunkedReadStream, flushFileSystem, formatManifest, parseManifestText, plainReadStream, SharedExclusiveLock, statStoredFile } from './chunk-lib.ts';
+import type { FileManifest, StoredFile } from './chunk-lib.ts';
+import { sharedHashPool } from './hash-pool.ts';
 import fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
@@ -158,6 +174,30 @@ export function formatIni(section: string, entries: readonly (readonly [string, 
   return `[${section}]\n${entries.map(([k, v]) => `${k}=${v}\n`).join('')}`;
 }
 
+/**
+ * A manifest names chunks the library does not hold (`missing`), or whole
+ * files its extents read from that it does not hold whole (`sources`):
+ * CAIRN_DP_CONTENT_INCOMPLETE, with both lists.
+ */
+export class ChunksMissingError extends CairnError {
+  readonly missing: readonly string[];
+  readonly sources: readonly string[];
+  constructor(fileHash: string, missing: readonly string[], sources: readonly string[] = []) {
+    const what = [
+      ...(missing.length ? [`${missing.length} chunk(s) not in the library: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`] : []),
+      ...(sources.length ? [`${sources.length} whole file(s) its extents read from, not in the library: ${sources.slice(0, 5).join(', ')}${sources.length > 5 ? ', …' : ''}`] : []),
+    ];
+    super('CAIRN_DP_CONTENT_INCOMPLETE', `file ${fileHash} needs ${what.join('; ')}`);
+    this.missing = missing;
+    this.sources = sources;
+  }
+}
+
+/** The hash worker's view of a manifest's chunks: [length, hash] in ChunkLib, or [length, hash, path, offset] for an extent. */
+function workerChunks(lib: { filePath(hash: string): string }, m: FileManifest): (readonly [number, string] | readonly [number, string, string, number])[] {
+  return m.chunks.map((c) => (c.src ? ([c.length, c.hash, lib.filePath(c.src.file), c.src.offset] as const) : ([c.length, c.hash] as const)));
+}
+
 function damaged(file: string, why: string): CairnError {
   return new CairnError('CAIRN_INTERNAL', `content library record ${file} is damaged: ${why}`);
 }
@@ -193,9 +233,17 @@ class DefaultContentLibrary implements ContentLibrary {
   readonly #hashLocks = new KeyedMutex();
   readonly #packageLocks = new KeyedMutex();
   readonly #contentLocks = new KeyedMutex();
+  readonly chunkDir: string;
+  readonly #chunkRefs: string;
+  /** Shared by adoptions of manifests, exclusive for collecting unused chunks. */
+  readonly #chunkLock = new SharedExclusiveLock();
+  /** Parsed manifests by file hash (a manifest never changes for a hash), least recently used dropped. */
+  readonly #manifests = new Map<string, FileManifest>();
 
   constructor(root: string, options: ContentLibraryOptions) {
     this.root = path.resolve(root);
+    this.chunkDir = chunkLibDir(this.root);
+    this.#chunkRefs = path.join(this.chunkDir, 'Files');
     this.#pkgLib = path.join(this.root, 'PkgLib');
     this.#dataLib = path.join(this.root, 'DataLib');
     this.#fileLib = path.join(this.root, 'FileLib');
@@ -236,12 +284,215 @@ class DefaultContentLibrary implements ContentLibrary {
       try {
         // rename(2) replaces an existing file atomically: readers see the old bytes or the new.
         await fsp.rename(sourcePath, dest);
+        // A manifest it replaced (a redistribute sends every file whole) is no longer what FileLib holds.
+        this.#manifests.delete(validateHash(hash));
       } catch (err) {
         // Idempotent: a source already moved by an earlier call that then failed later is fine.
         if (isErrno(err, 'ENOENT') && (await this.hasFile(hash))) return;
         throw err;
       }
     });
+  }
+
+  chunkPath(hash: string): string {
+    return chunkPathIn(this.chunkDir, validateHash(hash));
+  }
+
+  async missingChunks(hashes: readonly string[]): Promise<string[]> {
+    const unique = [...new Set(hashes.map((h) => validateHash(h)))];
+    const present = new Map<string, boolean>();
+    await forEachLimited(unique, IO_CONCURRENCY, async (h) => {
+      try {
+        present.set(h, (await fsp.stat(this.chunkPath(h))).isFile());
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT') && !isErrno(err, 'ENOTDIR')) throw err;
+        present.set(h, false);
+      }
+    });
+    return unique.filter((h) => !present.get(h));
+  }
+
+  async statFile(hash: string): Promise<StoredFile | undefined> {
+    const h = validateHash(hash);
+    const cached = this.#manifests.get(h);
+    if (cached && (await this.hasFile(h))) return { size: cached.size, manifest: cached };
+    const st = await statStoredFile(this.filePath(h), h);
+    if (st?.manifest) this.#rememberManifest(st.manifest);
+    return st;
+  }
+
+  async readManifest(hash: string): Promise<FileManifest | undefined> {
+    return (await this.statFile(hash))?.manifest;
+  }
+
+  #rememberManifest(m: FileManifest): void {
+    this.#manifests.delete(m.hash);
+    this.#manifests.set(m.hash, m);
+    while (this.#manifests.size > 32) this.#manifests.delete(this.#manifests.keys().next().value as string);
+  }
+
+  async openFileReader(hash: string, range?: { readonly start: number; readonly end: number }): Promise<{ size: number; chunked: boolean; stream: Readable }> {
+    const st = await this.statFile(hash);
+    if (!st) throw new CairnError('CAIRN_DP_FILE_NOT_FOUND', `file ${hash} is not in the content library`);
+    const start = range?.start ?? 0;
+    const end = range?.end ?? st.size - 1;
+    const stream = st.manifest ? chunkedReadStream(this.chunkDir, st.manifest, start, end, (h) => this.filePath(h)) : plainReadStream(this.filePath(hash), start, end);
+    return { size: st.size, chunked: st.manifest !== undefined, stream };
+  }
+
+  async adoptManifest(m: FileManifest, opts: { readonly verify: boolean; readonly replace?: boolean }): Promise<void> {
+    const hash = validateHash(m.hash);
+    await this.#chunkLock.shared(async () => {
+      const missing = await this.missingChunks(m.chunks.filter((c) => !c.src).map((c) => c.hash));
+      // Extents read from files stored whole (a manifest never names another manifest).
+      const sources = [...new Set(m.chunks.flatMap((c) => (c.src ? [c.src.file] : [])))];
+      const absent: string[] = [];
+      await forEachLimited(sources, IO_CONCURRENCY, async (f) => {
+        const st = await this.statFile(f);
+        if (!st || st.manifest) absent.push(f);
+      });
+      if (missing.length > 0 || absent.length > 0) throw new ChunksMissingError(hash, missing, absent);
+      if (opts.verify) {
+        const r = await sharedHashPool().hashChunks(this.chunkDir, workerChunks(this, m), false);
+        if (r.whole === undefined) {
+          const p = r.problems[0];
+          throw new CairnError('CAIRN_DP_HASH_MISMATCH', `chunk ${p ? m.chunks[p.index]?.hash : '?'} of file ${hash}: ${p?.problem ?? 'unreadable'}`);
+        }
+        if (r.whole !== hash) throw new CairnError('CAIRN_DP_HASH_MISMATCH', `the chunks of file ${hash} hash to ${r.whole} in order`);
+      }
+      await this.#hashLocks.run(hash, async () => {
+        if (!opts.replace && (await this.hasFile(hash))) return;
+        // The chunks reach the disk before anything names them.
+        await flushFileSystem(this.chunkDir);
+        const tmpDir = fileLibTempDir(this.root);
+        await fsp.mkdir(tmpDir, { recursive: true });
+        await fsp.mkdir(this.#chunkRefs, { recursive: true });
+        const dest = this.filePath(hash);
+        await fsp.mkdir(path.dirname(dest), { recursive: true });
+        const tmp = path.join(tmpDir, `${hash}.${randomBytes(6).toString('hex')}.manifest`);
+        try {
+          await fsp.writeFile(tmp, formatManifest(m), { mode: 0o644 });
+          // The reference first: from here on the chunks are in use.
+          try {
+            await fsp.link(tmp, path.join(this.#chunkRefs, hash));
+          } catch (err) {
+            if (!isErrno(err, 'EEXIST')) throw err;
+          }
+          await fsp.rename(tmp, dest);
+        } catch (err) {
+          await fsp.rm(tmp, { force: true });
+          throw err;
+        }
+        this.#rememberManifest(m);
+      });
+    });
+  }
+
+  /**
+   * Deletes the chunks of the given manifests (whose FileLib entries are
+   * gone) that no other reference names, then the whole files their extents
+   * read from and the `candidates` (large whole files no content uses any
+   * more) that no other manifest reads from and no content uses, then the
+   * references themselves.
+   */
+  async #collectChunks(hashes: readonly string[], candidates: readonly string[] = []): Promise<{ chunksDeleted: number; filesDeleted: number; bytesFreed: number }> {
+    if (hashes.length === 0 && candidates.length === 0) return { chunksDeleted: 0, filesDeleted: 0, bytesFreed: 0 };
+    return this.#chunkLock.exclusive(async () => {
+      let names: string[];
+      try {
+        names = await fsp.readdir(this.#chunkRefs);
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT')) throw err;
+        names = [];
+      }
+      const dropping = new Set<string>();
+      for (const h of hashes) {
+        // Adopted again since its removal began: still in use.
+        if (!(await this.hasFile(h))) dropping.add(h);
+      }
+      const keep = new Set<string>();
+      const keepSources = new Set<string>();
+      const dropped: FileManifest[] = [];
+      await forEachLimited(names, 4, async (name) => {
+        const m = await this.#readReference(name);
+        if (!m) return;
+        if (dropping.has(name)) dropped.push(m);
+        else
+          for (const c of m.chunks) {
+            if (c.src) keepSources.add(c.src.file);
+            else keep.add(c.hash);
+          }
+      });
+      let chunksDeleted = 0;
+      let filesDeleted = 0;
+      let bytesFreed = 0;
+      const dropSource = async (f: string): Promise<void> => {
+        if (keepSources.has(f)) return;
+        keepSources.add(f);
+        await this.#hashLocks.run(f, async () => {
+          const file = this.filePath(f);
+          if ((await this.#readReferences(`${file}.INI`)).length > 0) return;
+          const st = await this.statFile(f).catch(() => undefined);
+          if (!st || st.manifest) return;
+          try {
+            await fsp.rm(file);
+            filesDeleted += 1;
+            bytesFreed += st.size;
+          } catch (err) {
+            if (!isErrno(err, 'ENOENT')) throw err;
+          }
+          await fsp.rm(`${file}.INI`, { force: true });
+        });
+      };
+      for (const m of dropped) {
+        const gone = [...new Set(m.chunks.flatMap((c) => (c.src ? [] : [c.hash])))].filter((c) => !keep.has(c));
+        await forEachLimited(gone, IO_CONCURRENCY, async (c) => {
+          try {
+            await fsp.rm(chunkPathIn(this.chunkDir, c));
+            chunksDeleted += 1;
+          } catch (err) {
+            if (!isErrno(err, 'ENOENT')) throw err;
+          }
+        });
+        for (const c of gone) keep.add(c);
+        for (const f of new Set(m.chunks.flatMap((c) => (c.src ? [c.src.file] : [])))) await dropSource(f);
+        await fsp.rm(path.join(this.#chunkRefs, m.hash), { force: true });
+        this.#manifests.delete(m.hash);
+      }
+      for (const f of candidates) await dropSource(f);
+      // A reference that is not a manifest (damaged by hand) pins nothing.
+      for (const h of dropping) await fsp.rm(path.join(this.#chunkRefs, h), { force: true });
+      return { chunksDeleted, filesDeleted, bytesFreed };
+    });
+  }
+
+  async #readReference(name: string): Promise<FileManifest | undefined> {
+    if (!/^[0-9A-F]{64}$/.test(name)) return undefined;
+    const cached = this.#manifests.get(name);
+    if (cached) return cached;
+    const text = await fsp.readFile(path.join(this.#chunkRefs, name)).catch((err: unknown) => {
+      if (isErrno(err, 'ENOENT')) return undefined;
+      throw err;
+    });
+    return text ? parseManifestText(text, name) : undefined;
+  }
+
+  async recover(): Promise<{ referencesCollected: number; chunksDeleted: number }> {
+    await fsp.rm(path.join(this.chunkDir, '.tmp'), { recursive: true, force: true });
+    let names: string[];
+    try {
+      names = await fsp.readdir(this.#chunkRefs);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return { referencesCollected: 0, chunksDeleted: 0 };
+      throw err;
+    }
+    // A reference whose manifest is not in FileLib: an adoption or a removal was cut short.
+    const dangling: string[] = [];
+    await forEachLimited(names, IO_CONCURRENCY, async (name) => {
+      if (/^[0-9A-F]{64}$/.test(name) && !(await this.hasFile(name))) dangling.push(name);
+    });
+    const r = await this.#collectChunks(dangling);
+    return { referencesCollected: dangling.length, chunksDeleted: r.chunksDeleted };
   }
 
   async addContent(def: ContentDefinition): Promise<void> {
@@ -517,14 +768,22 @@ class DefaultContentLibrary implements ContentLibrary {
     let filesDeleted = 0;
     let bytesFreed = 0;
     if (def) {
-      // (3) Companion lists; a file nobody references leaves FileLib.
+      // (3) Companion lists; a file nobody references leaves FileLib, and a chunk no manifest names leaves ChunkLib.
       const sizes = new Map(def.files.map((f) => [f.hash, f.size] as const));
+      const manifests: string[] = [];
+      const candidates: string[] = [];
       await forEachLimited([...sizes.keys()], IO_CONCURRENCY, async (hash) => {
-        if (await this.#dropReference(hash, contentId)) {
+        const r = await this.#dropReference(hash, contentId);
+        if (r.deleted) {
           filesDeleted += 1;
           bytesFreed += sizes.get(hash) ?? 0;
         }
+        if (r.chunked) manifests.push(hash);
+        if (r.candidate) candidates.push(hash);
       });
+      const c = await this.#collectChunks(manifests, candidates);
+      filesDeleted += c.filesDeleted;
+      bytesFreed += c.bytesFreed;
     }
     // (4) The record itself; the JSON copy last, since a repeated removal reads the file list from it.
     await fsp.rm(path.join(this.#dataLib, contentId), { recursive: true, force: true });
@@ -550,8 +809,15 @@ class DefaultContentLibrary implements ContentLibrary {
     }
   }
 
-  /** Removes `contentId` from the file's companion list; deletes the file when no content is left. True when the file was deleted. */
-  async #dropReference(hash: string, contentId: string): Promise<boolean> {
+  /**
+   * Removes `contentId` from the file's companion list; deletes the file when
+   * no content is left. `chunked` when what was deleted was a manifest, or its
+   * reference was left by a removal cut short: its chunks are to be collected.
+   * `candidate` when no content is left but the file is large and whole: a
+   * manifest's extents may read from it, so #collectChunks decides (its
+   * companion list is gone already).
+   */
+  async #dropReference(hash: string, contentId: string): Promise<{ deleted: boolean; chunked: boolean; candidate?: boolean }> {
     return this.#hashLocks.run(hash, async () => {
       const file = this.filePath(hash);
       const listFile = `${file}.INI`;
@@ -559,7 +825,18 @@ class DefaultContentLibrary implements ContentLibrary {
       const left = refs.filter((r) => r !== contentId);
       if (left.length > 0) {
         if (left.length !== refs.length) await writeFileAtomic(listFile, formatIni('Contents', left.map((r) => [r, ''] as const)));
-        return false;
+        return { deleted: false, chunked: false };
+      }
+      const chunked = await fsp.stat(path.join(this.#chunkRefs, hash)).then(
+        () => true,
+        () => false,
+      );
+      if (!chunked) {
+        const st = await fsp.stat(file).catch(() => undefined);
+        if (st && st.size >= CHUNKED_MIN_FILE_SIZE && !(await this.statFile(hash))?.manifest) {
+          await fsp.rm(listFile, { force: true });
+          return { deleted: false, chunked: false, candidate: true };
+        }
       }
       // The bytes go first: a companion list left without its file is harmless, a file without its list is garbage.
       let existed = false;
@@ -570,7 +847,7 @@ class DefaultContentLibrary implements ContentLibrary {
         if (!isErrno(err, 'ENOENT')) throw err;
       }
       await fsp.rm(listFile, { force: true });
-      return existed;
+      return { deleted: existed, chunked };
     });
   }
 
@@ -611,6 +888,23 @@ class DefaultContentLibrary implements ContentLibrary {
       const expectedSize = entries[0]!.size;
       let actual: string;
       let size: number;
+      const stored = await this.statFile(hash).catch(() => undefined);
+      if (stored?.manifest) {
+        // A chunked file: every chunk re-hashed, and the whole file over the chunks in order.
+        const m = stored.manifest;
+        const r = await sharedHashPool().hashChunks(this.chunkDir, workerChunks(this, m), true);
+        const first = r.problems[0];
+        if (first) {
+          const chunk = m.chunks[first.index]!.hash;
+          const problem = first.problem === 'missing' ? 'missing' : first.problem === 'size mismatch' ? 'size mismatch' : 'hash mismatch';
+          for (const f of entries) problems.push({ path: f.path, hash, problem, chunk, ...(first.actual ? { actual: first.actual } : {}) });
+        } else if (m.size !== expectedSize) {
+          for (const f of entries) problems.push({ path: f.path, hash, problem: 'size mismatch', ...(r.whole ? { actual: r.whole } : {}) });
+        } else if (r.whole !== hash) {
+          for (const f of entries) problems.push({ path: f.path, hash, problem: 'hash mismatch', ...(r.whole ? { actual: r.whole } : {}) });
+        }
+        return;
+      }
       try {
         const hasher = createHash('sha256');
         size = (await fsp.stat(this.filePath(hash))).size;

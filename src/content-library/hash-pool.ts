@@ -8,12 +8,14 @@
  */
 import os from 'node:os';
 import { WorkerPool } from '../shared/worker-pool.ts';
-import type { HashReply, HashTask } from './hash-worker.ts';
+import type { HashChunksReply, HashReply, StoreChunksReply, WorkerReply, WorkerTask } from './hash-worker.ts';
 
-export type { HashFailure, HashReply, HashSuccess } from './hash-worker.ts';
+export type { HashChunksReply, HashFailure, HashReply, HashSuccess, StoreChunksReply } from './hash-worker.ts';
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 export class HashPool {
-  readonly #pool: WorkerPool<Omit<HashTask, 'id'>, HashReply>;
+  readonly #pool: WorkerPool<DistributiveOmit<WorkerTask, 'id'>, WorkerReply>;
 
   constructor(size = Math.min(4, os.availableParallelism())) {
     this.#pool = new WorkerPool(new URL('./hash-worker.ts', import.meta.url), 'hash', size);
@@ -28,8 +30,18 @@ export class HashPool {
    * a per-file failure); rejects only when the worker itself died or the pool
    * was closed.
    */
-  hashFile(source: string, opts: { temp?: string } = {}): Promise<HashReply> {
-    return this.#pool.run({ source, temp: opts.temp });
+  hashFile(source: string, opts: { temp?: string; chunkDir?: string; skip?: readonly string[]; previous?: readonly (readonly [number, string])[]; only?: 'whole' | 'chunks' } = {}): Promise<HashReply> {
+    return this.#pool.run({ source, temp: opts.temp, chunkDir: opts.chunkDir, skip: opts.skip, previous: opts.previous, only: opts.only }) as Promise<HashReply>;
+  }
+
+  /** Hashes chunks that arrived in a bundle and stores those that match in `chunkDir` (ChunkLib). */
+  storeChunks(chunkDir: string, data: Uint8Array, entries: readonly { hash: string; size: number; start: number }[], replace: boolean): Promise<StoreChunksReply> {
+    return this.#pool.run({ kind: 'storeChunks', chunkDir, data, entries, replace }) as Promise<StoreChunksReply>;
+  }
+
+  /** Reads chunks in order: the whole file's SHA-256 and, with `perChunk`, what is wrong with each chunk. */
+  hashChunks(chunkDir: string, chunks: readonly (readonly [number, string] | readonly [number, string, string, number])[], perChunk: boolean): Promise<HashChunksReply> {
+    return this.#pool.run({ kind: 'hashChunks', chunkDir, chunks, perChunk }) as Promise<HashChunksReply>;
   }
 
   /** Stops every worker and rejects queued and running tasks. */

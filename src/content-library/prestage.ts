@@ -74,7 +74,8 @@ export async function writePrestage(lib: ContentLibrary, contentId: string, out:
     total += part.length;
   }
   for (const f of files) {
-    for await (const chunk of fs.createReadStream(lib.filePath(f.hash))) {
+    // Whole or chunked in the library, a prestaged file carries the file's bytes.
+    for await (const chunk of (await lib.openFileReader(f.hash)).stream) {
       await writeAll(out, chunk as Buffer, hasher);
       total += (chunk as Buffer).length;
     }

@@ -11,7 +11,10 @@
  * thread: each file is read exactly once, in a hash worker, which hashes it,
  * computes its block signature and copies it to a temporary file in one pass;
  * the main thread only walks folders and renames. Files of at least 1 MiB
- * get a signature of content-defined chunks (chunker.ts).
+ * get a signature of content-defined chunks (chunker.ts) and are stored as
+ * those chunks (ADR 0009): the worker writes only the chunks ChunkLib does
+ * not hold yet, and the snapshot adopts the file's manifest, so a changed
+ * large file costs one read and its new chunks, not a copy of it.
  *
  * Source rules (what is refused, with which code):
  * - the folder is missing: CAIRN_PACKAGE_SOURCE_MISSING;
@@ -43,6 +46,7 @@ import { CairnError } from '../shared/errors.ts';
 import { sharedHashPool } from './hash-pool.ts';
 import { CHUNK_HASH_HEX, CHUNKING, SIGNATURE_MIN_FILE_SIZE } from './chunker.ts';
 import { fileLibTempDir, forEachLimited, writeFileAtomic } from './content-library.ts';
+import type { ChunkRef, FileManifest } from './chunk-lib.ts';
 import {
   checkDefinitionConsistent,
   comparePaths,
@@ -63,6 +67,8 @@ export interface SnapshotResult {
   readonly bytesRead: number;
   /** Files the quick check kept from the previous version without reading them. */
   readonly filesUnchanged: number;
+  /** Chunks of large files written to ChunkLib (the others were there already). */
+  readonly chunksWritten: number;
 }
 
 export interface SnapshotOptions {
@@ -239,6 +245,10 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
   const previousByPath = new Map(opts.previous?.definition.files.map((f) => [f.path, f]) ?? []);
   const previousSigs = new Map(opts.previous?.signatures.map((sig) => [sig.hash, sig]) ?? []);
   let filesUnchanged = 0;
+  let chunksWritten = 0;
+  // Where the previous version's large files keep each chunk (ADR 0009, extents): built at the first changed large file.
+  let extentIndex: Promise<Map<string, ChunkRef['src'] | string>> | undefined;
+  const extentsOf = (): Promise<Map<string, ChunkRef['src'] | string>> => (extentIndex ??= buildExtentIndex(lib, opts.previous?.signatures ?? []));
   await forEachLimited(sources, pool.size * 2, async (src) => {
     const before = previousByPath.get(src.rel);
     if (before) {
@@ -262,9 +272,26 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
       }
     }
     const temp = path.join(tmpDir, `${randomBytes(12).toString('hex')}.tmp`);
+    // A new version of a large file (its path had a large file before) is
+    // stored as extents of the files the library holds plus its new chunks;
+    // any other file is stored whole (ADR 0009, amended).
+    const index = before && before.size >= SIGNATURE_MIN_FILE_SIZE && previousSigs.has(before.hash) ? await extentsOf() : undefined;
     let reply;
     try {
-      reply = await pool.hashFile(src.abs, { temp });
+      const previousChunks = before ? previousSigs.get(before.hash)?.chunks : undefined;
+      if (index && index.size > 0 && previousChunks) {
+        // Two workers at once: one finds and stores the chunks, the other hashes the whole file.
+        const [c, w] = await Promise.all([
+          pool.hashFile(src.abs, { chunkDir: lib.chunkDir, skip: [...index.keys()], previous: previousChunks, only: 'chunks' }),
+          pool.hashFile(src.abs, { only: 'whole' }),
+        ]);
+        if (!c.ok) reply = c;
+        else if (!w.ok) reply = w;
+        else if (c.size !== w.size || c.mtimeMs !== w.mtimeMs) reply = { id: c.id, ok: false as const, code: 'CHANGED', side: 'source' as const, message: 'the file changed while it was read' };
+        else reply = { ...c, hash: w.hash };
+      } else {
+        reply = await pool.hashFile(src.abs, index && index.size > 0 ? { temp, chunkDir: lib.chunkDir, skip: [...index.keys()] } : { temp });
+      }
     } catch (err) {
       // The worker died (or the pool closed) mid-file and could not clean up after itself.
       await fsp.rm(temp, { force: true });
@@ -276,13 +303,19 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
       throw unreadable(src.abs, reply.message.includes(reply.code) ? reply.message : `${reply.code}: ${reply.message}`);
     }
     try {
-      await lib.adoptFile(temp, reply.hash);
+      // A file the library holds already (same bytes, new time) needs nothing: its chunks were not written.
+      if (reply.chunked && reply.chunks) {
+        if (!(await lib.hasFile(reply.hash))) await lib.adoptManifest(extentManifest(reply.hash, reply.chunks, index!), { verify: false });
+      }
+      else await lib.adoptFile(temp, reply.hash);
     } catch (err) {
       await fsp.rm(temp, { force: true });
       throw err;
     }
+    chunksWritten += reply.chunksWritten;
     files.push({ path: src.rel, hash: reply.hash, size: reply.size, mode: reply.mode, mtime: new Date(reply.mtimeMs).toISOString() });
-    if (reply.chunks) signatures.set(reply.hash, { hash: reply.hash, size: reply.size, chunks: reply.chunks });
+    // Signatures keep the first CHUNK_HASH_HEX digits of each chunk's hash (cairn-signatures/2).
+    if (reply.chunks) signatures.set(reply.hash, { hash: reply.hash, size: reply.size, chunks: reply.chunks.map(([l, h]) => [l, h.slice(0, CHUNK_HASH_HEX)] as const) });
     bytesRead += reply.size;
     opts.onFile?.(src.rel);
   });
@@ -298,7 +331,45 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
     throw unreadable(sourceDir, (err as CairnError).detail ?? 'the tree cannot be stored', err);
   }
   const sorted = [...signatures.values()].sort((a, b) => comparePaths(a.hash, b.hash));
-  return { definition, signatures: sorted, bytesRead, filesUnchanged };
+  return { definition, signatures: sorted, bytesRead, filesUnchanged, chunksWritten };
+}
+
+/**
+ * Where each chunk of the previous version's large files is kept, keyed by
+ * `<first 32 hex of its hash>:<length>` (the signature's chunk ID): an extent
+ * of a file stored whole, or (for a file stored as a manifest) the location
+ * its manifest names, so a new manifest never names another manifest.
+ */
+async function buildExtentIndex(lib: ContentLibrary, sigs: readonly FileSignature[]): Promise<Map<string, ChunkRef['src'] | string>> {
+  const index = new Map<string, ChunkRef['src'] | string>();
+  for (const sig of sigs) {
+    const st = await lib.statFile(sig.hash).catch(() => undefined);
+    if (!st) continue;
+    if (st.manifest) {
+      for (const c of st.manifest.chunks) index.set(`${c.hash.slice(0, CHUNK_HASH_HEX)}:${c.length}`, c.src ?? c.hash);
+      continue;
+    }
+    if (st.size !== sig.size) continue;
+    let offset = 0;
+    for (const [length, h] of sig.chunks) {
+      const key = `${h}:${length}`;
+      if (!index.has(key)) index.set(key, { file: sig.hash, offset });
+      offset += length;
+    }
+  }
+  return index;
+}
+
+/** The manifest of a file chunked against `index`: known chunks where the index keeps them, new ones in ChunkLib. */
+function extentManifest(hash: string, chunks: readonly (readonly [number, string])[], index: Map<string, ChunkRef['src'] | string>): FileManifest {
+  let offset = 0;
+  const refs: ChunkRef[] = chunks.map(([length, h]) => {
+    const at = index.get(`${h.slice(0, CHUNK_HASH_HEX)}:${length}`);
+    const ref: ChunkRef = typeof at === 'object' && at.file !== hash ? { offset, length, hash: h, src: at } : { offset, length, hash: h };
+    offset += length;
+    return ref;
+  });
+  return { hash, size: offset, chunks: refs };
 }
 
 const SIGNATURES_FORMAT = 'cairn-signatures/2';

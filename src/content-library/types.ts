@@ -4,6 +4,9 @@
  * distribution point.
  */
 
+import type { Readable } from 'node:stream';
+import type { FileManifest, StoredFile } from './chunk-lib.ts';
+
 /** Hash algorithm 32780 (0x800C) is SHA-256; hashes are 64 upper-case hex characters. */
 export const HASH_ALGORITHM = 32780;
 
@@ -47,8 +50,38 @@ export interface ContentDefinition {
 }
 
 export interface ContentLibrary {
-  /** Library root, holding PkgLib/, DataLib/, FileLib/. */
+  /** Library root, holding PkgLib/, DataLib/, FileLib/, ChunkLib/. */
   readonly root: string;
+  /** ChunkLib: large files' chunks (ADR 0009). */
+  readonly chunkDir: string;
+  /**
+   * Absolute path of a stored chunk: ChunkLib/<first 2 hex>/<HASH>. Chunks
+   * are written by the hash workers (storeChunk), whose bytes they hashed.
+   */
+  chunkPath(hash: string): string;
+  /** The chunk hashes of `hashes` not in ChunkLib, in the order given, without duplicates. */
+  missingChunks(hashes: readonly string[]): Promise<string[]>;
+  /** What FileLib holds for `hash`: its size, and its manifest when it is stored as chunks. Undefined when absent. */
+  statFile(hash: string): Promise<StoredFile | undefined>;
+  /** The manifest of a chunked file, or undefined (absent, or stored whole). */
+  readManifest(hash: string): Promise<FileManifest | undefined>;
+  /**
+   * The bytes of a stored file, whole or chunked, or of the inclusive byte
+   * range `range`. Every reader of library files uses this (never
+   * `filePath` alone). Throws CAIRN_DP_FILE_NOT_FOUND when it is absent.
+   */
+  openFileReader(hash: string, range?: { readonly start: number; readonly end: number }): Promise<{ size: number; chunked: boolean; stream: Readable }>;
+  /**
+   * Stores a chunked file's manifest at FileLib/<hash> once every chunk it
+   * names is in ChunkLib (else throws ChunksMissingError, code
+   * CAIRN_DP_CONTENT_INCOMPLETE, naming them) and, with `verify`, the chunks
+   * in order hash to the manifest's hash (else CAIRN_DP_HASH_MISMATCH). The
+   * file system is flushed first. A file FileLib holds already is kept,
+   * unless `replace`. Idempotent.
+   */
+  adoptManifest(manifest: FileManifest, opts: { readonly verify: boolean; readonly replace?: boolean }): Promise<void>;
+  /** At process start: clears ChunkLib/.tmp and finishes removals (and adoptions) cut short. */
+  recover(): Promise<{ referencesCollected: number; chunksDeleted: number }>;
   /** Absolute path of a stored file: FileLib/<first 4 hex>/<HASH>. */
   filePath(hash: string): string;
   hasFile(hash: string): Promise<boolean>;
@@ -104,6 +137,8 @@ export interface ValidationProblem {
   readonly path: string;
   readonly hash: string;
   readonly problem: 'missing' | 'hash mismatch' | 'size mismatch';
-  /** What the file on disk hashes to, for a mismatch. */
+  /** What the file on disk hashes to, for a mismatch (for a chunk's mismatch, what the chunk hashes to). */
   readonly actual?: string;
+  /** For a chunked file, the first chunk found missing or damaged. */
+  readonly chunk?: string;
 }

@@ -20,8 +20,8 @@ import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
 import type { ContentDefinition, ValidationProblem } from '../content-library/types.ts';
-import { deltaStream } from '../content-library/delta.ts';
-import type { DeltaPlan } from '../content-library/delta.ts';
+import { formatManifest } from '../content-library/chunk-lib.ts';
+import type { FileManifest } from '../content-library/chunk-lib.ts';
 import { CairnError, describeError } from '../shared/errors.ts';
 import type { ErrorCode } from '../shared/errors.ts';
 import { BUNDLE_FILE_MAX_BYTES, BUNDLE_MAX_BYTES, BUNDLE_MAX_FILES, PROOF_HEADER, encodeBundleHeader, signRequest, verifyProof } from './protocol.ts';
@@ -35,13 +35,18 @@ export interface DpClient {
    * sent by the request that completed the file (not counting what the DP
    * already held). Throws CairnError.
    */
-  upload(hash: string, contentId: string, filePath: string, size: number, opts?: { readonly replace?: boolean }): Promise<number>;
+  upload(hash: string, contentId: string, source: UploadSource, size: number, opts?: { readonly replace?: boolean }): Promise<number>;
+  /** The chunk hashes of `hashes` the DP's ChunkLib lacks (ADR 0009). A DP without the route: CAIRN_NOT_FOUND. */
+  missingChunks(hashes: readonly string[]): Promise<string[]>;
+  /** Sends chunks in one `cairn-bundle/1` request to the DP's ChunkLib; each is hash-checked there, as files in a bundle are. */
+  uploadChunks(contentId: string, chunks: readonly BundleFile[], opts?: { readonly replace?: boolean }): Promise<{ stored: string[]; rejected: { hash: string; code: string; message: string }[]; bytes: number }>;
   /**
-   * Sends a file as a delta against `baseHash`, which the DP must hold;
-   * returns the bytes sent. Throws CAIRN_DP_DELTA_BASE_MISSING or
-   * CAIRN_DP_DELTA_INVALID when the DP cannot use it (send the file whole then).
+   * Sends a chunked file's manifest once its chunks are on the DP. Returns
+   * the bytes sent, or the chunks the DP still lacks (send them, then the
+   * manifest again). CAIRN_DP_HASH_MISMATCH when the chunks in order do not
+   * hash to the file.
    */
-  uploadDelta(hash: string, contentId: string, baseHash: string, size: number, plan: DeltaPlan, filePath: string): Promise<number>;
+  putManifest(contentId: string, manifest: FileManifest, opts?: { readonly replace?: boolean }): Promise<{ bytes: number; missing?: undefined } | { missing: string[]; sources: string[]; bytes: number }>;
   /**
    * Sends small files (each at most BUNDLE_FILE_MAX_BYTES; together at most
    * BUNDLE_MAX_BYTES and BUNDLE_MAX_FILES) in one `cairn-bundle/1` request.
@@ -58,6 +63,9 @@ export interface DpClient {
   removePackage(packageId: string): Promise<{ contents: string[]; filesDeleted: number; bytesFreed: number }>;
   validatePackage(packageId: string): Promise<{ contentId: string; version: number; files: number; problems: ValidationProblem[] }>;
 }
+
+/** A file to upload: its path, or (a chunked file in the library) a function that opens its bytes from `start`. */
+export type UploadSource = string | ((start: number) => Readable);
 
 export interface BundleFile {
   readonly hash: string;
@@ -254,7 +262,7 @@ export function createDpClient(opts: DpClientOptions): DpClient {
         const file: Readable = body.open();
         file.on('error', (err) => {
           req.destroy();
-          fail(new CairnError('CAIRN_INTERNAL', `cannot read the delta: ${describeError(err)}`, { cause: err }));
+          fail(new CairnError('CAIRN_INTERNAL', `cannot read the file: ${describeError(err)}`, { cause: err }));
         });
         file.pipe(req);
       } else {
@@ -288,7 +296,7 @@ export function createDpClient(opts: DpClientOptions): DpClient {
   function rejection(answer: Answer, what: string): CairnError {
     const text = `${where}: ${what}: ${dpMessage(answer.body, answer.status)}`;
     const byStatus: Partial<Record<number, ErrorCode>> = { 507: 'CAIRN_DP_DISK_FULL', 422: 'CAIRN_DP_HASH_MISMATCH' };
-    const passed: readonly string[] = ['CAIRN_DP_CONTENT_INCOMPLETE', 'CAIRN_DP_DELTA_BASE_MISSING', 'CAIRN_DP_DELTA_INVALID', 'CAIRN_DP_FILE_NOT_FOUND'];
+    const passed: readonly string[] = ['CAIRN_DP_CONTENT_INCOMPLETE', 'CAIRN_DP_FILE_NOT_FOUND'];
     const dpCode = field(answer.body, 'code');
     const code = byStatus[answer.status] ?? (typeof dpCode === 'string' && passed.includes(dpCode) ? (dpCode as ErrorCode) : 'CAIRN_DP_REJECTED');
     return new CairnError(code, text);
@@ -328,15 +336,17 @@ export function createDpClient(opts: DpClientOptions): DpClient {
       return [...new Set(out)];
     },
 
-    async upload(hash, contentId, filePath, size, uploadOpts = {}) {
+    async upload(hash, contentId, source, size, uploadOpts = {}) {
       const h = hash.toUpperCase();
-      let actual: number;
-      try {
-        actual = (await fsp.stat(filePath)).size;
-      } catch (err) {
-        throw new CairnError('CAIRN_INTERNAL', `cannot read ${filePath}: ${describeError(err)}`, { cause: err });
+      if (typeof source === 'string') {
+        let actual: number;
+        try {
+          actual = (await fsp.stat(source)).size;
+        } catch (err) {
+          throw new CairnError('CAIRN_INTERNAL', `cannot read ${source}: ${describeError(err)}`, { cause: err });
+        }
+        if (actual !== size) throw new CairnError('CAIRN_INTERNAL', `${source} holds ${actual} bytes, not the ${size} its content says`);
       }
-      if (actual !== size) throw new CairnError('CAIRN_INTERNAL', `${filePath} holds ${actual} bytes, not the ${size} its content says`);
       // A 409 means the DP holds a different number of bytes than we were
       // told a moment ago (another sender, or a write still settling): ask
       // again and continue once; a second 409 is an error.
@@ -349,7 +359,9 @@ export function createDpClient(opts: DpClientOptions): DpClient {
         // The DP discards a temporary file longer than the file, so start over.
         if (start > size) start = 0;
         const route = `/dp/v1/uploads/${h}?content=${encodeURIComponent(contentId)}&offset=${start}&size=${size}${uploadOpts.replace ? '&replace=1' : ''}`;
-        const a = await call('PUT', route, { kind: 'file', path: filePath, start, length: size - start, total: size });
+        const body: Body =
+          typeof source === 'string' ? { kind: 'file', path: source, start, length: size - start, total: size } : { kind: 'stream', open: () => source(start), length: size - start, total: size };
+        const a = await call('PUT', route, body);
         if (a.status === 409 && attempt === 0) {
           asked = true;
           continue;
@@ -360,44 +372,40 @@ export function createDpClient(opts: DpClientOptions): DpClient {
       }
     },
 
-    async uploadBundle(contentId, files, bundleOpts = {}) {
-      const total = files.reduce((n, f) => n + f.size, 0);
-      if (files.length === 0 || files.length > BUNDLE_MAX_FILES || total > BUNDLE_MAX_BYTES || files.some((f) => f.size > BUNDLE_FILE_MAX_BYTES)) {
-        throw new CairnError('CAIRN_INTERNAL', `a bundle of ${files.length} files and ${total} bytes is outside the limits`);
-      }
-      const parts: Buffer[] = [encodeBundleHeader(files)];
-      for (const f of files) {
-        let data: Buffer;
-        try {
-          data = await fsp.readFile(f.path);
-        } catch (err) {
-          throw new CairnError('CAIRN_INTERNAL', `cannot read ${f.path}: ${describeError(err)}`, { cause: err });
-        }
-        if (data.length !== f.size) throw new CairnError('CAIRN_INTERNAL', `${f.path} holds ${data.length} bytes, not the ${f.size} its content says`);
-        parts.push(data);
-      }
-      const payload = Buffer.concat(parts);
-      const route = `/dp/v1/bundles?content=${encodeURIComponent(contentId)}${bundleOpts.replace ? '&replace=1' : ''}`;
-      const a = await call('PUT', route, { kind: 'stream', open: () => Readable.from([payload]), length: payload.length, total: payload.length });
-      if (!ok(a)) {
-        if (a.status === 404 && field(a.body, 'code') === 'CAIRN_NOT_FOUND') throw new CairnError('CAIRN_NOT_FOUND', `${where} does not take bundles`);
-        throw rejection(a, `uploading a bundle of ${files.length} files for ${contentId}`);
-      }
-      const stored = field(a.body, 'stored');
-      const rejected = field(a.body, 'rejected');
-      const isRejection = (r: unknown): r is { hash: string; code: string; message: string } =>
-        typeof field(r, 'hash') === 'string' && typeof field(r, 'code') === 'string' && typeof field(r, 'message') === 'string';
-      if (!Array.isArray(stored) || !stored.every((h): h is string => typeof h === 'string') || !Array.isArray(rejected) || !rejected.every(isRejection)) {
-        throw new CairnError('CAIRN_DP_REJECTED', `${where}: malformed answer to a bundle`);
-      }
-      return { stored, rejected, bytes: payload.length };
+    uploadBundle(contentId, files, bundleOpts = {}) {
+      return sendBundle('/dp/v1/bundles', 'files', contentId, files, bundleOpts.replace === true);
     },
 
-    async uploadDelta(hash, contentId, baseHash, size, plan, filePath) {
-      const route = `/dp/v1/deltas/${hash.toUpperCase()}?content=${encodeURIComponent(contentId)}&base=${baseHash.toUpperCase()}&size=${size}`;
-      const a = await call('PUT', route, { kind: 'stream', open: () => deltaStream(plan, filePath), length: plan.wireBytes, total: size });
-      if (a.status === 201 && field(a.body, 'stored') === true) return plan.wireBytes;
-      throw rejection(a, `sending a delta of ${hash} for ${contentId}`);
+    uploadChunks(contentId, chunks, chunkOpts = {}) {
+      return sendBundle('/dp/v1/chunks', 'chunks', contentId, chunks, chunkOpts.replace === true);
+    },
+
+    async missingChunks(hashes) {
+      const out: string[] = [];
+      for (let i = 0; i < hashes.length; i += MISSING_BATCH) {
+        const batch = hashes.slice(i, i + MISSING_BATCH).map((h) => h.toUpperCase());
+        const a = await call('POST', '/dp/v1/chunks/missing', { kind: 'json', value: { hashes: batch } });
+        if (a.status === 404 && field(a.body, 'code') === 'CAIRN_NOT_FOUND') throw new CairnError('CAIRN_NOT_FOUND', `${where} does not take chunks`);
+        if (!ok(a)) throw rejection(a, 'asking which chunks are missing');
+        const missing = field(a.body, 'missing');
+        if (!Array.isArray(missing) || !missing.every((h): h is string => typeof h === 'string')) throw new CairnError('CAIRN_DP_REJECTED', `${where}: malformed missing list`);
+        out.push(...missing);
+      }
+      return [...new Set(out)];
+    },
+
+    async putManifest(contentId, manifest, manifestOpts = {}) {
+      const text = formatManifest(manifest);
+      const json = text.slice(text.indexOf('\n') + 1);
+      const route = `/dp/v1/manifests/${manifest.hash.toUpperCase()}?content=${encodeURIComponent(contentId)}${manifestOpts.replace ? '&replace=1' : ''}`;
+      const a = await call('PUT', route, { kind: 'text', value: json });
+      const bytes = Buffer.byteLength(json);
+      if (a.status === 201 && field(a.body, 'stored') === true) return { bytes };
+      const missing = field(a.body, 'missing');
+      const sources = field(a.body, 'sources') ?? [];
+      const strings = (x: unknown): x is string[] => Array.isArray(x) && x.every((h): h is string => typeof h === 'string');
+      if (a.status === 409 && strings(missing) && strings(sources)) return { missing, sources, bytes };
+      throw rejection(a, `recording the manifest of ${manifest.hash} for ${contentId}`);
     },
 
     async putSignatures(contentId, text) {
@@ -440,7 +448,8 @@ export function createDpClient(opts: DpClientOptions): DpClient {
         if (typeof path !== 'string' || typeof hash !== 'string' || (problem !== 'missing' && problem !== 'hash mismatch' && problem !== 'size mismatch')) {
           throw new CairnError('CAIRN_DP_REJECTED', `${where}: malformed validation problem`);
         }
-        return { path, hash, problem, ...(typeof actual === 'string' ? { actual } : {}) };
+        const chunk = field(p, 'chunk');
+        return { path, hash, problem, ...(typeof actual === 'string' ? { actual } : {}), ...(typeof chunk === 'string' ? { chunk } : {}) };
       });
       return { contentId, version, files, problems: parsed };
     },
@@ -460,4 +469,37 @@ export function createDpClient(opts: DpClientOptions): DpClient {
       throw err;
     },
   };
+
+  async function sendBundle(routeBase: string, what: string, contentId: string, files: readonly BundleFile[], replace: boolean): Promise<{ stored: string[]; rejected: { hash: string; code: string; message: string }[]; bytes: number }> {
+    const total = files.reduce((n, f) => n + f.size, 0);
+    if (files.length === 0 || files.length > BUNDLE_MAX_FILES || total > BUNDLE_MAX_BYTES || files.some((f) => f.size > BUNDLE_FILE_MAX_BYTES)) {
+      throw new CairnError('CAIRN_INTERNAL', `a bundle of ${files.length} files and ${total} bytes is outside the limits`);
+    }
+    const parts: Buffer[] = [encodeBundleHeader(files)];
+    for (const f of files) {
+      let data: Buffer;
+      try {
+        data = await fsp.readFile(f.path);
+      } catch (err) {
+        throw new CairnError('CAIRN_INTERNAL', `cannot read ${f.path}: ${describeError(err)}`, { cause: err });
+      }
+      if (data.length !== f.size) throw new CairnError('CAIRN_INTERNAL', `${f.path} holds ${data.length} bytes, not the ${f.size} its content says`);
+      parts.push(data);
+    }
+    const payload = Buffer.concat(parts);
+    const route = `${routeBase}?content=${encodeURIComponent(contentId)}${replace ? '&replace=1' : ''}`;
+    const a = await call('PUT', route, { kind: 'stream', open: () => Readable.from([payload]), length: payload.length, total: payload.length });
+    if (!ok(a)) {
+      if (a.status === 404 && field(a.body, 'code') === 'CAIRN_NOT_FOUND') throw new CairnError('CAIRN_NOT_FOUND', `${where} does not take bundles of ${what}`);
+      throw rejection(a, `uploading a bundle of ${files.length} ${what} for ${contentId}`);
+    }
+    const stored = field(a.body, 'stored');
+    const rejected = field(a.body, 'rejected');
+    const isRejection = (r: unknown): r is { hash: string; code: string; message: string } =>
+      typeof field(r, 'hash') === 'string' && typeof field(r, 'code') === 'string' && typeof field(r, 'message') === 'string';
+    if (!Array.isArray(stored) || !stored.every((h): h is string => typeof h === 'string') || !Array.isArray(rejected) || !rejected.every(isRejection)) {
+      throw new CairnError('CAIRN_DP_REJECTED', `${where}: malformed answer to a bundle`);
+    }
+    return { stored, rejected, bytes: payload.length };
+  }
 }

@@ -34,7 +34,9 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { lookup as lookupMimeType } from 'mime-types';
 import { createContentLibrary } from '../content-library/content-library.ts';
 import { parseContentDefinition, validatePackageId } from '../content-library/definition.ts';
-import { applyDelta } from '../content-library/delta.ts';
+import { ChunksMissingError } from '../content-library/content-library.ts';
+import { parseManifestJson } from '../content-library/chunk-lib.ts';
+import { sharedHashPool } from '../content-library/hash-pool.ts';
 import { parseSignatureFile, signaturesPath } from '../content-library/snapshot.ts';
 import { forEachLimited, writeFileAtomic } from '../content-library/content-library.ts';
 import type { ContentDefinition, ContentLibrary } from '../content-library/types.ts';
@@ -302,6 +304,30 @@ class UploadSink extends Writable {
   }
 }
 
+/** Reads a bundle's body whole (a few MiB at most); a larger one is refused before it is read. */
+async function readBundleBody(request: FastifyRequest): Promise<Buffer> {
+  const body = request.body === undefined || request.body === null ? Readable.from([]) : request.body;
+  if (!(body instanceof Readable)) throw new CairnError('CAIRN_REQUEST_INVALID', 'the body must be a bundle');
+  const declared = Number(request.headers['content-length']);
+  // Header line plus the files: generously above what a sender may put in one bundle.
+  const limit = BUNDLE_MAX_BYTES + BUNDLE_MAX_FILES * 128 + 1024;
+  if (declared > limit) {
+    request.raw.resume();
+    throw new CairnError('CAIRN_REQUEST_INVALID', `a bundle is at most ${limit} bytes; this one declares ${declared}`);
+  }
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    length += chunk.length;
+    if (length > limit) {
+      request.raw.resume();
+      throw new CairnError('CAIRN_REQUEST_INVALID', `a bundle is at most ${limit} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, length);
+}
+
 export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInstance> {
   if (!opts.key) throw new CairnError('CAIRN_REQUEST_INVALID', 'the DP needs a shared key');
   const key = opts.key;
@@ -313,6 +339,9 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
   await fsp.mkdir(tempDir, { recursive: true });
   const log = createComponentLog({ dir: path.join(dataDir, 'logs'), name: 'SMSDPProv', component: 'SMS_DP_PROVIDER', echo: opts.logEcho ?? false });
   const lib: ContentLibrary = createContentLibrary(libRoot);
+  // ADR 0009: chunks half-written, and a removal of a chunked file cut short, are finished before anything else.
+  const recovered = await lib.recover();
+  if (recovered.referencesCollected > 0) log.info(`Finished ${recovered.referencesCollected} chunked file removal(s) cut short; deleted ${recovered.chunksDeleted} chunk(s) no file uses`);
 
   // Partial uploads are kept on purpose: the site resumes them from their
   // current size (GET /dp/v1/uploads/:hash). Only their number is reported.
@@ -471,7 +500,7 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
         log.info(`Validating content '${def.contentId}' of package '${packageId}' (${def.files.length} files)`);
         const problems = await lib.validateContent(def.contentId);
         if (problems.length === 0) log.info(`Content '${def.contentId}' of package '${packageId}' is valid`);
-        for (const p of problems) log.error(`Content '${def.contentId}' of package '${packageId}' failed validation: file '${p.path}' (${p.hash}) ${p.problem}${p.actual ? `; its bytes hash to ${p.actual}` : ''}`);
+        for (const p of problems) log.error(`Content '${def.contentId}' of package '${packageId}' failed validation: file '${p.path}' (${p.hash}) ${p.problem}${p.chunk ? ` in chunk ${p.chunk}` : ''}${p.actual ? `; its bytes hash to ${p.actual}` : ''}`);
         return { packageId, contentId: def.contentId, version: def.version, files: def.files.length, problems };
       });
 
@@ -505,26 +534,7 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
           const q = query(request);
           const contentId = parseContentId(q['content']);
           const replace = q['replace'] === '1';
-          const body = request.body === undefined || request.body === null ? Readable.from([]) : request.body;
-          if (!(body instanceof Readable)) throw new CairnError('CAIRN_REQUEST_INVALID', 'the body must be a bundle');
-          const declared = Number(request.headers['content-length']);
-          // Header line plus the files: generously above what a sender may put in one bundle.
-          const limit = BUNDLE_MAX_BYTES + BUNDLE_MAX_FILES * 128 + 1024;
-          if (declared > limit) {
-            request.raw.resume();
-            throw new CairnError('CAIRN_REQUEST_INVALID', `a bundle is at most ${limit} bytes; this one declares ${declared}`);
-          }
-          const chunks: Buffer[] = [];
-          let length = 0;
-          for await (const chunk of body as AsyncIterable<Buffer>) {
-            length += chunk.length;
-            if (length > limit) {
-              request.raw.resume();
-              throw new CairnError('CAIRN_REQUEST_INVALID', `a bundle is at most ${limit} bytes`);
-            }
-            chunks.push(chunk);
-          }
-          const bytes = Buffer.concat(chunks, length);
+          const bytes = await readBundleBody(request);
           const bundle = parseBundle(bytes);
           if ('error' in bundle) {
             log.warn(`Bundle for content ${contentId} from ${request.ip} refused: ${bundle.error}`);
@@ -565,74 +575,62 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
           return { stored, rejected };
         });
 
-        up.put('/deltas/:hash', { bodyLimit: Number.MAX_SAFE_INTEGER }, async (request, reply) => {
-          const hash = parseHash(param(request, 'hash'));
+        // Chunks of large files, many to a request (ADR 0009): a `cairn-bundle/1` body whose entries are chunks.
+        up.put('/chunks', { bodyLimit: Number.MAX_SAFE_INTEGER }, async (request) => {
           const q = query(request);
           const contentId = parseContentId(q['content']);
-          const baseHash = parseHash(q['base']);
-          const size = parseInteger(q['size'], 'size');
-          const body = request.body === undefined || request.body === null ? Readable.from([]) : request.body;
-          if (!(body instanceof Readable)) throw new CairnError('CAIRN_REQUEST_INVALID', 'the body must be the raw delta');
-          const temp = `${uploadTempPath(dataDir, hash, contentId)}.delta`;
-          if (busy.has(temp)) throw new DpReplyError('CAIRN_REQUEST_INVALID', 'another delta for this file is in progress', {}, 409);
-          busy.add(temp);
-          try {
-            return await receiveDelta(request, reply, { hash, contentId, baseHash, size, body, temp });
-          } finally {
-            busy.delete(temp);
+          const replace = q['replace'] === '1';
+          const bytes = await readBundleBody(request);
+          const bundle = parseBundle(bytes);
+          if ('error' in bundle) {
+            log.warn(`Chunk bundle for content ${contentId} from ${request.ip} refused: ${bundle.error}`);
+            throw new CairnError('CAIRN_REQUEST_INVALID', `malformed bundle: ${bundle.error}`);
           }
+          // Hashed and written in a worker: neither the SHA-256 nor the file writes run on this thread.
+          const r = await sharedHashPool().storeChunks(lib.chunkDir, bytes, bundle.files, replace);
+          for (const x of r.rejected) log.error(`Chunk ${x.hash} for content ${contentId} failed hash verification (the bytes hash to ${x.actual}); it was not stored`);
+          if (r.writeError) {
+            if (r.writeError.code === 'ENOSPC' || r.writeError.code === 'EDQUOT') {
+              log.error(`Out of disk space storing chunks for content ${contentId}: ${r.writeError.message}; ${r.stored.length} of the bundle's chunks were stored`);
+              throw new CairnError('CAIRN_DP_DISK_FULL', `no space left on the device holding ${dataDir} while storing chunks for ${contentId}`);
+            }
+            throw new CairnError('CAIRN_INTERNAL', `storing chunks for ${contentId}: ${r.writeError.code}: ${r.writeError.message}`);
+          }
+          log.info(`${replace ? 'Rewrote' : 'Stored'} ${r.written} chunk(s) for content ${contentId} in the content library (${r.stored.length - r.written} already held, ${r.rejected.length} rejected)`);
+          return { stored: r.stored, rejected: r.rejected.map((x) => ({ hash: x.hash, code: 'CAIRN_DP_HASH_MISMATCH', message: `the bytes hash to ${x.actual}, not ${x.hash}` })) };
         });
       });
 
-      interface Delta {
-        readonly hash: string;
-        readonly contentId: string;
-        readonly baseHash: string;
-        readonly size: number;
-        readonly body: Readable;
-        readonly temp: string;
-      }
+      dp.post('/chunks/missing', { bodyLimit: 16 * MiB }, async (request) => {
+        const body = request.body as { hashes?: unknown } | null | undefined;
+        const hashes = body?.hashes;
+        if (!Array.isArray(hashes)) throw new CairnError('CAIRN_REQUEST_INVALID', 'body must be {hashes: string[]}');
+        if (hashes.length > MAX_MISSING_QUERY) throw new CairnError('CAIRN_REQUEST_INVALID', `at most ${MAX_MISSING_QUERY} hashes per request`);
+        return { missing: await lib.missingChunks(hashes.map(parseHash)) };
+      });
 
-      /** Rebuilds a file from the old version in the library plus the delta; the result enters the library only when its SHA-256 matches. */
-      async function receiveDelta(request: FastifyRequest, reply: FastifyReply, d: Delta): Promise<FastifyReply> {
-        let base: FileHandle;
+      // A chunked file's manifest, once its chunks are here: checked (every chunk present, the whole-file hash over them in order) before it enters FileLib.
+      dp.put('/manifests/:hash', { bodyLimit: 64 * MiB }, async (request, reply) => {
+        const hash = parseHash(param(request, 'hash'));
+        const q = query(request);
+        const contentId = parseContentId(q['content']);
+        const replace = q['replace'] === '1';
+        const manifest = parseManifestJson(request.body);
+        if (manifest.hash !== hash) throw new CairnError('CAIRN_REQUEST_INVALID', `the manifest is for file ${manifest.hash}, not ${hash}`);
         try {
-          base = await fsp.open(lib.filePath(d.baseHash), 'r');
+          await lib.adoptManifest(manifest, { verify: true, replace });
         } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-          request.raw.resume();
-          log.warn(`Delta for file ${d.hash} of content ${d.contentId} refused: the old file ${d.baseHash} is not in the content library`);
-          throw new CairnError('CAIRN_DP_DELTA_BASE_MISSING', `file ${d.baseHash} is not in the content library`);
-        }
-        await removeQuietly(d.temp, log);
-        let out: FileHandle | undefined;
-        let result;
-        try {
-          const baseSize = (await base.stat()).size;
-          out = await fsp.open(d.temp, 'wx', 0o644);
-          result = await applyDelta(d.body, base, baseSize, out, d.size);
-          await out.datasync();
-        } catch (err) {
-          await out?.close();
-          out = undefined;
-          await removeQuietly(d.temp, log);
-          request.raw.resume();
-          if (isDiskFull(err)) throw new CairnError('CAIRN_DP_DISK_FULL', `no space left on the device holding ${dataDir} while rebuilding file ${d.hash}`);
-          if (isCairnError(err)) log.warn(`Delta for file ${d.hash} of content ${d.contentId} refused: ${err.message}`);
+          if (err instanceof ChunksMissingError) {
+            log.warn(`Manifest of file ${hash} for content ${contentId} not accepted yet: ${err.missing.length} of its ${manifest.chunks.length} chunks, and ${err.sources.length} whole file(s) its extents read from, are not in the content library`);
+            throw new DpReplyError('CAIRN_DP_CONTENT_INCOMPLETE', err.detail ?? 'chunks missing', { missing: err.missing, sources: err.sources });
+          }
+          if (isCairnError(err) && err.code === 'CAIRN_DP_HASH_MISMATCH') log.error(`Manifest of file ${hash} for content ${contentId} refused: ${err.detail ?? err.message}`);
           throw err;
-        } finally {
-          await base.close();
-          await out?.close();
         }
-        if (result.hash !== d.hash || result.size !== d.size) {
-          await removeQuietly(d.temp, log);
-          log.error(`File ${d.hash} rebuilt from ${d.baseHash} and a delta for content ${d.contentId} failed hash verification (${result.size} bytes hashing to ${result.hash}); the temporary file was deleted`);
-          throw new CairnError('CAIRN_DP_HASH_MISMATCH', `the rebuilt file hashes to ${result.hash}, not ${d.hash}`);
-        }
-        await lib.adoptFile(d.temp, d.hash);
-        log.info(`Added file ${d.hash} for content ${d.contentId} to the content library, rebuilt from file ${d.baseHash} and ${result.literalBytes} new bytes`);
-        return reply.code(201).send({ stored: true, literalBytes: result.literalBytes });
-      }
+        const extents = manifest.chunks.filter((c) => c.src).length;
+        log.info(`${replace ? 'Rewrote' : 'Added'} file ${hash} for content ${contentId} ${replace ? 'in' : 'to'} the content library as ${manifest.chunks.length} chunks (${extents} of them read from files held whole)`);
+        return reply.code(201).send({ stored: true });
+      });
 
       interface Upload {
         readonly hash: string;
@@ -766,6 +764,8 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
     if (typeof ifRange === 'string' && ifRange.trim() !== etag) delete headers.range;
     for (const h of ['if-none-match', 'if-match', 'if-range', 'if-modified-since', 'if-unmodified-since']) delete headers[h];
 
+    const stored = await lib.statFile(hash);
+    if (stored?.manifest) return serveChunked(request, reply, hash, logical, stored.size, headers.range);
     const file = lib.filePath(hash);
     const result = await send({ method: request.method, headers } as unknown as Readable, `/${path.basename(file)}`, {
       root: path.dirname(file),
@@ -797,7 +797,63 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
     return reply.send(result.stream);
   }
 
+  /**
+   * A file stored as chunks (ADR 0009): the same answer @fastify/send gives
+   * for a plain file — 200 with the whole, 206 with one range, 416 for a
+   * range outside the file — built from the chunks in order. Several ranges
+   * in one request get the whole file (200), which RFC 9110 allows.
+   */
+  async function serveChunked(request: FastifyRequest, reply: FastifyReply, hash: string, logical: string, size: number, range: string | string[] | undefined): Promise<FastifyReply> {
+    let start = 0;
+    let end = size - 1;
+    let partial = false;
+    if (typeof range === 'string') {
+      const r = parseRange(range, size);
+      if (r === 'unsatisfiable') {
+        return reply
+          .code(416)
+          .header('Content-Range', `bytes */${size}`)
+          .send(new CairnError('CAIRN_REQUEST_INVALID', 'the range is not satisfiable').toJSON());
+      }
+      if (r) {
+        ({ start, end } = r);
+        partial = true;
+      }
+    }
+    const type = lookupMimeType(path.posix.basename(logical)) || 'application/octet-stream';
+    reply.header('Accept-Ranges', 'bytes').header('Content-Type', type).header('Content-Length', String(Math.max(0, end - start + 1)));
+    if (partial) reply.code(206).header('Content-Range', `bytes ${start}-${end}/${size}`);
+    else reply.code(200);
+    if (request.method === 'HEAD') return reply.send();
+    const { stream } = await lib.openFileReader(hash, { start, end });
+    stream.on('error', (err) => log.error(`File ${hash} (${logical}) is named by a content but its chunks cannot be read: ${describeError(err)}`));
+    return reply.send(stream);
+  }
+
   return app;
+}
+
+/** One `bytes=` range of a file of `size` bytes: undefined when absent, malformed or several (serve the whole), 'unsatisfiable' when outside it. */
+export function parseRange(header: string, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
+  const m = /^bytes=\s*(\d*)\s*-\s*(\d*)\s*$/.exec(header.trim());
+  if (!m) return undefined;
+  const [, a, b] = m as unknown as [string, string, string];
+  if (a === '' && b === '') return undefined;
+  let start: number;
+  let end: number;
+  if (a === '') {
+    // The last `b` bytes.
+    const n = Number(b);
+    if (n === 0) return 'unsatisfiable';
+    start = Math.max(0, size - n);
+    end = size - 1;
+  } else {
+    start = Number(a);
+    end = b === '' ? size - 1 : Math.min(Number(b), size - 1);
+    if (b !== '' && Number(b) < start) return undefined;
+  }
+  if (start >= size) return 'unsatisfiable';
+  return { start, end };
 }
 
 export interface RunningDp {

@@ -21,8 +21,12 @@
  * - `PUT  /dp/v1/bundles?content=ID[&replace=1]` a `cairn-bundle/1` body (small files in one request, see
  *   `encodeBundleHeader`) → 200 {stored: [hash], rejected: [{hash, code, message}]}; each file is hash-checked
  *   on its own, so one bad file does not cost the others; 507 CAIRN_DP_DISK_FULL
- * - `PUT  /dp/v1/deltas/:hash?content=ID&base=OLDHASH&size=TOTAL` a `cairn-delta/1` body (delta.ts) →
- *   201 {stored: true, literalBytes}; 409 CAIRN_DP_DELTA_BASE_MISSING; 400 CAIRN_DP_DELTA_INVALID; 422 CAIRN_DP_HASH_MISMATCH
+ * - `POST /dp/v1/chunks/missing` {hashes} → {missing}: chunks (ADR 0009) the DP's ChunkLib lacks
+ * - `PUT  /dp/v1/chunks?content=ID[&replace=1]` a `cairn-bundle/1` body whose entries are chunks →
+ *   200 {stored, rejected} as for `/bundles`; each chunk is hashed (in a worker) before it is stored
+ * - `PUT  /dp/v1/manifests/:hash?content=ID[&replace=1]` a chunked file's manifest JSON (chunk-lib.ts) →
+ *   201 {stored: true} once every chunk is present and the chunks in order hash to `:hash`;
+ *   409 CAIRN_DP_CONTENT_INCOMPLETE {missing: [chunk hash]}; 422 CAIRN_DP_HASH_MISMATCH
  * - `PUT  /dp/v1/contents/:contentId` ContentDefinition → 200 {contentId, removedContents, filesDeleted}
  *   (older versions of the package are removed once this one is current); 409 CAIRN_DP_CONTENT_INCOMPLETE {missing}
  * - `PUT  /dp/v1/signatures/:contentId` a `cairn-signatures/2` file → 200 {contentId, files}

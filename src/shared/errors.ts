@@ -32,8 +32,6 @@ export const ERRORS = {
   CAIRN_DP_CONTENT_INCOMPLETE: { message: 'a content definition names files the library does not hold', status: 409, callerFault: true },
   CAIRN_DP_FILE_NOT_FOUND: { message: 'no such package or file on this distribution point', status: 404, callerFault: true },
   CAIRN_DP_REJECTED: { message: 'the distribution point rejected the request', status: 502, callerFault: false },
-  CAIRN_DP_DELTA_INVALID: { message: 'the delta is malformed or does not fit the old file', status: 400, callerFault: true },
-  CAIRN_DP_DELTA_BASE_MISSING: { message: 'the distribution point does not hold the old file the delta is based on', status: 409, callerFault: true },
   CAIRN_DP_CONTENT_INVALID: { message: 'content on the distribution point failed validation', status: 409, callerFault: false },
   CAIRN_PACKAGE_NOT_ON_DP: { message: 'the package is not on that distribution point', status: 409, callerFault: true },
   CAIRN_PRESTAGE_INVALID: { message: 'the prestaged content file is damaged, truncated or not a prestaged content file', status: 400, callerFault: true },

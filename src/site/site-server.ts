@@ -137,6 +137,8 @@ export async function startSite(opts: SiteOptions): Promise<RunningSite> {
   }
 
   const library = createContentLibrary(paths.contentLibrary);
+  // ADR 0009: finish a chunk collection a stop cut short, before anything reads or adds content.
+  await library.recover();
   const wakeDbmon = { fn: (): void => undefined };
   const ctx: SiteContext = Object.freeze({
     db: database.db,

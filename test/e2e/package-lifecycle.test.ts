@@ -150,13 +150,14 @@ describe('package lifecycle on standard DPs', () => {
     assert.equal(afterUpdate.filter((id) => id === 2357).length, 2, 'one transfer job per DP');
 
     const xfer = await readLog(site.dataDir, 'PkgXferMgr');
-    const sends = [...xfer.matchAll(/Sending completed successfully \((\d+) files, (\d+) bytes sent; (\d+) as deltas/g)].slice(-2);
+    const sends = [...xfer.matchAll(/Sending completed successfully \((\d+) files, (\d+) bytes sent; (\d+) as chunks, (\d+) chunks sent/g)].slice(-2);
     assert.equal(sends.length, 2);
-    for (const [, files, bytes, deltas] of sends) {
+    for (const [, files, bytes, chunked, chunks] of sends) {
       assert.equal(Number(files), 3, 'the changed small file, the new file and big.bin');
-      assert.equal(Number(deltas), 1, 'big.bin travels as a delta');
-      // Close to the changed bytes: the few chunks round each changed region, plus operation headers; not the 8 MiB file.
-      assert.ok(Number(bytes) >= changedBytes - 4 * KiB && Number(bytes) <= changedBytes + 8 * CHUNKING.maxSize + 4 * KiB, `${bytes} bytes sent for ${changedBytes} changed`);
+      assert.equal(Number(chunked), 1, 'big.bin travels as its changed chunks');
+      assert.ok(Number(chunks) >= 2 && Number(chunks) < 40, `${chunks} chunks sent`);
+      // Close to the changed bytes: the few chunks round each changed region, plus bundle headers; not the 8 MiB file.
+      assert.ok(Number(bytes) >= changedBytes - 4 * KiB && Number(bytes) <= changedBytes + 8 * CHUNKING.maxSize + 8 * KiB, `${bytes} bytes sent for ${changedBytes} changed`);
     }
     for (const dp of dps.values()) {
       await checkDownloads(dp, pkgA, srcA);
@@ -169,8 +170,21 @@ describe('package lifecycle on standard DPs', () => {
       assert.deepEqual(body.signatures.map((s) => s.hash), [sha(big)]);
       const dpLog = await readLog(dp.dataDir, 'SMSDPProv');
       assert.match(dpLog, new RegExp(`Removed content '${pkgA}\\.1' of package '${pkgA}' \\(superseded by '${pkgA}\\.2'\\)`));
-      assert.match(dpLog, /rebuilt from file [0-9A-F]{64} and \d+ new bytes/);
+      assert.match(dpLog, new RegExp(`Added file ${sha(big)} for content ${pkgA}\\.2 to the content library as \\d+ chunks`));
     }
+  });
+
+  test('[CD2.12] a DP that never had the old version gets a changed large file whole, not as extents of a file it lacks', async () => {
+    const dp3 = await addDp(site, path.join(work, 'dp3'), 'dp3');
+    dps.set('dp3', dp3);
+    const big = await fsp.readFile(path.join(srcA, 'big.bin'));
+    assert.equal((await cli(site, ['package', 'distribute', pkgA, '--dp', 'dp3'])).code, 0);
+    await waitForDps(site, pkgA, 'A installed on dp3', (r) => r.get('dp3')?.status === 3 && r.get('dp3')?.version === 2);
+    const xfer = await readLog(site.dataDir, 'PkgXferMgr');
+    assert.match(xfer, /dp3 lacks file [0-9A-F]{64} that 'big\.bin' shares bytes with; sending it whole\./);
+    // Stored whole on dp3: its FileLib entry is the bytes, not a manifest.
+    assert.ok((await fsp.readFile(dpFile(dp3, sha(big)))).equals(big));
+    await checkDownloads(dp3, pkgA, srcA);
   });
 
   test('[CD5.1][CD5.2] validation catches a damaged and a lost file; redistribute repairs them', async () => {
@@ -202,7 +216,7 @@ describe('package lifecycle on standard DPs', () => {
     await waitForDps(site, pkgA, 'dp2 installed again', (r) => r.get('dp2')?.status === 3);
     const xfer = await readLog(site.dataDir, 'PkgXferMgr');
     assert.match(xfer, /Redistribute=1, Related=/);
-    assert.match(xfer, /Sending completed successfully \(\d+ files, \d+ bytes sent; 0 as deltas/);
+    assert.match(xfer, /Sending completed successfully \(\d+ files, \d+ bytes sent; \d+ as chunks/);
     assert.match(await readLog(dp2.dataDir, 'SMSDPProv'), new RegExp(`Rewrote file ${damaged}`));
 
     assert.equal((await cli(site, ['package', 'validate', pkgA, '--dp', 'dp2'])).code, 0);

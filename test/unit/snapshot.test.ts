@@ -93,7 +93,11 @@ test('a snapshot lists nested and empty folders and every file, and stores each 
   assert.equal(result.bytesRead, def.size);
   assert.deepEqual([...seen].sort(), def.files.map((f) => f.path));
   for (const f of def.files) {
-    assert.ok(sha(await fsp.readFile(lib.filePath(f.hash))) === f.hash, `FileLib copy of ${f.path} has the wrong bytes`);
+    // A first snapshot stores every file whole (ADR 0009 as amended); the reader yields its bytes.
+    const parts: Buffer[] = [];
+    for await (const p of (await lib.openFileReader(f.hash)).stream) parts.push(p as Buffer);
+    assert.ok(sha(Buffer.concat(parts)) === f.hash, `FileLib copy of ${f.path} has the wrong bytes`);
+    assert.equal(await lib.readManifest(f.hash), undefined, `${f.path} is stored whole`);
   }
   assert.deepEqual(await tempLeftovers(root), []);
 
@@ -271,3 +275,84 @@ test('an update snapshot reads only files whose size, time or mode changed, and 
   assert.equal(v3.filesUnchanged, 0);
   assert.equal(v3.bytesRead, big.length + 4 + 6);
 });
+
+test('a large file is stored whole; a new version of it becomes extents of the old file plus its new chunks, flattened on the next version, and the old file stays while a manifest reads from it', async (t) => {
+  const { src, root } = await setup(t);
+  const lib = createContentLibrary(root);
+  const big = randomBytes(4 * 1024 * 1024);
+  const v1Bytes = Buffer.from(big);
+  await write(src, 'big.bin', big);
+  const v1 = await snapshotFolder(lib, src, { packageId: 'CS100009', version: 1 });
+  await lib.addContent(v1.definition);
+  assert.equal(await lib.readManifest(sha(v1Bytes)), undefined, 'a file seen whole is stored whole');
+  assert.equal(v1.chunksWritten, 0);
+  assert.deepEqual(await fsp.readFile(lib.filePath(sha(v1Bytes))), v1Bytes);
+
+  randomBytes(64 * 1024).copy(big, 2 * 1024 * 1024);
+  const v2Bytes = Buffer.from(big);
+  await write(src, 'big.bin', big);
+  const v2 = await snapshotFolder(lib, src, { packageId: 'CS100009', version: 2, previous: { definition: v1.definition, signatures: v1.signatures } });
+  await lib.addContent(v2.definition);
+  const m2 = await lib.readManifest(sha(v2Bytes));
+  assert.ok(m2, 'the new version is a manifest');
+  const fresh2 = m2.chunks.filter((c) => !c.src);
+  assert.equal(v2.chunksWritten, fresh2.length);
+  assert.ok(fresh2.length >= 1 && fresh2.length <= 8, `${fresh2.length} new chunks for 64 KiB changed`);
+  assert.ok(m2.chunks.filter((c) => c.src).every((c) => c.src!.file === sha(v1Bytes)));
+  // Chunked against v1's signature, yet exactly as the chunker would over the whole file.
+  assert.deepEqual(v2.signatures.find((x) => x.hash === sha(v2Bytes))?.chunks, chunkBuffer(v2Bytes));
+  assert.deepEqual(await readAll((await lib.openFileReader(sha(v2Bytes))).stream), v2Bytes);
+  assert.deepEqual(await readAll((await lib.openFileReader(sha(v2Bytes), { start: 2 * 1024 * 1024 - 10, end: 2 * 1024 * 1024 + 70 * 1024 })).stream), v2Bytes.subarray(2 * 1024 * 1024 - 10, 2 * 1024 * 1024 + 70 * 1024 + 1));
+
+  // The next version reads from the whole v1 file and ChunkLib, never from v2's manifest.
+  randomBytes(64 * 1024).copy(big, 512 * 1024);
+  const v3Bytes = Buffer.from(big);
+  await write(src, 'big.bin', big);
+  const v3 = await snapshotFolder(lib, src, { packageId: 'CS100009', version: 3, previous: { definition: v2.definition, signatures: v2.signatures } });
+  await lib.addContent(v3.definition);
+  const m3 = await lib.readManifest(sha(v3Bytes));
+  assert.ok(m3);
+  assert.ok(m3.chunks.every((c) => !c.src || c.src.file === sha(v1Bytes)), 'flattened');
+  assert.deepEqual(v3.signatures.find((x) => x.hash === sha(v3Bytes))?.chunks, chunkBuffer(v3Bytes));
+  assert.ok(m3.chunks.filter((c) => !c.src).length <= 16);
+  assert.deepEqual(await readAll((await lib.openFileReader(sha(v3Bytes))).stream), v3Bytes);
+
+  // Removing v1 and v2 keeps v1's bytes (v3 reads from them); removing v3 lets them go.
+  await lib.removeContent(v1.definition.contentId);
+  await lib.removeContent(v2.definition.contentId);
+  assert.equal(await lib.hasFile(sha(v1Bytes)), true, 'still read by v3');
+  assert.equal(await lib.hasFile(sha(v2Bytes)), false);
+  assert.deepEqual(await lib.validateContent(v3.definition.contentId), []);
+  const r = await lib.removeContent(v3.definition.contentId);
+  assert.equal(await lib.hasFile(sha(v1Bytes)), false, 'no manifest reads from it any more');
+  assert.equal(await lib.hasFile(sha(v3Bytes)), false);
+  assert.ok(r.filesDeleted >= 2);
+  const left = (await fsp.readdir(lib.chunkDir, { recursive: true })).filter((n) => /[0-9A-F]{64}$/.test(n));
+  assert.deepEqual(left, [], 'no chunk left');
+});
+
+test('a new version with bytes inserted and removed is chunked as the chunker would, and shares the shifted chunks as extents', async (t) => {
+  const { src, root } = await setup(t);
+  const lib = createContentLibrary(root);
+  const v1Bytes = randomBytes(3 * 1024 * 1024 + 777);
+  await write(src, 'big.bin', v1Bytes);
+  const v1 = await snapshotFolder(lib, src, { packageId: 'CS100011', version: 1 });
+  await lib.addContent(v1.definition);
+  // 5,000 bytes inserted near the start, 70,000 removed in the middle, the tail cut by 100 bytes.
+  const v2Bytes = Buffer.concat([v1Bytes.subarray(0, 100_000), randomBytes(5000), v1Bytes.subarray(100_000, 1_500_000), v1Bytes.subarray(1_570_000, v1Bytes.length - 100)]);
+  await write(src, 'big.bin', v2Bytes);
+  const v2 = await snapshotFolder(lib, src, { packageId: 'CS100011', version: 2, previous: { definition: v1.definition, signatures: v1.signatures } });
+  assert.equal(v2.definition.files[0]?.hash, sha(v2Bytes));
+  assert.deepEqual(v2.signatures[0]?.chunks, chunkBuffer(v2Bytes));
+  const m2 = await lib.readManifest(sha(v2Bytes));
+  assert.ok(m2);
+  const fresh = m2.chunks.filter((c) => !c.src).length;
+  assert.ok(fresh >= 1 && fresh <= 8, `${fresh} new chunks`);
+  assert.deepEqual(await readAll((await lib.openFileReader(sha(v2Bytes))).stream), v2Bytes);
+});
+
+async function readAll(stream: AsyncIterable<unknown>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const p of stream) parts.push(p as Buffer);
+  return Buffer.concat(parts);
+}

@@ -246,6 +246,7 @@ export class DistributionManager {
       const previous = previousDef ? { definition: previousDef, signatures: previousSigs ?? [] } : undefined;
       result = await snapshotFolder(library, pkg.Source, { packageId: pkgId, version, ...(previous ? { previous } : {}) });
       if (previous) this.log.info(`${result.filesUnchanged} of ${result.definition.files.length} files are unchanged since version ${pkg.StoredPkgVersion} (same size and time); ${result.bytesRead} bytes read from the source`, tid);
+      if (result.chunksWritten > 0) this.log.info(`Stored ${result.chunksWritten} new chunk(s) of large files in the content library`, tid);
     } catch (err) {
       const reason = describeError(err);
       this.log.error(`Failed to take a snapshot of package ${pkgId} from source ${pkg.Source}: ${reason}`, tid);

@@ -14,11 +14,12 @@
  * An unreachable DP is retried with backoff (RETRY_STEPS) and reported as
  * "retrying"; a DP out of disk space fails the job with the reason.
  *
- * Issue 3: an update sends only the files the DP lacks, and a changed file
- * of 1 MiB or more whose previous version the DP holds (same path in the
- * content the DP serves now) travels as a block-level delta (delta.ts) when
- * that is smaller; a delta the DP cannot use falls back to the whole file.
- * The content's signatures go with it. A redistribute (Action 2) sends every
+ * Issue 3: an update sends only the files the DP lacks, and a file of 1 MiB
+ * or more, which the library keeps as content-defined chunks (ADR 0009),
+ * sends only the chunks the DP lacks, then its manifest; the DP checks each
+ * chunk's hash and the whole file's before it accepts the manifest. A DP
+ * without the chunk routes gets the file whole. The content's signatures go
+ * with it. A redistribute (Action 2) sends every
  * file whole and the DP rewrites its copies; a removal (Action 3) and a
  * validation (Action 4) are one request each, reported through `.STA` files
  * like a distribution.
@@ -38,10 +39,12 @@ import { JOB_ACTION, JOB_STATE, PKG_STATUS } from '../../../datastore/enums.ts';
 import { nowIso } from '../../../datastore/time.ts';
 import { createDpClient } from '../../../dp/dp-client.ts';
 import { BUNDLE_FILE_MAX_BYTES, PACKAGE_SHARE, SIGNATURE_SHARE, packBundles } from '../../../dp/protocol.ts';
-import type { ContentDefinition, FileSignature } from '../../../content-library/types.ts';
-import { planDelta } from '../../../content-library/delta.ts';
-import { parseSignatureFile, readSignatures, signaturesPath } from '../../../content-library/snapshot.ts';
-import type { DpClient } from '../../../dp/dp-client.ts';
+import type { ContentDefinition } from '../../../content-library/types.ts';
+import { CHUNKED_MIN_FILE_SIZE } from '../../../content-library/chunk-lib.ts';
+import type { FileManifest } from '../../../content-library/chunk-lib.ts';
+import { signaturesPath } from '../../../content-library/snapshot.ts';
+import type { DpClient, UploadSource } from '../../../dp/dp-client.ts';
+import { Readable } from 'node:stream';
 import fsp from 'node:fs/promises';
 import { newThreadId } from '../../site-context.ts';
 import type { SiteContext } from '../../site-context.ts';
@@ -63,8 +66,16 @@ export const PKGXFERMGR_MESSAGES = {
  */
 export const RETRY_STEPS = [1, 3, 6, 12, 30, 60] as const;
 
-/** A delta is used only when it puts at most this share of the file on the wire. */
-const DELTA_WORTHWHILE = 0.8;
+/** What one transfer sent, for its "Sending completed successfully" line. */
+interface SendFigures {
+  files: number;
+  bytes: number;
+  /** Files sent as chunks (ADR 0009), and the chunks the DP stored. */
+  chunked: number;
+  chunks: number;
+  manifestBytes: number;
+  signatureBytes: number;
+}
 
 /** Failures that retrying will not fix: the job fails at once. */
 const PERMANENT = new Set(['CAIRN_DP_DISK_FULL', 'CAIRN_DP_CONTENT_INCOMPLETE', 'CAIRN_PACKAGE_NOT_FOUND']);
@@ -181,7 +192,7 @@ export class PackageTransferManager {
       if (!def) throw new CairnError('CAIRN_PACKAGE_NOT_FOUND', `content ${contentId} is not in the site's content library`);
       const sent = await this.#transfer(job, def, redistribute, tid);
       this.log.info(`Finished the follow-up actions for remote DP ${job.DPName}`, tid);
-      this.log.info(`Sending completed successfully (${sent.files} files, ${sent.bytes} bytes sent; ${sent.deltas} as deltas; ${sent.signatureBytes} bytes of signatures)`, tid);
+      this.log.info(`Sending completed successfully (${sent.files} files, ${sent.bytes} bytes sent; ${sent.chunked} as chunks, ${sent.chunks} chunks sent, ${sent.manifestBytes} bytes of manifests; ${sent.signatureBytes} bytes of signatures)`, tid);
       this.log.info(`Finished sending SWD package ${job.PkgID} version ${version} to distribution point ${job.DPName}`, tid);
       await this.#status.raise(PKGXFERMGR_MESSAGES.finishedSending, { istr: [job.PkgID, String(version), job.DPName], attrs, tid });
       await this.#report(job, PKG_STATUS.installed, '', tid, action);
@@ -221,7 +232,7 @@ export class PackageTransferManager {
         if (!(isCairnError(err) && err.code === 'CAIRN_DP_FILE_NOT_FOUND')) throw err;
         result = { contentId: '', version: 0, files: 0, problems: [{ path: '*', hash: '', problem: 'missing' as const }] };
       }
-      const reason = result.problems.map((p) => (p.path === '*' ? `the package is not on the distribution point` : `${p.path}: ${p.problem}${p.actual ? ` (hashes to ${p.actual}, expected ${p.hash})` : ''}`)).join('\n');
+      const reason = result.problems.map((p) => (p.path === '*' ? `the package is not on the distribution point` : `${p.path}: ${p.problem}${p.chunk ? ` in chunk ${p.chunk}${p.actual ? ` (hashes to ${p.actual})` : ''}` : p.actual ? ` (hashes to ${p.actual}, expected ${p.hash})` : ''}`)).join('\n');
       if (result.problems.length) this.log.error(`Package ${job.PkgID} on ${job.DPName} failed validation: ${result.problems.length} problem(s): ${reason.split('\n').join('; ')}`, tid);
       else this.log.info(`Package ${job.PkgID} content ${result.contentId} on ${job.DPName} is valid (${result.files} files re-hashed)`, tid);
       const version = result.version || job.PackageVersion;
@@ -233,44 +244,77 @@ export class PackageTransferManager {
   }
 
   /**
-   * Uploads what the DP lacks (everything, for a redistribute), as deltas
-   * where that pays, then the signatures and the content definition. The
-   * definition goes last: the DP makes the new version current only when
-   * every file is in its library, so clients never see a mix.
+   * Uploads what the DP lacks (everything, for a redistribute): small files
+   * in bundles, a chunked file (ADR 0009) as the chunks the DP lacks, in
+   * bundles, then its manifest, and other files one by one; then the
+   * signatures and the content definition. The definition goes last: the DP
+   * makes the new version current only when every file is in its library, so
+   * clients never see a mix.
    */
-  async #transfer(job: RunnableJob, def: ContentDefinition, redistribute: boolean, tid: number): Promise<{ files: number; bytes: number; deltas: number; signatureBytes: number }> {
+  async #transfer(job: RunnableJob, def: ContentDefinition, redistribute: boolean, tid: number): Promise<SendFigures> {
     const { library } = this.#ctx;
     const client = createDpClient({ url: job.URL, key: job.SharedKey });
     const unique = new Map<string, { path: string; size: number }>();
     for (const f of def.files) if (!unique.has(f.hash)) unique.set(f.hash, { path: f.path, size: f.size });
     const missing = redistribute ? [...unique.keys()] : await client.missing([...unique.keys()]);
-    // The signature file is read once: sent to the DP as it is, and parsed for deltas.
     const sigText = await fsp.readFile(signaturesPath(library.root, def.contentId), 'utf8').catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return undefined;
       throw err;
     });
-    const newSigs = new Map((sigText === undefined ? undefined : parseSignatureFile(JSON.parse(sigText), def.contentId))?.map((sig) => [sig.hash, sig]) ?? []);
-    // Only a missing file that has a signature (1 MiB or more) can travel as a delta.
-    const deltaCandidates = missing.filter((h) => newSigs.has(h));
-    const bases = redistribute || !deltaCandidates.length ? new Map<string, { hash: string; sig: FileSignature }>() : await this.#deltaBases(client, job, def, deltaCandidates, tid);
-    const needed = missing.reduce((n, h) => n + (unique.get(h)?.size ?? 0), 0);
+    // A file stored as a manifest (ADR 0009: extents of whole files plus new
+    // chunks) travels as its manifest and the chunks the DP lacks, when the DP
+    // holds every whole file its extents read from; otherwise, and on a
+    // redistribute, it is sent whole.
+    const manifests = new Map<string, FileManifest>();
+    for (const h of redistribute ? [] : missing) {
+      if ((unique.get(h)?.size ?? 0) < CHUNKED_MIN_FILE_SIZE) continue;
+      const m = await library.readManifest(h);
+      if (m) manifests.set(h, m);
+    }
+    const sources = [...new Set([...manifests.values()].flatMap((m) => m.chunks.flatMap((c) => (c.src ? [c.src.file] : []))))];
+    if (sources.length > 0) {
+      const lacking = new Set(await client.missing(sources));
+      for (const m of [...manifests.values()]) {
+        const lacks = m.chunks.find((c) => c.src && lacking.has(c.src.file));
+        if (!lacks?.src) continue;
+        manifests.delete(m.hash);
+        this.log.info(`${job.DPName} lacks file ${lacks.src.file} that '${unique.get(m.hash)?.path ?? m.hash}' shares bytes with; sending it whole.`, tid);
+      }
+    }
+    const chunkSizes = new Map<string, number>();
+    for (const m of manifests.values()) for (const c of m.chunks) if (!c.src) chunkSizes.set(c.hash, c.length);
+    let missingChunks: string[] = [];
+    if (chunkSizes.size > 0) {
+      try {
+        missingChunks = redistribute ? [...chunkSizes.keys()] : await client.missingChunks([...chunkSizes.keys()]);
+      } catch (err) {
+        if (!(isCairnError(err) && err.code === 'CAIRN_NOT_FOUND')) throw err;
+        this.log.warn(`${job.DPName} does not take chunks (${describeError(err)}); sending chunked files whole.`, tid);
+        manifests.clear();
+      }
+    }
+    const chunkBytes = missingChunks.reduce((n, h) => n + (chunkSizes.get(h) ?? 0), 0);
+    const needed = missing.reduce((n, h) => n + (manifests.has(h) ? 0 : (unique.get(h)?.size ?? 0)), 0) + chunkBytes;
     const dpStatus = await client.status();
     if (dpStatus.freeBytes < needed) {
       throw new CairnError('CAIRN_DP_DISK_FULL', `${job.DPName} has ${dpStatus.freeBytes} bytes free; package ${job.PkgID} version ${job.PackageVersion} needs ${needed} more`);
     }
     this.log.info(`${unique.size - missing.length} files already exist on ${job.DPName}, ${missing.length} files to send (${needed} bytes)`, tid);
+    if (manifests.size > 0) {
+      const extents = [...manifests.values()].reduce((n, m) => n + m.chunks.filter((c) => c.src).length, 0);
+      this.log.info(`${manifests.size} of them stored as extents and chunks: ${extents} chunks read from files ${job.DPName} holds, ${chunkSizes.size - missingChunks.length} of their other ${chunkSizes.size} chunks already exist there, ${missingChunks.length} chunks to send (${chunkBytes} bytes)`, tid);
+    }
     const files = new Limiter(this.#ctx.settings['pkgxfermgr.filesInParallel']);
-    let bytes = 0;
-    let deltas = 0;
-    // Small files travel many to a request (`cairn-bundle/1`); the rest one by one, as deltas where that pays.
-    const small = missing.filter((h) => (unique.get(h)?.size ?? Infinity) <= BUNDLE_FILE_MAX_BYTES && !bases.has(h));
+    const figures = { files: missing.length, bytes: 0, chunked: manifests.size, chunks: 0, manifestBytes: 0, signatureBytes: 0 };
+    // Small files travel many to a request (`cairn-bundle/1`); the rest one by one.
+    const small = missing.filter((h) => (unique.get(h)?.size ?? Infinity) <= BUNDLE_FILE_MAX_BYTES);
     const smallSet = new Set(small);
     const bundles = packBundles(small.map((h) => ({ hash: h, size: unique.get(h)!.size })));
     const one = (hash: string): Promise<void> =>
       files.run(async () => {
         const entry = unique.get(hash)!;
         this.log.info(`Sending file '${job.URL}/SMS_DP$/${hash}-${def.contentId}.temp'`, tid);
-        bytes += await this.#uploadWithResend(client, hash, def.contentId, entry.size, tid, redistribute);
+        figures.bytes += await this.#uploadWithResend(client, hash, def.contentId, entry.size, tid, redistribute);
         this.log.info(`Adding file ${entry.path} in ${def.contentId}.`, tid);
       });
     let bundlesRefused = false;
@@ -296,7 +340,7 @@ export class PackageTransferManager {
             bundlesRefused = true;
             return sendOneByOne(b);
           }
-          bytes += r.bytes;
+          figures.bytes += r.bytes;
           const storedSet = new Set(r.stored);
           const rejectedBy = new Map(r.rejected.map((x) => [x.hash, x]));
           const unanswered = b.filter((f) => !storedSet.has(f.hash) && !rejectedBy.has(f.hash));
@@ -307,90 +351,95 @@ export class PackageTransferManager {
             if (rej) {
               // Sent again on its own, where a mismatch is resent twice before the job retries.
               this.log.warn(`The DP rejected file ${f.hash} of ${def.contentId} in a bundle (${rej.code}: ${rej.message}); sending it on its own.`, tid);
-              bytes += await this.#uploadWithResend(client, f.hash, def.contentId, f.size, tid, redistribute);
+              figures.bytes += await this.#uploadWithResend(client, f.hash, def.contentId, f.size, tid, redistribute);
             }
             this.log.info(`Adding file ${entry.path} in ${def.contentId}.`, tid);
           }
         }),
       ),
-      ...missing.filter((h) => !smallSet.has(h)).map((hash) =>
-        files.run(async () => {
-          const entry = unique.get(hash)!;
-          const base = bases.get(hash);
-          const target = newSigs.get(hash);
-          if (base && target) {
-            const plan = planDelta(target, base.sig);
-            if (plan.wireBytes <= entry.size * DELTA_WORTHWHILE) {
-              this.log.info(`Sending file '${entry.path}' (${hash}) as a delta against ${base.hash}: ${plan.literalBytes} of ${entry.size} bytes changed`, tid);
-              try {
-                bytes += await client.uploadDelta(hash, def.contentId, base.hash, entry.size, plan, library.filePath(hash));
-                deltas += 1;
-                this.log.info(`Adding file ${entry.path} in ${def.contentId}.`, tid);
-                return;
-              } catch (err) {
-                const code = isCairnError(err) ? err.code : '';
-                if (code !== 'CAIRN_DP_DELTA_BASE_MISSING' && code !== 'CAIRN_DP_DELTA_INVALID' && code !== 'CAIRN_DP_HASH_MISMATCH') throw err;
-                this.log.warn(`The DP could not use the delta for '${entry.path}' (${describeError(err)}); sending the whole file.`, tid);
-              }
-            }
-          }
-          this.log.info(`Sending file '${job.URL}/SMS_DP$/${hash}-${def.contentId}.temp'`, tid);
-          bytes += await this.#uploadWithResend(client, hash, def.contentId, entry.size, tid, redistribute);
-          this.log.info(`Adding file ${entry.path} in ${def.contentId}.`, tid);
-        }),
-      ),
+      ...packBundles(missingChunks.map((h) => ({ hash: h, size: chunkSizes.get(h)! }))).map((b) => files.run(() => this.#sendChunks(client, job, def.contentId, b, figures, redistribute, tid))),
+      ...missing.filter((h) => !smallSet.has(h) && !manifests.has(h)).map((hash) => one(hash)),
     ]);
     await Promise.all(fallbacks);
     if (fallbackErrors.length) throw fallbackErrors[0];
-    let signatureBytes = 0;
+    // Each chunked file's manifest, now that its chunks are there; the DP checks the whole-file hash over them.
+    await Promise.all(
+      [...manifests.values()].map((m) =>
+        files.run(async () => {
+          const entry = unique.get(m.hash)!;
+          for (let attempt = 1; ; attempt += 1) {
+            const r = await client.putManifest(def.contentId, m, { replace: redistribute });
+            figures.manifestBytes += r.bytes;
+            if (!r.missing) break;
+            if (r.sources.length > 0) {
+              // A whole file its extents read from left the DP since it was asked: the file goes whole instead.
+              this.log.warn(`${job.DPName} no longer holds file ${r.sources[0]} that '${entry.path}' shares bytes with; sending it whole.`, tid);
+              this.log.info(`Sending file '${job.URL}/SMS_DP$/${m.hash}-${def.contentId}.temp'`, tid);
+              figures.bytes += await this.#uploadWithResend(client, m.hash, def.contentId, entry.size, tid, redistribute);
+              this.log.info(`Adding file ${entry.path} in ${def.contentId}.`, tid);
+              return;
+            }
+            // Chunks the DP lost since it was asked (a removal on the DP collected them): sent, then the manifest again.
+            if (attempt >= 3) throw new CairnError('CAIRN_DP_CONTENT_INCOMPLETE', `${job.DPName} still lacks ${r.missing.length} chunk(s) of '${entry.path}' after they were sent`);
+            this.log.warn(`${job.DPName} lacks ${r.missing.length} chunk(s) of '${entry.path}'; sending them again.`, tid);
+            const sizes = new Map(m.chunks.map((c) => [c.hash, c.length] as const));
+            for (const b of packBundles(r.missing.filter((h) => sizes.has(h)).map((h) => ({ hash: h, size: sizes.get(h)! })))) await this.#sendChunks(client, job, def.contentId, b, figures, redistribute, tid);
+          }
+          this.log.info(`Adding file ${entry.path} in ${def.contentId} (${m.chunks.length} chunks, ${m.chunks.filter((c) => c.src).length} of them read from files it holds).`, tid);
+        }),
+      ),
+    );
     if (sigText !== undefined) {
-      signatureBytes = await client.putSignatures(def.contentId, sigText);
-      this.log.info(`Sent the signatures of ${def.contentId} (${signatureBytes} bytes)`, tid);
+      figures.signatureBytes = await client.putSignatures(def.contentId, sigText);
+      this.log.info(`Sent the signatures of ${def.contentId} (${figures.signatureBytes} bytes)`, tid);
     }
     const put = await client.putContent(def);
     if (put.removedContents.length) this.log.info(`${job.DPName} removed superseded content ${put.removedContents.join(', ')} and ${put.filesDeleted} file(s) no content there uses any more`, tid);
-    return { files: missing.length, bytes, deltas, signatureBytes };
+    return figures;
   }
 
-  /**
-   * For each missing file of 1 MiB or more: the file at the same path in the
-   * content the DP serves now, with its signature, when the site still has
-   * both. The DP holds that file, since its current content is complete.
-   */
-  async #deltaBases(client: DpClient, job: RunnableJob, def: ContentDefinition, missing: readonly string[], tid: number): Promise<Map<string, { hash: string; sig: FileSignature }>> {
-    const out = new Map<string, { hash: string; sig: FileSignature }>();
-    const { library } = this.#ctx;
-    const onDp = await client.packageContent(job.PkgID);
-    if (!onDp.contentId || onDp.contentId === def.contentId) return out;
-    const old = await library.getContent(onDp.contentId);
-    const oldSigs = old ? await readSignatures(library.root, onDp.contentId) : undefined;
-    if (!old || !oldSigs) {
-      this.log.info(`The site no longer has the signatures of ${onDp.contentId} on ${job.DPName}; changed files are sent whole.`, tid);
-      return out;
+  /** One bundle of chunks; a chunk the DP rejected as corrupt is resent, twice at most, before the job retries. */
+  async #sendChunks(client: DpClient, job: RunnableJob, contentId: string, bundle: readonly { hash: string; size: number }[], figures: SendFigures, replace: boolean, tid: number): Promise<void> {
+    let left = bundle;
+    for (let attempt = 1; left.length > 0; attempt += 1) {
+      const size = left.reduce((n, c) => n + c.size, 0);
+      this.log.info(`Sending ${left.length} chunks (${size} bytes) to '${job.URL}/SMS_DP$' in one bundle`, tid);
+      const r = await client.uploadChunks(contentId, left.map((c) => ({ ...c, path: this.#ctx.library.chunkPath(c.hash) })), { replace });
+      figures.bytes += r.bytes;
+      const stored = new Set(r.stored);
+      figures.chunks += left.filter((c) => stored.has(c.hash)).length;
+      const again = left.filter((c) => !stored.has(c.hash));
+      if (again.length === 0) return;
+      const rej = r.rejected[0];
+      if (attempt >= 3 || !rej) throw new CairnError(rej ? 'CAIRN_DP_HASH_MISMATCH' : 'CAIRN_DP_REJECTED', `${job.DPName} did not store ${again.length} chunk(s) of a bundle, e.g. ${again[0]!.hash}${rej ? ` (${rej.message})` : ''}`);
+      this.log.warn(`The DP rejected ${again.length} chunk(s) of ${contentId} (${rej.code}: ${rej.message}); resending (attempt ${attempt + 1}/3).`, tid);
+      left = again;
     }
-    const sigByHash = new Map(oldSigs.map((s) => [s.hash, s]));
-    const oldByPath = new Map(old.files.map((f) => [f.path, f.hash]));
-    const missingSet = new Set(missing);
-    for (const f of def.files) {
-      if (!missingSet.has(f.hash) || out.has(f.hash)) continue;
-      const baseHash = oldByPath.get(f.path);
-      const sig = baseHash ? sigByHash.get(baseHash) : undefined;
-      if (baseHash && sig) out.set(f.hash, { hash: baseHash, sig });
-    }
-    this.log.info(`${job.DPName} serves ${onDp.contentId}; ${out.size} changed file(s) can travel as deltas against it`, tid);
-    return out;
   }
 
   /** A file the DP rejected as corrupt (hash mismatch) is resent at once, twice at most, before the job retries. */
   async #uploadWithResend(client: DpClient, hash: string, contentId: string, size: number, tid: number, replace: boolean): Promise<number> {
     for (let attempt = 1; ; attempt += 1) {
       try {
-        return await client.upload(hash, contentId, this.#ctx.library.filePath(hash), size, { replace });
+        return await client.upload(hash, contentId, await this.#source(hash), size, { replace });
       } catch (err) {
         if (!(isCairnError(err) && err.code === 'CAIRN_DP_HASH_MISMATCH') || attempt >= 3) throw err;
         this.log.warn(`The DP rejected file ${hash} of ${contentId} as not matching its hash; resending (attempt ${attempt + 1}/3).`, tid);
       }
     }
+  }
+
+  /** Where to read a library file from: its path, or (stored as chunks) a reader over its chunks. */
+  async #source(hash: string): Promise<UploadSource> {
+    const { library } = this.#ctx;
+    const st = await library.statFile(hash);
+    if (!st?.manifest) return library.filePath(hash);
+    return (start) => {
+      async function* bytes(): AsyncGenerator<Buffer> {
+        yield* (await library.openFileReader(hash, { start, end: st!.size - 1 })).stream as AsyncIterable<Buffer>;
+      }
+      return Readable.from(bytes(), { objectMode: false });
+    };
   }
 
   async #failed(job: RunnableJob, err: unknown, tid: number, action: StaAction): Promise<void> {
