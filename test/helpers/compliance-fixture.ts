@@ -77,6 +77,14 @@ export const EXPECTED2: Record<string, Record<number, string>> = {
   'BARE-1': { ...EXPECTED['BARE-1'], 8: 'notRequired' },
 };
 
+/**
+ * A client whose first scan is at content version 2: update 3, superseded by 8, is pruned like 1 and so
+ * never reported (a client that reported it at version 1 has it not required instead, `EXPECTED2`).
+ */
+export const EXPECTED2_FIRST_SCAN: Record<string, Record<number, string>> = Object.fromEntries(
+  Object.entries(EXPECTED2).map(([client, states]) => [client, Object.fromEntries(Object.entries(states).filter(([n]) => n !== '3'))]),
+);
+
 export const STATE_ID: Record<string, number> = { unknown: 0, notRequired: 1, required: 2, installed: 3 };
 export const NAMES = Object.keys(EXPECTED);
 
