@@ -65,6 +65,8 @@ export interface AgentOptions {
   readonly name?: string;
   /** The root whose dpkg database and os-release the real agent scans ('/'; tests and labs may point elsewhere). */
   readonly inventoryRoot?: string;
+  /** Items per page the scanner asks of update points (default: the protocol's largest, 5,000; tests use small pages). */
+  readonly scanPageSize?: number;
   /** Called when the agent cannot go on (a refused site key). */
   readonly onFatal?: (err: unknown) => void;
 }
@@ -144,7 +146,7 @@ export function startAgent(options: AgentOptions): RunningAgent {
   const dpAgent = new http.Agent({ keepAlive: true, maxSockets: sim ? 64 : 8 });
   const scheduler = new Scheduler(sim ? 64 : 4);
   // One scanner per process: one catalog cache shared by every client (src/agent/scan/types.ts).
-  const scanner = createScanner({ cacheDir: path.join(dataDir, 'scan-cache'), httpAgent: dpAgent });
+  const scanner = createScanner({ cacheDir: path.join(dataDir, 'scan-cache'), httpAgent: dpAgent, ...(options.scanPageSize ? { pageSize: options.scanPageSize } : {}) });
   // Ours: scans are CPU work over the shared catalog; two at once keep a simulation's other cycles moving on a small machine.
   const scanLimit = new Limiter(sim ? 2 : 1);
 

@@ -22,6 +22,8 @@ export interface AgentCommandOptions {
   readonly simulate?: number;
   readonly facts?: string;
   readonly spreadSeconds?: number;
+  /** Items per page the scanner asks of update points (default: the protocol's largest; tests use small pages). */
+  readonly scanPageSize?: number;
 }
 
 export async function runAgentCommand(o: AgentCommandOptions): Promise<void> {
@@ -36,6 +38,7 @@ export async function runAgentCommand(o: AgentCommandOptions): Promise<void> {
     ...(o.siteKeyFingerprint === undefined ? {} : { siteKeyFingerprint: o.siteKeyFingerprint }),
     ...(o.name === undefined ? {} : { name: o.name }),
     ...(o.simulate === undefined ? {} : { simulate: { count: o.simulate, factsFile: o.facts!, ...(o.spreadSeconds === undefined ? {} : { spreadSeconds: o.spreadSeconds }) } }),
+    ...(o.scanPageSize === undefined ? {} : { scanPageSize: o.scanPageSize }),
     onFatal: (err) => {
       fatal = err;
       wakeFatal();

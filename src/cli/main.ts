@@ -470,7 +470,12 @@ export function buildProgram(): Command {
     })
     .option('--facts <file>', 'facts file of the simulated clients (JSON; docs/operations.md)')
     .option('--spread-seconds <n>', "spread simulated clients' first requests over this many seconds", (v) => Number(v))
-    .action(async (o: { mp?: string; data?: string; siteKeyFingerprint?: string; name?: string; simulate?: number; facts?: string; spreadSeconds?: number }) => {
+    .option('--scan-page-size <n>', 'items per page the scanner asks of update points (default 5000, the largest; tests use small pages)', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 5000) throw new InvalidArgumentError('an integer from 1 to 5000');
+      return n;
+    })
+    .action(async (o: { mp?: string; data?: string; siteKeyFingerprint?: string; name?: string; simulate?: number; facts?: string; spreadSeconds?: number; scanPageSize?: number }) => {
       for (const [flag, value] of [['--mp <url>', o.mp], ['--data <dir>', o.data]] as const) {
         if (value === undefined) agentRole.error(`error: required option '${flag}' not specified`);
       }
@@ -482,6 +487,7 @@ export function buildProgram(): Command {
         ...(o.name === undefined ? {} : { name: o.name }),
         ...(o.simulate === undefined ? {} : { simulate: o.simulate, facts: o.facts! }),
         ...(o.spreadSeconds === undefined ? {} : { spreadSeconds: o.spreadSeconds }),
+        ...(o.scanPageSize === undefined ? {} : { scanPageSize: o.scanPageSize }),
       });
     });
   for (const what of ['policy', 'report', 'scan'] as const) {

@@ -8,134 +8,24 @@
  * --now`, `cairn agent updates --json`; the update points are killed and
  * restarted, and the agent is killed with a job waiting.
  *
- * The fixture (hand-checked; the expected states are written out below):
- * 1 openssl 3.0.5-1 (superseded by 2, so pruned everywhere), 2 openssl
- * 3.0.11-1, 3 curl 7.88.1-10+deb12u5, 4 nginx 1.22.0-1, 5 postgresql-15
- * 15.2-1, 6 jq with contradictory rules (unknown where jq is installed),
- * 7 zlib1g (installed nowhere). WEB-1 has openssl 3.0.1-1, curl 7.88.1-10,
- * nginx 1.22.0-1 and jq; DB-1 openssl 3.0.11-1 and postgresql-15 15.1-1;
- * BARE-1 nothing.
+ * The fixture, its expected states and the set-up are in
+ * test/helpers/compliance-fixture.ts (hand-checked; written out there).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { openDatabase } from '../../src/datastore/engine.ts';
 import type { AgentUpdatesView } from '../../src/cli/agent-updates.ts';
-import { afterTests, api, cli, freePort, readLog, runCairn, startSite, tempDir, waitFor } from '../helpers/processes.ts';
-import type { SiteProc } from '../helpers/processes.ts';
+import { afterTests, readLog, runCairn, waitFor } from '../helpers/processes.ts';
 import { logText, startAgentProc, waitWithTrigger } from '../helpers/agent.ts';
-import { categories, product, SECURITY, startSupProcess, startUpstreamProcess, updateId } from '../helpers/catalog.ts';
-import type { SupProc } from '../helpers/catalog.ts';
+import { startSupProcess, updateId } from '../helpers/catalog.ts';
+import { addUpdate8, agentUpdates, byNumber, EXPECTED, EXPECTED2, inOrder, NAMES, ok, scanJobs, siteStates, STATE_ID, startComplianceSite, syncTo } from '../helpers/compliance-fixture.ts';
 
 const { cleanups, track } = afterTests();
 
-const pkgRule = (name: string, op: 'lt' | 'ge', version: string) => ({ kind: 'package', name, installed: true, version: { op, value: version } });
-function fixtureUpdate(n: number, pkg: string, version: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    id: updateId(n),
-    revision: 1,
-    title: `${pkg} ${version}`,
-    description: `Brings ${pkg} to ${version}.`,
-    articleId: `FIX-${n}`,
-    classification: SECURITY,
-    products: [product(0)],
-    severity: 'Important',
-    cves: [],
-    releaseDate: '2025-01-01',
-    supersedes: [],
-    isApplicable: pkgRule(pkg, 'lt', version),
-    isInstalled: pkgRule(pkg, 'ge', version),
-    ...extra,
-  };
-}
-const FIXTURE = [
-  fixtureUpdate(1, 'openssl', '3.0.5-1'),
-  fixtureUpdate(2, 'openssl', '3.0.11-1', { supersedes: [updateId(1)] }),
-  fixtureUpdate(3, 'curl', '7.88.1-10+deb12u5'),
-  fixtureUpdate(4, 'nginx', '1.22.0-1'),
-  fixtureUpdate(5, 'postgresql-15', '15.2-1'),
-  // Contradictory: both rules hold wherever jq is installed.
-  fixtureUpdate(6, 'jq', '1.6-2.1', { isApplicable: { kind: 'package', name: 'jq', installed: true }, isInstalled: { kind: 'package', name: 'jq', installed: true } }),
-  fixtureUpdate(7, 'zlib1g', '1:1.2.13.dfsg-1'),
-];
-const FACTS = {
-  clients: [
-    { name: 'WEB-{n}', count: 1, ipAddresses: ['10.30.0.{n}'], inventory: { os: { family: 'debian', version: '12' }, packages: ['openssl:amd64=3.0.1-1', 'curl:amd64=7.88.1-10', 'nginx:amd64=1.22.0-1', 'jq:amd64=1.6-2.1'] } },
-    { name: 'DB-{n}', count: 1, ipAddresses: ['10.30.1.{n}'], inventory: { os: { family: 'debian', version: '12' }, packages: ['openssl:amd64=3.0.11-1', 'postgresql-15:amd64=15.1-1'] } },
-    { name: 'BARE-{n}', ipAddresses: ['10.30.2.{n}'], inventory: { os: { family: 'debian', version: '12' }, packages: [] } },
-  ],
-};
-// Hand-checked: update number → state per client (update 1 is pruned: never reported).
-const EXPECTED: Record<string, Record<number, string>> = {
-  'WEB-1': { 2: 'required', 3: 'required', 4: 'installed', 5: 'notRequired', 6: 'unknown', 7: 'notRequired' },
-  'DB-1': { 2: 'installed', 3: 'notRequired', 4: 'notRequired', 5: 'required', 6: 'notRequired', 7: 'notRequired' },
-  'BARE-1': { 2: 'notRequired', 3: 'notRequired', 4: 'notRequired', 5: 'notRequired', 6: 'notRequired', 7: 'notRequired' },
-};
-const STATE_ID: Record<string, number> = { unknown: 0, notRequired: 1, required: 2, installed: 3 };
-const NAMES = Object.keys(EXPECTED);
-
-async function ok(site: SiteProc, args: string[]): Promise<string> {
-  const r = await cli(site, args);
-  assert.equal(r.code, 0, `cairn admin ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
-
-async function agentUpdates(data: string, client: string): Promise<AgentUpdatesView> {
-  const r = await runCairn(['agent', 'updates', '--data', data, '--client', client, '--all', '--json']);
-  assert.equal(r.code, 0, r.stderr);
-  return JSON.parse(r.stdout) as AgentUpdatesView;
-}
-
-/** The client's states as `update number → state name`, from its own update store. */
-const byNumber = (v: AgentUpdatesView): Record<number, string> => Object.fromEntries(v.updates.map((u) => [Number(u.updateId.slice(-12)), u.state]));
-
-interface SiteState {
-  client: string;
-  topicType: number;
-  topicId: string;
-  stateId: number;
-  serialNumber: number;
-}
-async function siteStates(site: SiteProc, topicType: number): Promise<SiteState[]> {
-  return (await api<{ states: SiteState[] }>(site, 'GET', `/api/v1/states?topicType=${topicType}&limit=100000`)).json.states;
-}
-
-async function scanJobs(data: string): Promise<Map<string, { jobId: string; state: string }>> {
-  const out = new Map<string, { jobId: string; state: string }>();
-  for (const n of NAMES) {
-    const v = await agentUpdates(data, n);
-    if (v.lastScan) out.set(n, { jobId: v.lastScan.jobId, state: v.lastScan.state });
-  }
-  return out;
-}
-
 test('[UC3][UC4][UC5][UC6][UC7][UC8][UC9][UC10][UC11][UC12][UC13][UC14][UC15][UC16][UC17][UC18][UC19][UC20][UC21][UC23][UC24][UC30] compliance scans: first scan from policy, per-client states against the fixture, pruning, states and summaries at the site, switching, waiting without false states, restart resumes the job', async () => {
-  const dir = await tempDir('compliance-scan');
-  if (!process.env['CAIRN_KEEP_TEST_DATA']) cleanups.push(() => fsp.rm(dir, { recursive: true, force: true }));
-  const catalog = path.join(dir, 'catalog');
-  await fsp.mkdir(path.join(catalog, 'updates'), { recursive: true });
-  await fsp.writeFile(path.join(catalog, 'categories.ndjson'), categories().map((c) => JSON.stringify(c)).join('\n') + '\n');
-  await fsp.writeFile(path.join(catalog, 'updates', 'fixture.ndjson'), FIXTURE.map((u) => JSON.stringify(u)).join('\n') + '\n');
-  const up = track(await startUpstreamProcess(catalog));
-  const site = track(await startSite(path.join(dir, 'site'), ['--no-local-dp', '--no-local-sup']));
-  for (const [k, v] of Object.entries({ 'wsyncmgr.scheduleSeconds': 0, 'wsyncmgr.retrySeconds': 0, 'wsyncmgr.pollMs': 50, 'client.scanWindowSeconds': 0 })) await ok(site, ['settings', 'set', k, String(v)]);
-  const sups: SupProc[] = [];
-  const supPorts: number[] = [];
-  const supKeys: string[] = [];
-  for (const name of ['sup1', 'sup2']) {
-    const port = await freePort();
-    const key = (await ok(site, ['sup', 'add', name, '--url', `http://127.0.0.1:${port}`])).trim();
-    supPorts.push(port);
-    supKeys.push(key);
-    sups.push(track(await startSupProcess(path.join(dir, name), key, port, name)));
-  }
-  await ok(site, ['sync', 'upstream', up.url]);
-  await ok(site, ['sync', 'now']);
-  await waitFor('the first sync', async () => (JSON.parse(await ok(site, ['sync', 'status', '--json'])) as { contentVersion: number; lastSyncResult: string }).contentVersion === 1);
+  const { dir, catalog, site, sups, supPorts, supKeys, factsFile } = await startComplianceSite('compliance-scan', { cleanups, track }, { sups: ['sup1', 'sup2'] });
 
-  const factsFile = path.join(dir, 'facts.json');
-  await fsp.writeFile(factsFile, JSON.stringify(FACTS));
   const data = path.join(dir, 'agent');
   const agentArgs = ['--mp', site.url, '--data', data, '--simulate', '3', '--facts', factsFile, '--spread-seconds', '1'];
   let agent = track(startAgentProc(agentArgs));
@@ -145,14 +35,6 @@ test('[UC3][UC4][UC5][UC6][UC7][UC8][UC9][UC10][UC11][UC12][UC13][UC14][UC15][UC
   await waitWithTrigger(data, 'policy', 'every client to complete its first scan', async () => (await scanLog()).split('\n').filter((l) => /CScanJob::OnScanComplete -Scan completed successfully, ScanType=1/.test(l)).length >= 3);
   const scan = (await scanLog()).split('\n');
   const web = scan.filter((l) => l.startsWith('[WEB-1] '));
-  const inOrder = (lines: string[], needles: RegExp[]) => {
-    let at = 0;
-    for (const n of needles) {
-      const i = lines.findIndex((l, k) => k >= at && n.test(l));
-      assert.ok(i >= 0, `expected ${String(n)} after line ${at} in:\n${lines.join('\n')}`);
-      at = i + 1;
-    }
-  };
   inOrder(web, [
     /CScanAgent::OnPolicyChange- Policy InstanceModificationEvent notification received/,
     /CScanAgent::ScanByUpdates- Policy available for UpdateSourceID=\{[0-9A-F-]{36}\} ContentVersion=1$/,
@@ -221,12 +103,8 @@ test('[UC3][UC4][UC5][UC6][UC7][UC8][UC9][UC10][UC11][UC12][UC13][UC14][UC15][UC
   assert.match(logText(await readLog(data, 'UpdatesStore')), /\[DB-1\] Update store: 6 update states from the scan at content version 1: 0 new, 0 changed, 6 unchanged; raised 0 state messages/);
 
   // A new curl update (8) supersedes update 3 at content version 2; then the update point in use (sup1) stops answering.
-  const extra = path.join(catalog, 'updates', 'extra.ndjson');
-  await fsp.writeFile(`${extra}.tmp`, JSON.stringify(fixtureUpdate(8, 'curl', '7.88.1-10+deb12u8', { supersedes: [updateId(3)] })) + '\n');
-  await fsp.rename(`${extra}.tmp`, extra);
-  await ok(site, ['sync', 'now']);
-  await waitFor('the second sync', async () => (JSON.parse(await ok(site, ['sync', 'status', '--json'])) as { contentVersion: number }).contentVersion === 2);
-  await waitFor('both update points at content version 2', async () => (JSON.parse(await ok(site, ['sup', 'list', '--json'])) as { contentVersion: number }[]).every((p) => p.contentVersion === 2));
+  await addUpdate8(catalog);
+  await syncTo(site, 2);
   await sups[0]!.kill('SIGKILL');
   // UC30: the clients learn of version 2, find sup1 silent, switch to sup2 and finish there.
   await waitWithTrigger(data, 'policy', 'three scans completed at content version 2', async () => (await scanLog()).split('\n').filter((l) => /OnScanComplete -Scan completed successfully/.test(l)).length >= 9);
@@ -240,11 +118,6 @@ test('[UC3][UC4][UC5][UC6][UC7][UC8][UC9][UC10][UC11][UC12][UC13][UC14][UC15][UC
   const wua2 = logText(await readLog(data, 'WUAHandler'));
   assert.match(wua2, new RegExp(`\\[DB-1\\] Switching the WSUS update source from http://127\\.0\\.0\\.1:${supPorts[0]} to http://127\\.0\\.0\\.1:${supPorts[1]}`));
   assert.match(wua2, /\[DB-1\] WSUS update source already exists, increased version to 2\./);
-  const EXPECTED2: Record<string, Record<number, string>> = {
-    'WEB-1': { ...EXPECTED['WEB-1'], 3: 'notRequired', 8: 'required' },
-    'DB-1': { ...EXPECTED['DB-1'], 8: 'notRequired' },
-    'BARE-1': { ...EXPECTED['BARE-1'], 8: 'notRequired' },
-  };
   for (const n of NAMES) {
     const v = await agentUpdates(data, n);
     assert.equal(v.lastScan?.updatePoint, `http://127.0.0.1:${supPorts[1]}`, `${n} scanned against sup2`);
