@@ -38,12 +38,12 @@
  * the catalog cache's (update point unreachable, content version too old).
  */
 import type http from 'node:http';
-import type { Update } from '../../catalog/catalog.ts';
-import { compileRule, prepareMachine, requiredPackages } from '../../catalog/rules.ts';
+import { compileRule, prepareMachine } from '../../catalog/rules.ts';
 import type { CompiledRule, Machine, PreparedMachine } from '../../catalog/rules.ts';
 import { describeError } from '../../shared/errors.ts';
 import { createCatalogCache } from './catalog-cache.ts';
-import type { CachedCatalog, CatalogCache, RefreshResult } from './catalog-cache.ts';
+import type { CachedCatalog, CachedUpdate, CatalogCache, RefreshResult } from './catalog-cache.ts';
+import { readBody } from '../../sup/catalog-pack.ts';
 import type { ScanRequest, ScanResult, Scanner, UpdateScanResult, UpdateStateName } from './types.ts';
 
 /** The seed's search criteria, logged as the product logs it (UC13). */
@@ -54,9 +54,9 @@ interface Entry {
   readonly id: string;
   readonly revision: number;
   readonly title: string;
-  /** Valid updates; their rules are compiled at their first evaluation (most updates are never evaluated). */
-  readonly update?: Update;
-  /** Bad ones: the reason they are unknown. */
+  /** Its entry in the catalog page: the body is parsed, validated and compiled at its first evaluation (most updates are never evaluated). */
+  readonly source: CachedUpdate;
+  /** Bad ones (failed validation where the page was built): the reason they are unknown. */
   readonly bad?: string;
   /** Product and classification GUIDs, for the categories of the found updates. */
   readonly categories: readonly string[];
@@ -77,31 +77,28 @@ interface CatalogIndex {
   readonly pruned: readonly { readonly id: string; readonly supersededBy: string }[];
 }
 
-interface Compiled {
-  readonly applicable: CompiledRule;
-  readonly installed: CompiledRule;
-}
+/** An update's rules compiled, or why its body cannot be evaluated. */
+type Compiled = { readonly applicable: CompiledRule; readonly installed: CompiledRule } | { readonly bad: string };
 
-/** Compiled rules by update object: an update unchanged between two catalog versions is compiled once, when first evaluated. */
-const compiledRules = new WeakMap<Update, Compiled>();
+/** Compiled rules by page entry: an update unchanged between two catalog versions is parsed and compiled once, when first evaluated. */
+const compiledRules = new WeakMap<CachedUpdate, Compiled>();
 
-function compile(u: Update): Compiled {
-  let c = compiledRules.get(u);
+function compile(e: CachedUpdate): Compiled {
+  let c = compiledRules.get(e);
   if (!c) {
-    c = { applicable: compileRule(u.isApplicable), installed: compileRule(u.isInstalled) };
-    compiledRules.set(u, c);
+    // The body is validated here, at its first evaluation (issue 6, part 9: a bad one is unknown with the reason).
+    const item = readBody(e);
+    if (!item.ok) c = { bad: `${item.code}: ${item.reason}` };
+    else {
+      try {
+        c = { applicable: compileRule(item.value.isApplicable), installed: compileRule(item.value.isInstalled) };
+      } catch (err) {
+        c = { bad: `evaluation failed: ${describeError(err)}` };
+      }
+    }
+    compiledRules.set(e, c);
   }
   return c;
-}
-
-/** Packages one of which must be installed for either rule of `u` to hold; undefined when there is no such set. */
-function needs(u: Update): ReadonlySet<string> | undefined {
-  const a = requiredPackages(u.isApplicable);
-  if (!a) return undefined;
-  const i = requiredPackages(u.isInstalled);
-  if (!i) return undefined;
-  if (a.size === 1 && i.size === 1 && [...a][0] === [...i][0]) return a;
-  return new Set([...a, ...i]);
 }
 
 function buildIndex(catalog: CachedCatalog): CatalogIndex {
@@ -111,13 +108,11 @@ function buildIndex(catalog: CachedCatalog): CatalogIndex {
   const position = new Map<string, number>();
   for (const cu of catalog.updates.values()) {
     const k = entries.length;
-    if (cu.ok) {
-      const u = cu.update;
-      const base = { id: u.id, revision: u.revision, title: u.title, articleId: u.articleId, products: u.products, classification: u.classification };
-      entries.push({ id: u.id, revision: u.revision, title: u.title, update: u, categories: [...u.products, u.classification], base, notRequired: Object.freeze({ ...base, state: 'notRequired' as const }) });
-      const need = needs(u);
-      if (need) {
-        for (const name of need) {
+    if (cu.bad === null) {
+      const base = { id: cu.id, revision: cu.revision, title: cu.title, articleId: cu.articleId, products: cu.products, classification: cu.classification };
+      entries.push({ id: cu.id, revision: cu.revision, title: cu.title, source: cu, categories: [...cu.products, cu.classification], base, notRequired: Object.freeze({ ...base, state: 'notRequired' as const }) });
+      if (cu.needs) {
+        for (const name of cu.needs) {
           const list = byPackage.get(name);
           if (list) list.push(k);
           else byPackage.set(name, [k]);
@@ -127,22 +122,21 @@ function buildIndex(catalog: CachedCatalog): CatalogIndex {
       }
     } else {
       const base = { id: cu.id, revision: cu.revision, title: cu.title, articleId: cu.articleId, products: [], classification: '' };
-      const reason = `${cu.code}: ${cu.reason}`;
-      entries.push({ id: cu.id, revision: cu.revision, title: cu.title, bad: reason, categories: [], base, notRequired: Object.freeze({ ...base, state: 'unknown' as const, reason }) });
+      const reason = cu.bad;
+      entries.push({ id: cu.id, revision: cu.revision, title: cu.title, source: cu, bad: reason, categories: [], base, notRequired: Object.freeze({ ...base, state: 'unknown' as const, reason }) });
       always.push(k);
     }
-    position.set(entries[k]!.id, k);
+    position.set(cu.id, k);
   }
   // Supersedence among the valid updates of the catalog; two updates superseding each other prune neither.
   const prunedBy = new Map<number, string>();
-  for (const cu of catalog.updates.values()) {
-    if (!cu.ok) continue;
-    const by = cu.update;
+  for (const by of catalog.updates.values()) {
+    if (by.bad !== null) continue;
     for (const s of by.supersedes) {
       const k = position.get(s);
       if (k === undefined || prunedBy.has(k)) continue;
       const other = catalog.updates.get(s);
-      if (other?.ok && other.update.supersedes.includes(by.id)) continue;
+      if (other && other.bad === null && other.supersedes.includes(by.id)) continue;
       prunedBy.set(k, by.id);
     }
   }
@@ -213,6 +207,7 @@ export function createScanner(options: ScannerOptions): ProcessScanner {
         `Downloaded ${r.full ? 'the whole catalog' : `the changes since content version ${r.previousContentVersion}`} ${c.catalogId} from ${req.location.url}: ${r.updatesChanged} update(s) and ${r.categoriesChanged} categor${r.categoriesChanged === 1 ? 'y' : 'ies'}, now at content version ${c.contentVersion}`,
       );
       if (r.rejected) log.warn(`${r.rejected} update(s) of this download failed validation on this client; they are reported unknown with the reason`);
+      if (r.invalidAtUpdatePoint) log.warn(`${r.invalidAtUpdatePoint} update(s) of this download are marked invalid by the update point; they are reported unknown with the reason`);
       if (r.unusable) log.warn(`${r.unusable} item(s) of this download have no usable ID and were dropped`);
     }
   }
@@ -250,7 +245,11 @@ export function createScanner(options: ScannerOptions): ProcessScanner {
           continue;
         }
         try {
-          const c = compile(e.update!);
+          const c = compile(e.source);
+          if ('bad' in c) {
+            states.set(k, { state: 'unknown', reason: c.bad });
+            continue;
+          }
           const a = c.applicable(m);
           const i = c.installed(m);
           if (a && i) states.set(k, { state: 'unknown', reason: 'the rules contradict each other: isApplicable and isInstalled both hold on this machine' });
