@@ -86,7 +86,7 @@ async function startProxy(target: string): Promise<Proxy> {
       const chunks: Buffer[] = [];
       ur.on('data', (c: Buffer) => chunks.push(c));
       ur.on('end', () => {
-        let body = Buffer.concat(chunks);
+        let body: Buffer = Buffer.concat(chunks);
         const headers = { ...ur.headers };
         if (String(headers['content-type']).startsWith(PAGE_MEDIA_TYPE)) {
           if (proxy.rewrite) {
