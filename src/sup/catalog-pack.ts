@@ -9,22 +9,28 @@
  *
  * A page is NDJSON, UTF-8:
  *
- *   {"format":"cairn-catalog-page/1","updates":[E1,E2,…]}\n
+ *   {"format":"cairn-catalog-page/1","guids":[G0,G1,…],"updates":[…]}\n
  *   <body 1>\n
  *   <body 2>\n
  *   …
  *
- * where each index entry Ei is
- * `[id, revision, title, articleId, classification, products, supersedes,
- *   needs, bad, bodyBytes]`:
- * - `needs`: the package names one of which must be installed for either of
- *   the update's rules to hold (the scanner evaluates the update only on a
- *   machine with one of them), or null when its rules can hold without any
- *   package (evaluated on every machine);
- * - `bad`: null for an update that passed validation where the page was
+ * `guids` lists the page's classification and product GUIDs once; `updates`
+ * is flat (no array per update, which a reader of 60,000 updates would have
+ * to allocate and collect), ten values per update:
+ * `id, revision, title, articleId, classification, products, supersedes,
+ *  needs, bad, bodyBytes`, where
+ * - `classification` is an index into `guids` (-1 for none), `products` an
+ *   index or an array of indexes;
+ * - `supersedes` is 0 for none, otherwise an array of update IDs;
+ * - `needs` is the package names, separated by one space, one of which must
+ *   be installed for either of the update's rules to hold (the scanner
+ *   evaluates the update only on a machine with one of them), or null when
+ *   its rules can hold without any package (evaluated on every machine);
+ * - `bad` is null for an update that passed validation where the page was
  *   built, otherwise `"<code>: <reason>"` (reported unknown everywhere; it
  *   then has no classification, products, supersedes or needs);
- * - `bodyBytes`: the length in bytes of body i (the update's JSON, one line).
+ * - `bodyBytes` is the length in bytes of its body (the update's JSON, one
+ *   line).
  *
  * The body stays authoritative: when a scan first evaluates an update it
  * parses and validates the body and checks that its ID, revision and needed
@@ -53,7 +59,8 @@ export interface PageEntry {
   readonly classification: string;
   readonly products: readonly string[];
   readonly supersedes: readonly string[];
-  readonly needs: readonly string[] | null;
+  /** Package names separated by one space; null: evaluated on every machine. */
+  readonly needs: string | null;
   /** `"<code>: <reason>"` when the update failed validation where the page was built. */
   readonly bad: string | null;
   /** The page's bytes and the body's range in them. */
@@ -62,15 +69,17 @@ export interface PageEntry {
   readonly end: number;
 }
 
-type IndexTuple = [string, number, string, string, string, string[], string[], string[] | null, string | null, number];
+/** Values per update in the flat index. */
+const FIELDS = 10;
+const NONE: readonly string[] = Object.freeze([]);
 
 /** Packages one of which must be installed for either rule of `u` to hold; null when there is no such set. */
-export function neededPackages(u: Update): string[] | null {
+export function neededPackages(u: Update): string | null {
   const a = requiredPackages(u.isApplicable);
   if (!a) return null;
   const i = requiredPackages(u.isInstalled);
   if (!i) return null;
-  return [...new Set([...a, ...i])].sort();
+  return [...new Set([...a, ...i])].sort().join(' ');
 }
 
 /** The index entry of one update as the catalog holds it (`raw`), validated here; `body` is its JSON text. */
@@ -102,8 +111,23 @@ export function buildPage(items: readonly { readonly entry: Omit<PageEntry, 'pag
     // A body is one line; JSON text with line breaks between tokens is made compact.
     return b.includes(10) ? Buffer.from(JSON.stringify(JSON.parse(b.toString('utf8'))), 'utf8') : b;
   });
-  const index = items.map(({ entry: e }, k): IndexTuple => [e.id, e.revision, e.title, e.articleId, e.classification, [...e.products], [...e.supersedes], e.needs ? [...e.needs] : null, e.bad, bodies[k]!.length]);
-  const parts: Buffer[] = [Buffer.from(`{"format":"${PAGE_FORMAT}","updates":${JSON.stringify(index)}}\n`, 'utf8')];
+  const guids: string[] = [];
+  const guidAt = new Map<string, number>();
+  const g = (id: string): number => {
+    let k = guidAt.get(id);
+    if (k === undefined) {
+      k = guids.length;
+      guids.push(id);
+      guidAt.set(id, k);
+    }
+    return k;
+  };
+  const flat: unknown[] = [];
+  items.forEach(({ entry: e }, k) => {
+    const products = e.products.map(g);
+    flat.push(e.id, e.revision, e.title, e.articleId, e.classification ? g(e.classification) : -1, products.length === 1 ? products[0] : products, e.supersedes.length ? [...e.supersedes] : 0, e.needs, e.bad, bodies[k]!.length);
+  });
+  const parts: Buffer[] = [Buffer.from(`{"format":"${PAGE_FORMAT}","guids":${JSON.stringify(guids)},"updates":${JSON.stringify(flat)}}\n`, 'utf8')];
   for (const b of bodies) parts.push(b, NEWLINE);
   return Buffer.concat(parts);
 }
@@ -116,30 +140,55 @@ const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x)
 export function readPage(page: Buffer): PageEntry[] {
   const nl = page.indexOf(10);
   if (nl < 0) throw new Error('the page has no index line');
-  let head: { format?: unknown; updates?: unknown };
+  let head: { format?: unknown; guids?: unknown; updates?: unknown };
   try {
     head = JSON.parse(page.toString('utf8', 0, nl)) as typeof head;
   } catch {
     throw new Error('the index line is not JSON');
   }
-  if (!head || head.format !== PAGE_FORMAT || !Array.isArray(head.updates)) throw new Error(`the index is not of format ${PAGE_FORMAT}`);
+  if (!head || head.format !== PAGE_FORMAT || !isStrings(head.guids) || !Array.isArray(head.updates) || head.updates.length % FIELDS !== 0) throw new Error(`the index is not of format ${PAGE_FORMAT}`);
+  const guids = head.guids;
+  const flat = head.updates as unknown[];
+  // One products array per distinct value, shared by the page's entries.
+  const productSets = new Map<string, readonly string[]>();
+  const productsOf = (v: unknown): readonly string[] | undefined => {
+    const key = typeof v === 'number' ? String(v) : Array.isArray(v) ? v.join(',') : undefined;
+    if (key === undefined) return undefined;
+    let ps = productSets.get(key);
+    if (!ps) {
+      const list = typeof v === 'number' ? [v] : (v as unknown[]);
+      if (!list.every((x) => typeof x === 'number' && guids[x] !== undefined)) return undefined;
+      ps = Object.freeze(list.map((x) => guids[x as number]!));
+      productSets.set(key, ps);
+    }
+    return ps;
+  };
   const out: PageEntry[] = [];
   let at = nl + 1;
-  for (const t of head.updates as unknown[]) {
-    const [id, revision, title, articleId, classification, products, supersedes, needs, bad, bytes] = t as IndexTuple;
+  for (let f = 0; f < flat.length; f += FIELDS) {
+    const id = flat[f];
+    const revision = flat[f + 1];
+    const title = flat[f + 2];
+    const articleId = flat[f + 3];
+    const cls = flat[f + 4];
+    const products = productsOf(flat[f + 5]);
+    const sup = flat[f + 6];
+    const needs = flat[f + 7];
+    const bad = flat[f + 8];
+    const bytes = flat[f + 9];
+    const classification = cls === -1 ? '' : typeof cls === 'number' ? guids[cls] : undefined;
     if (
-      !Array.isArray(t) ||
-      t.length !== 10 ||
       typeof id !== 'string' ||
       !GUID_RE.test(id) ||
       typeof revision !== 'number' ||
       typeof title !== 'string' ||
       typeof articleId !== 'string' ||
-      typeof classification !== 'string' ||
-      !isStrings(products) ||
-      !isStrings(supersedes) ||
-      !(needs === null || isStrings(needs)) ||
+      classification === undefined ||
+      products === undefined ||
+      !(sup === 0 || isStrings(sup)) ||
+      !(needs === null || typeof needs === 'string') ||
       !(bad === null || typeof bad === 'string') ||
+      typeof bytes !== 'number' ||
       !Number.isSafeInteger(bytes) ||
       bytes < 0
     ) {
@@ -147,7 +196,7 @@ export function readPage(page: Buffer): PageEntry[] {
     }
     const end = at + bytes;
     if (end >= page.length || page[end] !== 10) throw new Error(`the body of ${id} does not end where the index says`);
-    out.push({ id, revision, title, articleId, classification, products, supersedes, needs, bad, page, start: at, end });
+    out.push({ id, revision, title, articleId, classification, products, supersedes: sup === 0 ? NONE : sup, needs, bad, page, start: at, end });
     at = end + 1;
   }
   if (at !== page.length) throw new Error('the page has bytes after its last body');
@@ -170,8 +219,8 @@ export function readBody(e: PageEntry): CatalogItem<Update> {
   if (!item.ok) return item;
   const u = item.value;
   const needs = neededPackages(u);
-  const same = (a: readonly string[] | null, b: readonly string[] | null): boolean => (a === null || b === null ? a === b : a.length === b.length && a.every((x, k) => x === b[k]));
-  if (u.id !== e.id || u.revision !== e.revision || !same(needs, e.needs) || !same(u.supersedes, e.supersedes)) {
+  const same = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, k) => x === b[k]);
+  if (u.id !== e.id || u.revision !== e.revision || needs !== e.needs || !same(u.supersedes, e.supersedes)) {
     return { ok: false, id: e.id, code: 'CAIRN_CATALOG_UPDATE_INVALID', reason: `${e.id}: its body (revision ${u.revision}) does not match its entry in the catalog page's index (revision ${e.revision})` };
   }
   return item;

@@ -196,7 +196,7 @@ test('the update point builds pages for scanners at its sync and serves plain JS
     const entries = readPage(bytes);
     assert.deepEqual(
       entries.map((e) => [e.id, e.revision, e.needs, e.bad]),
-      Array.from({ length: 7 }, (_, k) => [U(k + 1), 1, [`pkg-${k + 1}`], null]),
+      Array.from({ length: 7 }, (_, k) => [U(k + 1), 1, `pkg-${k + 1}`, null]),
     );
     assert.deepEqual(entries[6]!.supersedes, [U(6)]);
     const body = JSON.parse(bytes.toString('utf8', entries[2]!.start, entries[2]!.end)) as Record<string, unknown>;
