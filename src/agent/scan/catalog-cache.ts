@@ -146,7 +146,8 @@ interface Answer {
   readonly status: number;
   readonly type: string;
   readonly headers: Readonly<Record<string, string>>;
-  readonly body: Buffer;
+  /** The body, read after the headers (so the next page can be asked for meanwhile). */
+  readonly body: Promise<Buffer>;
 }
 
 /** One GET, through a keep-alive agent when given (node:http) or fetch; rejects on connection errors and timeouts. */
@@ -155,20 +156,25 @@ async function getBytes(url: string, accept: string, agent: http.Agent | undefin
     const r = await fetch(url, { signal, headers: { accept } });
     const headers: Record<string, string> = {};
     r.headers.forEach((v, k) => (headers[k] = v));
-    return { status: r.status, type: r.headers.get('content-type') ?? '', headers, body: Buffer.from(await r.arrayBuffer()) };
+    const body = r.arrayBuffer().then((ab) => Buffer.from(ab));
+    body.catch(() => undefined);
+    return { status: r.status, type: r.headers.get('content-type') ?? '', headers, body };
   }
   return new Promise((resolve, reject) => {
     const u = new URL(url);
     const mod = u.protocol === 'https:' ? https : http;
     const req = mod.get(u, { agent, signal, headers: { accept } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const headers: Record<string, string> = {};
-        for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers[k] = v;
-        resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'] ?? '', headers, body: Buffer.concat(chunks) });
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers[k] = v;
+      const body = new Promise<Buffer>((ok, fail) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => ok(Buffer.concat(chunks)));
+        res.on('error', fail);
+        res.on('aborted', () => fail(new Error('the answer was cut short')));
       });
-      res.on('error', reject);
+      body.catch(() => undefined);
+      resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'] ?? '', headers, body });
     });
     req.on('error', reject);
   });
@@ -322,44 +328,78 @@ export function createCatalogCache(opts: CatalogCacheOptions): CatalogCache {
    * update point), validated here and made into pages.
    */
   async function* updatePages(base: string, since: string, until: string, signal: AbortSignal | undefined): AsyncGenerator<FetchedPage> {
-    let cursor = '';
-    for (;;) {
+    const aborts = new Set<AbortController>();
+    const ask = (cursor: string): { route: string; answer: Promise<Answer>; ac: AbortController } => {
       const q = new URLSearchParams({ since, until, limit: String(pageSize) });
       if (cursor) q.set('cursor', cursor);
       const route = `${UPSTREAM_PREFIX}/updates?${q}`;
-      let res: Answer;
-      try {
-        const s = signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs);
-        res = await getBytes(`${base}${route}`, `${PAGE_MEDIA_TYPE}, application/json;q=0.5`, opts.httpAgent, s);
-      } catch (err) {
-        throw new CairnError('CAIRN_UPSTREAM_UNREACHABLE', `${base}: ${(err as Error).cause ? String((err as Error & { cause: unknown }).cause) : (err as Error).message}`, { cause: err });
-      }
-      if (res.status < 200 || res.status > 299) {
-        let b = null as { code?: unknown; message?: unknown } | null;
+      const ac = new AbortController();
+      aborts.add(ac);
+      const s = AbortSignal.any([ac.signal, AbortSignal.timeout(timeoutMs), ...(signal ? [signal] : [])]);
+      const answer = getBytes(`${base}${route}`, `${PAGE_MEDIA_TYPE}, application/json;q=0.5`, opts.httpAgent, s);
+      answer.catch(() => undefined);
+      return { route, answer, ac };
+    };
+    const unreachable = (err: unknown): CairnError => new CairnError('CAIRN_UPSTREAM_UNREACHABLE', `${base}: ${(err as Error).cause ? String((err as Error & { cause: unknown }).cause) : (err as Error).message}`, { cause: err });
+    let cursor = '';
+    let pending = ask('');
+    try {
+      for (;;) {
+        const { route } = pending;
+        let res: Answer;
         try {
-          b = JSON.parse(res.body.toString('utf8')) as typeof b;
-        } catch {
-          // Not JSON: the status says enough.
-        }
-        const detail = `${base}${route}: HTTP ${res.status} ${typeof b?.code === 'string' ? b.code : ''} ${typeof b?.message === 'string' ? b.message : ''}`.trim();
-        throw new CairnError(b?.code === 'CAIRN_CATALOG_CHANGED' ? 'CAIRN_CATALOG_CHANGED' : 'CAIRN_UPSTREAM_REJECTED', detail);
-      }
-      let next: string;
-      if (res.type.startsWith(PAGE_MEDIA_TYPE)) {
-        const digest = sha256(res.body);
-        if (digest !== res.headers[PAGE_SHA256_HEADER]) throw new CairnError('CAIRN_UPSTREAM_REJECTED', `${base}${route}: the page (${res.body.length} bytes) does not match its SHA-256 ${String(res.headers[PAGE_SHA256_HEADER]).slice(0, 64)}`);
-        let entries: PageEntry[];
-        try {
-          entries = readPage(res.body);
+          res = await pending.answer;
         } catch (err) {
-          throw new CairnError('CAIRN_UPSTREAM_REJECTED', `${base}${route}: the page is malformed: ${(err as Error).message}`);
+          throw unreachable(err);
         }
-        next = res.headers[PAGE_CURSOR_HEADER] ?? '';
-        if (entries.length) yield { bytes: res.body, sha256: digest, entries, rejected: 0, unusable: 0 };
-      } else {
+        let body: Buffer;
+        if (res.status < 200 || res.status > 299) {
+          let b = null as { code?: unknown; message?: unknown } | null;
+          try {
+            b = JSON.parse((await res.body).toString('utf8')) as typeof b;
+          } catch {
+            // Not JSON (or cut short): the status says enough.
+          }
+          const detail = `${base}${route}: HTTP ${res.status} ${typeof b?.code === 'string' ? b.code : ''} ${typeof b?.message === 'string' ? b.message : ''}`.trim();
+          throw new CairnError(b?.code === 'CAIRN_CATALOG_CHANGED' ? 'CAIRN_CATALOG_CHANGED' : 'CAIRN_UPSTREAM_REJECTED', detail);
+        }
+        let next: string;
+        if (res.type.startsWith(PAGE_MEDIA_TYPE)) {
+          next = res.headers[PAGE_CURSOR_HEADER] ?? '';
+          if (next && !/^\d{1,15}$/.test(next)) throw new CairnError('CAIRN_UPSTREAM_REJECTED', `${base}: a page's cursor is malformed`);
+          if (next === cursor && next) throw new CairnError('CAIRN_UPSTREAM_REJECTED', `${base}: the cursor did not move`);
+          // Ask for the next page now: the update point sends it while this one is checked and read.
+          const following = next ? ask(next) : undefined;
+          try {
+            body = await res.body;
+          } catch (err) {
+            throw unreachable(err);
+          }
+          aborts.delete(pending.ac);
+          const digest = sha256(body);
+          if (digest !== res.headers[PAGE_SHA256_HEADER]) throw new CairnError('CAIRN_UPSTREAM_REJECTED', `${base}${route}: the page (${body.length} bytes) does not match its SHA-256 ${String(res.headers[PAGE_SHA256_HEADER]).slice(0, 64)}`);
+          let entries: PageEntry[];
+          try {
+            entries = readPage(body);
+          } catch (err) {
+            throw new CairnError('CAIRN_UPSTREAM_REJECTED', `${base}${route}: the page is malformed: ${(err as Error).message}`);
+          }
+          if (entries.length) yield { bytes: body, sha256: digest, entries, rejected: 0, unusable: 0 };
+          if (!following) return;
+          cursor = next;
+          pending = following;
+          continue;
+        }
+        // A plain JSON page (a server that does not build pages): validated here, made into a page.
+        try {
+          body = await res.body;
+        } catch (err) {
+          throw unreachable(err);
+        }
+        aborts.delete(pending.ac);
         let page: { items?: unknown; cursor?: unknown } | null;
         try {
-          page = JSON.parse(res.body.toString('utf8')) as typeof page;
+          page = JSON.parse(body.toString('utf8')) as typeof page;
         } catch {
           throw new CairnError('CAIRN_UPSTREAM_REJECTED', `${base}${route}: HTTP ${res.status} with a body that is neither a catalog page nor JSON`);
         }
@@ -383,11 +423,14 @@ export function createCatalogCache(opts: CatalogCacheOptions): CatalogCache {
           const bytes = buildPage(parts);
           yield { bytes, sha256: sha256(bytes), entries: readPage(bytes), rejected, unusable };
         }
+        if (!next) return;
+        if (next === cursor) throw new CairnError('CAIRN_UPSTREAM_REJECTED', `${base}: the cursor did not move`);
+        cursor = next;
+        pending = ask(next);
       }
-      if (next && !/^\d{1,15}$/.test(next)) throw new CairnError('CAIRN_UPSTREAM_REJECTED', `${base}: a page's cursor is malformed`);
-      if (!next) return;
-      if (next === cursor) throw new CairnError('CAIRN_UPSTREAM_REJECTED', `${base}: the cursor did not move`);
-      cursor = next;
+    } finally {
+      // A page asked for ahead and not read (an error, or the caller stopped): not left running.
+      for (const ac of aborts) ac.abort();
     }
   }
 
