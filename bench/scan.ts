@@ -159,6 +159,7 @@ async function main(): Promise<void> {
       if (round === 1) console.log(`machine 0: ${shares(cold)}; apt: ${aptCount} upgradable on this machine`);
       if (shares(cold) !== shares(warm)) throw new Error('cold and warm scans disagree');
       rows.push([String(round), aptMs.toFixed(0), coldMs.toFixed(0), restartMs.toFixed(0), warmMs.toFixed(0), perClient.toFixed(1), String(coldRss), (os.loadavg()[0] ?? 0).toFixed(1)]);
+      console.log(`round ${round}: ${rows.at(-1)!.join(' | ')}`);
     }
     const head = ['round', 'apt list --upgradable (ms)', 'cold scan (ms)', 'restart scan (ms)', 'warm scan (ms)', `per client, ${clients} clients (ms)`, 'RSS growth, cold (MiB)', 'load'];
     console.log(`\n| ${head.join(' | ')} |\n|${head.map(() => ' --- ').join('|')}|`);

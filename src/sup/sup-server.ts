@@ -28,11 +28,12 @@ import { createComponentLog } from '../shared/cmtrace-log.ts';
 import { listenUrl } from '../shared/listen.ts';
 import { CairnError, ERRORS, describeError, isCairnError } from '../shared/errors.ts';
 import { NonceCache, PROOF_HEADER, proveResponse, verifyRequest } from '../dp/protocol.ts';
-import { parseAnchor, parseCursor, parseLimit, UPSTREAM_PREFIX } from '../upstream/protocol.ts';
+import { MAX_PAGE_SIZE, parseAnchor, parseCursor, parseLimit, UPSTREAM_PREFIX } from '../upstream/protocol.ts';
 import type { ChangesReply, ItemKind } from '../upstream/protocol.ts';
 import { catalogServerApp } from '../upstream/upstream-server.ts';
 import { openCatalogStore, SUP_STORE_SITE } from './catalog-store.ts';
 import { MAX_REJECTED_LISTED, SUP_PREFIX } from './protocol.ts';
+import { PAGE_CURSOR_HEADER, PAGE_MEDIA_TYPE, PAGE_SHA256_HEADER } from './catalog-pack.ts';
 import type { SupRejected, SupStatus, SupSyncState } from './protocol.ts';
 
 export interface SupOptions {
@@ -56,6 +57,20 @@ export async function buildSupServer(opts: SupOptions): Promise<FastifyInstance>
   const log = createComponentLog({ dir: path.join(dataDir, 'logs'), name: 'SoftwareDistribution', component: 'CAIRN_SUP', echo: opts.logEcho ?? false });
   const store = await openCatalogStore(dataDir);
   log.info(`Software update point '${name}' starting; catalog ${store.catalogId} at content version ${await store.contentVersion()}; upstream ${ownUpstream || '(named by the site)'}`);
+
+  /** Builds scanners' pages ahead of them; a failure costs only that the first scanner builds them. */
+  async function prebuild(version: number, previous: number): Promise<void> {
+    if (version <= 0) return;
+    const t0 = Date.now();
+    try {
+      let pages = await store.prebuild(0, version, MAX_PAGE_SIZE);
+      if (previous > 0 && previous < version) pages += await store.prebuild(previous, version, MAX_PAGE_SIZE);
+      log.info(`Prepared ${pages} catalog page(s) of content version ${version} for scanners in ${Date.now() - t0} ms`);
+    } catch (err) {
+      log.warn(`Could not prepare the catalog pages of content version ${version} for scanners (they are built when first asked for): ${describeError(err)}`);
+    }
+  }
+  void store.contentVersion().then((v) => prebuild(v, 0));
 
   let state: SupSyncState = idleState();
   let running: Promise<void> | undefined;
@@ -91,6 +106,9 @@ export async function buildSupServer(opts: SupOptions): Promise<FastifyInstance>
         });
         // The store's own change rows (migration 0006's triggers) have no reader here.
         await store.database.db.deleteFrom('ChangeNotifications').execute();
+        // Scanners' pages of the new version, built before the sync is reported done (ADR 0011): the whole
+        // catalog for new clients, and the changes since the last version for clients that scanned it.
+        await prebuild(r.contentVersion, r.previousContentVersion);
         const rejected = r.categories.rejected + r.updates.rejected + r.rejectedAtSource;
         state = {
           ...state,
@@ -127,6 +145,12 @@ export async function buildSupServer(opts: SupOptions): Promise<FastifyInstance>
       if (until.catalogId !== store.catalogId) throw new CairnError('CAIRN_CATALOG_CHANGED', `the anchor is not of catalog ${store.catalogId}; sync again`);
       const given = parseAnchor(q.since);
       const since = given && given.catalogId === store.catalogId ? given.seq : 0;
+      if (kind === 'updates' && (request.headers.accept ?? '').includes(PAGE_MEDIA_TYPE)) {
+        // A scanner: the page built once for every client that asks (ADR 0011); replicas and child sites get the JSON page.
+        const page = await store.builtPage(since, until.seq, parseCursor(q.cursor), parseLimit(q.limit));
+        void reply.type(PAGE_MEDIA_TYPE).header(PAGE_SHA256_HEADER, page.sha256).header(PAGE_CURSOR_HEADER, page.next === null ? '' : String(page.next));
+        return page.bytes;
+      }
       void reply.type('application/json');
       return store.page(kind, since, until.seq, parseCursor(q.cursor), parseLimit(q.limit));
     });

@@ -38,37 +38,28 @@
  * the catalog cache's (update point unreachable, content version too old).
  */
 import type http from 'node:http';
-import type { Update } from '../../catalog/catalog.ts';
-import { compileRule, prepareMachine, requiredPackages } from '../../catalog/rules.ts';
+import { compileRule, prepareMachine } from '../../catalog/rules.ts';
 import type { CompiledRule, Machine, PreparedMachine } from '../../catalog/rules.ts';
 import { describeError } from '../../shared/errors.ts';
 import { createCatalogCache } from './catalog-cache.ts';
-import type { CachedCatalog, CatalogCache, RefreshResult } from './catalog-cache.ts';
+import type { CachedCatalog, CachedUpdate, CatalogCache, RefreshResult } from './catalog-cache.ts';
+import { readBody } from '../../sup/catalog-pack.ts';
 import type { ScanRequest, ScanResult, Scanner, UpdateScanResult, UpdateStateName } from './types.ts';
 
 /** The seed's search criteria, logged as the product logs it (UC13). */
 export const SCAN_CRITERIA = "(DeploymentAction=* AND Type='Software')";
 
-/** One update of a catalog, prepared for evaluation on many machines. */
-interface Entry {
-  readonly id: string;
-  readonly revision: number;
-  readonly title: string;
-  /** Valid updates; their rules are compiled at their first evaluation (most updates are never evaluated). */
-  readonly update?: Update;
-  /** Bad ones: the reason they are unknown. */
-  readonly bad?: string;
-  /** Product and classification GUIDs, for the categories of the found updates. */
-  readonly categories: readonly string[];
-  /** The result when this update is not required: the same frozen object for every machine. */
-  readonly notRequired: UpdateScanResult;
-  readonly base: Omit<UpdateScanResult, 'state'>;
-}
-
-/** What the scanner derives from one catalog version, shared by every scan of it. */
+/**
+ * What the scanner derives from one catalog version, shared by every scan of
+ * it. Two arrays by position rather than an object per update: a catalog of
+ * 60,000 updates is indexed at every agent start.
+ */
 interface CatalogIndex {
-  readonly entries: readonly Entry[];
-  /** Entries whose rules can hold with none of their packages installed: evaluated on every machine. */
+  /** The catalog's updates (page entries), in catalog order. */
+  readonly sources: readonly CachedUpdate[];
+  /** Each one's result when it is not required (unknown with the reason for a bad one): the same frozen object for every machine. */
+  readonly results: readonly UpdateScanResult[];
+  /** Entries whose rules can hold with none of their packages installed (and bad ones): evaluated on every machine. */
   readonly always: readonly number[];
   /** Entries by the package names their rules need (one of) installed. */
   readonly byPackage: ReadonlyMap<string, readonly number[]>;
@@ -77,77 +68,70 @@ interface CatalogIndex {
   readonly pruned: readonly { readonly id: string; readonly supersededBy: string }[];
 }
 
-interface Compiled {
-  readonly applicable: CompiledRule;
-  readonly installed: CompiledRule;
-}
+/** An update's rules compiled, or why its body cannot be evaluated. */
+type Compiled = { readonly applicable: CompiledRule; readonly installed: CompiledRule } | { readonly bad: string };
 
-/** Compiled rules by update object: an update unchanged between two catalog versions is compiled once, when first evaluated. */
-const compiledRules = new WeakMap<Update, Compiled>();
+/** Compiled rules by page entry: an update unchanged between two catalog versions is parsed and compiled once, when first evaluated. */
+const compiledRules = new WeakMap<CachedUpdate, Compiled>();
 
-function compile(u: Update): Compiled {
-  let c = compiledRules.get(u);
+function compile(e: CachedUpdate): Compiled {
+  let c = compiledRules.get(e);
   if (!c) {
-    c = { applicable: compileRule(u.isApplicable), installed: compileRule(u.isInstalled) };
-    compiledRules.set(u, c);
+    // The body is validated here, at its first evaluation (issue 6, part 9: a bad one is unknown with the reason).
+    const item = readBody(e);
+    if (!item.ok) c = { bad: `${item.code}: ${item.reason}` };
+    else {
+      try {
+        c = { applicable: compileRule(item.value.isApplicable), installed: compileRule(item.value.isInstalled) };
+      } catch (err) {
+        c = { bad: `evaluation failed: ${describeError(err)}` };
+      }
+    }
+    compiledRules.set(e, c);
   }
   return c;
 }
 
-/** Packages one of which must be installed for either rule of `u` to hold; undefined when there is no such set. */
-function needs(u: Update): ReadonlySet<string> | undefined {
-  const a = requiredPackages(u.isApplicable);
-  if (!a) return undefined;
-  const i = requiredPackages(u.isInstalled);
-  if (!i) return undefined;
-  if (a.size === 1 && i.size === 1 && [...a][0] === [...i][0]) return a;
-  return new Set([...a, ...i]);
-}
-
 function buildIndex(catalog: CachedCatalog): CatalogIndex {
-  const entries: Entry[] = [];
+  const sources: CachedUpdate[] = [];
+  const results: UpdateScanResult[] = [];
   const always: number[] = [];
   const byPackage = new Map<string, number[]>();
   const position = new Map<string, number>();
+  const add = (name: string, k: number): void => {
+    const list = byPackage.get(name);
+    if (list) list.push(k);
+    else byPackage.set(name, [k]);
+  };
   for (const cu of catalog.updates.values()) {
-    const k = entries.length;
-    if (cu.ok) {
-      const u = cu.update;
-      const base = { id: u.id, revision: u.revision, title: u.title, articleId: u.articleId, products: u.products, classification: u.classification };
-      entries.push({ id: u.id, revision: u.revision, title: u.title, update: u, categories: [...u.products, u.classification], base, notRequired: Object.freeze({ ...base, state: 'notRequired' as const }) });
-      const need = needs(u);
-      if (need) {
-        for (const name of need) {
-          const list = byPackage.get(name);
-          if (list) list.push(k);
-          else byPackage.set(name, [k]);
-        }
-      } else {
-        always.push(k);
-      }
+    const k = sources.length;
+    sources.push(cu);
+    position.set(cu.id, k);
+    if (cu.bad === null) {
+      results.push(Object.freeze({ id: cu.id, revision: cu.revision, title: cu.title, articleId: cu.articleId, products: cu.products, classification: cu.classification, state: 'notRequired' as const }));
+      const need = cu.needs;
+      if (need === null) always.push(k);
+      else if (need.includes(' ')) for (const name of need.split(' ')) add(name, k);
+      else add(need, k);
     } else {
-      const base = { id: cu.id, revision: cu.revision, title: cu.title, articleId: cu.articleId, products: [], classification: '' };
-      const reason = `${cu.code}: ${cu.reason}`;
-      entries.push({ id: cu.id, revision: cu.revision, title: cu.title, bad: reason, categories: [], base, notRequired: Object.freeze({ ...base, state: 'unknown' as const, reason }) });
+      results.push(Object.freeze({ id: cu.id, revision: cu.revision, title: cu.title, articleId: cu.articleId, products: [], classification: '', state: 'unknown' as const, reason: cu.bad }));
       always.push(k);
     }
-    position.set(entries[k]!.id, k);
   }
   // Supersedence among the valid updates of the catalog; two updates superseding each other prune neither.
   const prunedBy = new Map<number, string>();
-  for (const cu of catalog.updates.values()) {
-    if (!cu.ok) continue;
-    const by = cu.update;
+  for (const by of sources) {
+    if (by.bad !== null) continue;
     for (const s of by.supersedes) {
       const k = position.get(s);
       if (k === undefined || prunedBy.has(k)) continue;
-      const other = catalog.updates.get(s);
-      if (other?.ok && other.update.supersedes.includes(by.id)) continue;
+      const other = sources[k]!;
+      if (other.bad === null && other.supersedes.includes(by.id)) continue;
       prunedBy.set(k, by.id);
     }
   }
-  const pruned = [...prunedBy.entries()].sort((a, b) => a[0] - b[0]).map(([k, by]) => Object.freeze({ id: entries[k]!.id, supersededBy: by }));
-  return { entries, always, byPackage, prunedBy, pruned };
+  const pruned = [...prunedBy.entries()].sort((a, b) => a[0] - b[0]).map(([k, by]) => Object.freeze({ id: sources[k]!.id, supersededBy: by }));
+  return { sources, results, always, byPackage, prunedBy, pruned };
 }
 
 const STATE_WORD: Readonly<Record<UpdateStateName, string>> = { installed: 'Installed', required: 'Missing', notRequired: 'Not required', unknown: 'Unknown' };
@@ -213,6 +197,7 @@ export function createScanner(options: ScannerOptions): ProcessScanner {
         `Downloaded ${r.full ? 'the whole catalog' : `the changes since content version ${r.previousContentVersion}`} ${c.catalogId} from ${req.location.url}: ${r.updatesChanged} update(s) and ${r.categoriesChanged} categor${r.categoriesChanged === 1 ? 'y' : 'ies'}, now at content version ${c.contentVersion}`,
       );
       if (r.rejected) log.warn(`${r.rejected} update(s) of this download failed validation on this client; they are reported unknown with the reason`);
+      if (r.invalidAtUpdatePoint) log.warn(`${r.invalidAtUpdatePoint} update(s) of this download are marked invalid by the update point; they are reported unknown with the reason`);
       if (r.unusable) log.warn(`${r.unusable} item(s) of this download have no usable ID and were dropped`);
     }
   }
@@ -244,13 +229,17 @@ export function createScanner(options: ScannerOptions): ProcessScanner {
       const candidates = new Set<number>(ix.always);
       for (const name of m.packages.keys()) for (const k of ix.byPackage.get(name) ?? []) candidates.add(k);
       for (const k of candidates) {
-        const e = ix.entries[k]!;
-        if (e.bad !== undefined) {
+        const e = ix.sources[k]!;
+        if (e.bad !== null) {
           states.set(k, { state: 'unknown', reason: e.bad });
           continue;
         }
         try {
-          const c = compile(e.update!);
+          const c = compile(e);
+          if ('bad' in c) {
+            states.set(k, { state: 'unknown', reason: c.bad });
+            continue;
+          }
           const a = c.applicable(m);
           const i = c.installed(m);
           if (a && i) states.set(k, { state: 'unknown', reason: 'the rules contradict each other: isApplicable and isInstalled both hold on this machine' });
@@ -261,8 +250,13 @@ export function createScanner(options: ScannerOptions): ProcessScanner {
         }
       }
       const foundCategories = new Set<string>();
-      for (const k of states.keys()) for (const c of ix.entries[k]!.categories) foundCategories.add(c);
-      log.info(`Found ${states.size} updates and ${foundCategories.size} categories in search; evaluated applicability rules of ${candidates.size} out of ${ix.entries.length} deployed entities`);
+      for (const k of states.keys()) {
+        const e = ix.sources[k]!;
+        if (e.bad !== null) continue;
+        for (const c of e.products) foundCategories.add(c);
+        foundCategories.add(e.classification);
+      }
+      log.info(`Found ${states.size} updates and ${foundCategories.size} categories in search; evaluated applicability rules of ${candidates.size} out of ${ix.sources.length} deployed entities`);
       // UC15.
       log.info('Async searching completed.');
       log.info('Finished searching everything in single call.');
@@ -270,21 +264,22 @@ export function createScanner(options: ScannerOptions): ProcessScanner {
       // UC16: pruning, then one line per found update, then done.
       for (const [k] of states) {
         const by = ix.prunedBy.get(k);
-        if (by !== undefined) log.info(`Pruning: update id (${ix.entries[k]!.id}) is superseded by (${by}).`);
+        if (by !== undefined) log.info(`Pruning: update id (${ix.sources[k]!.id}) is superseded by (${by}).`);
       }
       const updates: UpdateScanResult[] = [];
       const counts = { installed: 0, required: 0, notRequired: 0, unknown: 0 };
-      for (const [k, e] of ix.entries.entries()) {
+      for (let k = 0; k < ix.results.length; k += 1) {
         if (ix.prunedBy.has(k)) continue;
+        const r = ix.results[k]!;
         const s = states.get(k);
         if (!s) {
-          updates.push(e.notRequired);
+          updates.push(r);
           counts.notRequired += 1;
           continue;
         }
         counts[s.state] += 1;
-        updates.push({ ...e.base, state: s.state, ...(s.reason !== undefined ? { reason: s.reason } : {}) });
-        log.info(`Update (${STATE_WORD[s.state]}): ${e.title} (${e.id}, ${e.revision})${s.reason !== undefined ? `: ${s.reason}` : ''}`);
+        updates.push({ ...r, state: s.state, ...(s.reason !== undefined ? { reason: s.reason } : {}) });
+        log.info(`Update (${STATE_WORD[s.state]}): ${r.title} (${r.id}, ${r.revision})${s.reason !== undefined ? `: ${s.reason}` : ''}`);
       }
       log.info(
         `Successfully completed scan at content version ${catalog.contentVersion}: ${counts.required} required, ${counts.installed} installed, ${counts.notRequired} not required, ${counts.unknown} unknown, ${ix.pruned.length} pruned as superseded`,
@@ -296,7 +291,7 @@ export function createScanner(options: ScannerOptions): ProcessScanner {
         pruned: ix.pruned,
         categories: foundCategories.size,
         evaluated: candidates.size,
-        total: ix.entries.length,
+        total: ix.sources.length,
       };
     },
   };
