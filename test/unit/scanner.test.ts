@@ -186,7 +186,7 @@ function logIn(dir: string, name: string): { log: ComponentLog; lines: () => str
 }
 
 function request(w: World, machine: Machine, log: ComponentLog, required: number, url = w.proxy.url): ScanRequest {
-  return { updateSourceId: 'c2d17964-bbdd-4339-b9f3-12d7205b39cc', requiredContentVersion: required, location: { url, serverName: 'sup1', contentVersion: required }, machine, log };
+  return { updateSourceId: '{c2d17964-bbdd-4339-b9f3-12d7205b39cc}', requiredContentVersion: required, location: { url, serverName: 'sup1', contentVersion: required }, machine, log };
 }
 
 const statesOf = (r: ScanResult): Record<string, UpdateStateName> => Object.fromEntries(r.updates.map((u) => [u.id, u.state]));

@@ -313,7 +313,8 @@ export function createCatalogCache(opts: CatalogCacheOptions): CatalogCache {
 
   function unreachable(url: string, err: unknown): CairnError {
     if (isCairnError(err) && err.code.startsWith('CAIRN_SCAN_')) return err;
-    const detail = isCairnError(err) && err.detail ? err.detail : describeError(err);
+    // The inner error may already start with the address ("http://…: socket hang up"): name it once.
+    const detail = (isCairnError(err) && err.detail ? err.detail : describeError(err)).replace(/^https?:\/\/\S+?: /, '');
     return new CairnError('CAIRN_SCAN_UPDATE_POINT_UNREACHABLE', `${url}: ${detail}`, { cause: err });
   }
 

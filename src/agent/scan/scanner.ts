@@ -208,7 +208,7 @@ export function createScanner(options: ScannerOptions): ProcessScanner {
       const log = req.log;
       // UC13: criteria, search started (seed: WUAHandler.log, step 1).
       log.info('Scan results will not include updates superseded by another update of the catalog');
-      log.info(`Search Criteria is ${SCAN_CRITERIA}; update source {${req.updateSourceId.toUpperCase()}}, required content version ${req.requiredContentVersion}`);
+      log.info(`Search Criteria is ${SCAN_CRITERIA}; update source {${req.updateSourceId.replace(/^\{|\}$/g, '').toUpperCase()}}, required content version ${req.requiredContentVersion}`);
       log.info(`Async searching of updates using update point ${req.location.serverName} (${req.location.url}) started`);
       // UC14: the update point's catalog, incrementally.
       log.info(`Contacting update point ${req.location.url} for catalog content version ${req.requiredContentVersion} or later`);

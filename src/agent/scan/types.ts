@@ -61,6 +61,7 @@ export interface ScanResult {
 }
 
 export interface ScanRequest {
+  /** As the UpdateSource policy names it, braced (`{GUID}`); an unbraced GUID is accepted too. */
   readonly updateSourceId: string;
   /** The content version the UpdateSource policy requires; an update point holding less is not scanned against. */
   readonly requiredContentVersion: number;
