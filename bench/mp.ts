@@ -65,6 +65,9 @@ interface PhaseResult {
   perSecond: number;
   p50ms: number;
   p99ms: number;
+  /** The phase's start and end on the monotonic clock, in µs (the same clock as a V8 CPU profile's timestamps). */
+  startUs: number;
+  endUs: number;
 }
 
 const ASSIGNMENTS = '/mp/v1/policy/assignments';
@@ -135,7 +138,8 @@ async function runLoad(): Promise<void> {
         }
       }),
     );
-    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const t1 = process.hrtime.bigint();
+    const seconds = Number(t1 - t0) / 1e9;
     // The client's side of the exchange (checking the site's signature, X25519), after the clock stopped: it is the client's work.
     list.forEach((r, k) => {
       const reply = replies[k];
@@ -143,7 +147,7 @@ async function runLoad(): Promise<void> {
     });
     const sorted = Array.from(lat).sort((a, b) => a - b);
     const pct = (p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-    return { name, requests: n, errors, seconds, perSecond: n / seconds, p50ms: pct(50), p99ms: pct(99) };
+    return { name, requests: n, errors, seconds, perSecond: n / seconds, p50ms: pct(50), p99ms: pct(99), startUs: Number(t0 / 1000n), endUs: Number(t1 / 1000n) };
   };
   const warm = Math.min(2000, requests);
   const results: PhaseResult[] = [];
@@ -285,6 +289,8 @@ async function main(): Promise<void> {
   await database.destroy();
   if (code !== 0) throw new Error(`the load generator exited with ${code}`);
   const results = JSON.parse(out.trim().split('\n').pop()!) as PhaseResult[];
+  // The phases' times on the profile's clock, so that a profile can be read phase by phase.
+  if (profileFile) await fsp.writeFile(`${profileFile}.phases.json`, JSON.stringify(results.map(({ name, startUs, endUs, requests }) => ({ name, startUs, endUs, requests }))));
 
   const rows = results.map((r) => [r.name, String(r.requests), String(r.errors), r.perSecond.toFixed(0), r.p50ms.toFixed(2), r.p99ms.toFixed(2)]);
   const widths = rows[0]!.map((_, i) => Math.max(...[['phase', 'requests', 'errors', 'req/s', 'p50 ms', 'p99 ms'], ...rows].map((r) => r[i]!.length)));

@@ -18,7 +18,8 @@
  */
 import type { Kysely } from 'kysely';
 import type { Database, ClientRow } from '../datastore/schema.ts';
-import { findClient, touchClient } from '../datastore/clients.ts';
+import { touchClient } from '../datastore/clients.ts';
+import { precompile } from '../datastore/precompiled.ts';
 import { CLIENT_CLOCK_WINDOW_MS, SESSION_AUTH_SCHEME, answerSessionOffer, newSessionId, parseClientAuthorization, parsePublicKey, parseSessionAuthorization, parseX25519, signDocument, verifyClientSignature, verifySessionMac } from '../shared/client-auth.ts';
 import type { ClientAuthorization } from '../shared/client-auth.ts';
 import type { ComponentLog } from '../shared/cmtrace-log.ts';
@@ -152,9 +153,12 @@ export class ClientAuthenticator {
   #pendingTouches = new Map<number, string>();
   #flushTimer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> = Promise.resolve();
+  /** The client's row by client ID, compiled once (src/datastore/precompiled.ts): read on every request. */
+  readonly #findClient: (clientId: string) => Promise<ClientRow[]>;
 
   constructor(db: Kysely<Database>, opts: ClientAuthenticatorOptions = {}) {
     this.#db = db;
+    this.#findClient = precompile(db, (clientId) => db.selectFrom('ClientRegistration').selectAll().where('ClientID', '=', clientId));
     this.#log = opts.log;
     this.#lifetimeMs = opts.sessionLifetimeMs ?? SESSION_LIFETIME_MS;
     this.#now = opts.now ?? Date.now;
@@ -169,7 +173,7 @@ export class ClientAuthenticator {
     if (header?.startsWith(`${SESSION_AUTH_SCHEME} `)) return this.#authenticateSession(header, method, pathWithQuery, body, allow);
     const auth = parseClientAuthorization(header);
     if (!auth) throw new CairnError('CAIRN_AUTH_MISSING', header ? 'the Authorization header is not a CairnClient signature' : 'no Authorization header');
-    const row = await findClient(this.#db, auth.clientId);
+    const [row] = await this.#findClient(auth.clientId);
     if (!row) throw new CairnError('CAIRN_CLIENT_UNKNOWN', auth.clientId);
     let cached = this.#keys.get(row.ClientID);
     if (!cached || cached.pem !== row.PublicKey) {
@@ -196,7 +200,7 @@ export class ClientAuthenticator {
     }
     if (!verifySessionMac(auth, session.key, method, pathWithQuery, body)) throw new CairnError('CAIRN_AUTH_INVALID', `the session MAC of ${auth.clientId} (session ${auth.sessionId}) does not match`);
     checkFreshness(auth, this.nonces, now);
-    const row = await findClient(this.#db, auth.clientId);
+    const [row] = await this.#findClient(auth.clientId);
     if (!row || row.PublicKey !== session.publicKeyPem) {
       this.sessions.end(auth.sessionId);
       throw new CairnError('CAIRN_CLIENT_UNKNOWN', `${auth.clientId} is no longer registered with the key that opened session ${auth.sessionId}`);
