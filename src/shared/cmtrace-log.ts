@@ -134,7 +134,7 @@ class FileComponentLog implements ComponentLog {
     this.#fd ??= fs.openSync(this.file, 'a');
     fs.writeSync(this.#fd, line);
     this.#lastWrite = Date.now();
-    this.#idleTimer ??= setTimeout(() => this.#closeWhenIdle(), KEEP_OPEN_IDLE_MS).unref();
+    if (this.#idleTimer === undefined) this.#idleTimer = setTimeout(() => this.#closeWhenIdle(), KEEP_OPEN_IDLE_MS).unref();
   }
 
   #closeWhenIdle(): void {
