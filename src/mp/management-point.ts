@@ -236,9 +236,10 @@ export const managementPoint: FastifyPluginAsync<ManagementPointOptions> = async
     if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1) throw new CairnError('CAIRN_REQUEST_INVALID', 'version must be a positive integer');
     const ips = addresses(o, 'ipAddresses');
     logs.location.info(`MP LM: Message Body : ${JSON.stringify({ packageId, version, ipAddresses: ips })} from ${c.row.ClientID} (${c.row.NetBIOSName})`);
-    // ADR 0013: the setting and the boundary groups come from the cache, read again whenever the change counter moved.
-    const { fallback, groups: allGroups } = await cache.locationContext(await cache.version());
-    const { locations, groups } = locateAmong(await cache.dpsHolding(packageId, version), allGroups, { packageId, ipAddresses: ips }, fallback);
+    // ADR 0013: the setting, the boundary groups and the DPs holding the version come from the cache, read again whenever the change counter moved.
+    const counter = await cache.version();
+    const { fallback, groups: allGroups } = await cache.locationContext(counter);
+    const { locations, groups } = locateAmong(await cache.dpsHolding(packageId, version, counter), allGroups, { packageId, ipAddresses: ips }, fallback);
     logs.location.info(`MP LM: the client's boundary groups: ${groups.join(', ') || 'none'}; fallback ${fallback ? 'to every DP holding the content' : 'off'}; ${locations.length} locations.`);
     const replyBody = { packageId, version, locations };
     logs.location.info(`MP LM: Reply message body: ${JSON.stringify(replyBody)}`);

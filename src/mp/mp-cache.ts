@@ -1,7 +1,8 @@
 /**
  * The management point's caches (docs/adr/0013-mp-caches.md): what every
- * location request read from the database (`mp.locationFallback` and the
- * boundary groups), and each client's signed policy assignment list.
+ * location request read from the database (`mp.locationFallback`, the
+ * boundary groups, and the DPs holding each package version asked for), and
+ * each client's signed policy assignment list.
  *
  * Both are keyed by the site database's change counter (`ChangeCounters`,
  * row `mp`, migration 0010), which triggers bump in the same transaction as
@@ -28,6 +29,8 @@ import type { LocationGroup } from './content-location.ts';
 
 /** At most this many clients' signed assignment lists are kept; the least recently asked goes first. */
 export const ASSIGNMENT_LIST_CACHE_SIZE = 20_000;
+/** At most this many package versions' DP lists are kept. */
+export const HOLDING_CACHE_SIZE = 2_000;
 
 export interface LocationContext {
   readonly fallback: boolean;
@@ -47,6 +50,8 @@ export class MpCache {
   readonly #readCounter: (name: string) => Promise<{ Counter: number }[]>;
   readonly #holding: (packageId: string, version: number) => Promise<{ DPID: number; Name: string; URL: string; Priority: number }[]>;
   #location: { version: number; context: Promise<LocationContext> } | undefined;
+  #holdingVersion = -1;
+  readonly #holdingCache = new Map<string, Promise<HoldingDp[]>>();
   #listsVersion = -1;
   readonly #lists = new Map<number, SignedList>();
   /** Counts for the bench and tests: how often a list came from the cache. */
@@ -99,9 +104,26 @@ export class MpCache {
     return context;
   }
 
-  /** The DPs holding a package version (`PkgStatus`, not cached: it moves with every distribution). */
-  async dpsHolding(packageId: string, version: number): Promise<HoldingDp[]> {
-    return (await this.#holding(packageId, version)).map((r) => ({ dpId: Number(r.DPID), name: r.Name, url: r.URL, priority: Number(r.Priority) }));
+  /** The DPs holding a package version (`PkgStatus` joined to `DistributionPoints`), as of `version` or later. */
+  dpsHolding(packageId: string, packageVersion: number, version: number): Promise<HoldingDp[]> {
+    const key = `${packageId} ${packageVersion}`;
+    if (version >= 0 && version === this.#holdingVersion) {
+      const hit = this.#holdingCache.get(key);
+      if (hit) return hit;
+    }
+    const read = this.#holding(packageId, packageVersion).then((rows) => rows.map((r) => ({ dpId: Number(r.DPID), name: r.Name, url: r.URL, priority: Number(r.Priority) })));
+    if (version >= 0 && version >= this.#holdingVersion) {
+      if (version > this.#holdingVersion) {
+        this.#holdingCache.clear();
+        this.#holdingVersion = version;
+      }
+      this.#holdingCache.set(key, read);
+      if (this.#holdingCache.size > HOLDING_CACHE_SIZE) this.#holdingCache.delete(this.#holdingCache.keys().next().value as string);
+      read.catch(() => {
+        if (this.#holdingCache.get(key) === read) this.#holdingCache.delete(key);
+      });
+    }
+    return read;
   }
 
   /** A client's signed list built at `version`, if it is still current. */

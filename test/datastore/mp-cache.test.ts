@@ -19,7 +19,7 @@ import { MpCache } from '../../src/mp/mp-cache.ts';
 import { precompile } from '../../src/datastore/precompiled.ts';
 
 describe('the MP change counter and caches (migration 0010)', () => {
-  engineTest('migration 0010 applies on a database at 0008; each write to a boundary, DP, setting or policy table moves the counter, a rolled-back one does not', async (d) => {
+  engineTest('migration 0010 applies on a database at 0008; each write to a boundary, DP, setting, package status or policy table moves the counter, a rolled-back one does not', async (d) => {
     assert.deepEqual(await migrateToLatest(d.db, d.engine, '0008-compliance-reporting'), MIGRATION_NAMES.slice(0, 8));
     assert.deepEqual(await migrateToLatest(d.db, d.engine), ['0010-mp-change-counter']);
     const cache = new MpCache(d.db);
@@ -51,7 +51,7 @@ describe('the MP change counter and caches (migration 0010)', () => {
     await changeResPolicyMap(d.db, Number(client.ResourceID), [padbid], []);
     await moved("a client's new assignment");
     await upsertPkgStatus(d.db, { ID: 'CS100001', Type: 2, SiteCode: 'CS1', PkgServer: 'nal1' }, { Status: 3, SourceVersion: 1 });
-    assert.equal(await cache.version(), last, 'PkgStatus is read on every request, not counted');
+    await moved('a package installed on a DP');
     await assert.rejects(
       d.db.transaction().execute(async (trx) => {
         await writeSetting(trx as never, 'mp.locationFallback', 1);
@@ -80,16 +80,22 @@ describe('the MP change counter and caches (migration 0010)', () => {
     assert.notEqual(await cache.locationContext(v1), second, 'an older counter (PostgreSQL pool, out of order) is answered afresh and leaves the cache alone');
     assert.equal(await cache.locationContext(v2), second);
 
+    assert.deepEqual(await cache.dpsHolding('CS100001', 1, v2), []);
+    await upsertPkgStatus(d.db, { ID: 'CS100001', Type: 2, SiteCode: 'CS1', PkgServer: 'nal1' }, { Status: 3, SourceVersion: 1 });
+    assert.deepEqual(await cache.dpsHolding('CS100001', 1, v2), [], 'the same counter: the cached (empty) list');
+    const v2b = await cache.version();
+    assert.deepEqual((await cache.dpsHolding('CS100001', 1, v2b)).map((x) => [x.name, x.url]), [['dp1', 'http://dp1']], 'the package installed moved the counter: read again');
+
     const list = { bytes: '{}', signature: 'sig', count: 0, summary: 'none' };
-    assert.equal(cache.assignmentList(7, v2), undefined);
-    cache.keepAssignmentList(7, v2, list);
-    assert.equal(cache.assignmentList(7, v2), list);
+    assert.equal(cache.assignmentList(7, v2b), undefined);
+    cache.keepAssignmentList(7, v2b, list);
+    assert.equal(cache.assignmentList(7, v2b), list);
     await putPolicy(d.db, { policyId: '{p1}', version: '1.00', category: 'ClientSettings', body: '{}', hash: 'H1', signature: 'S', crc: 'c' });
     const v3 = await cache.version();
     assert.equal(cache.assignmentList(7, v3), undefined, 'a policy change drops the lists');
-    cache.keepAssignmentList(7, v2, list);
+    cache.keepAssignmentList(7, v2b, list);
     cache.keepAssignmentList(8, v3, list);
-    cache.keepAssignmentList(7, v2, list);
+    cache.keepAssignmentList(7, v2b, list);
     assert.equal(cache.assignmentList(7, v3), undefined, 'a list built at an older counter is never kept once a newer one was seen');
     assert.equal(cache.assignmentList(8, v3), list);
   });

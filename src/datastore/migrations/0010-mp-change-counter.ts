@@ -7,7 +7,8 @@
  * every table whose rows an MP caches:
  * - content location: `BoundaryGroups`, `Boundaries`,
  *   `BoundaryGroupSiteSystems`, `DistributionPoints` (names, URLs and
- *   priorities of a group's DPs) and `SiteControl` (`mp.locationFallback`);
+ *   priorities of DPs), `SiteControl` (`mp.locationFallback`) and
+ *   `PkgStatus` (which DPs hold which package version);
  * - policy assignment lists: `Policy`, `PolicyAssignment`, `ResPolicyMap`.
  * An MP (in-process or remote, another process on the same database) reads
  * the row, one primary-key lookup, at the start of each request and drops
@@ -30,7 +31,7 @@ import type { Engine } from '../engine.ts';
 type AnyDb = Kysely<any>;
 
 /** The tables whose changes bump the `mp` counter. */
-export const MP_COUNTED_TABLES = ['BoundaryGroups', 'Boundaries', 'BoundaryGroupSiteSystems', 'DistributionPoints', 'SiteControl', 'Policy', 'PolicyAssignment', 'ResPolicyMap'] as const;
+export const MP_COUNTED_TABLES = ['BoundaryGroups', 'Boundaries', 'BoundaryGroupSiteSystems', 'DistributionPoints', 'SiteControl', 'PkgStatus', 'Policy', 'PolicyAssignment', 'ResPolicyMap'] as const;
 
 export async function up(db: AnyDb, engine: Engine): Promise<void> {
   await db.schema
