@@ -70,8 +70,9 @@ interface PhaseResult {
   endUs: number;
   /** CPU time (user + system) of the load generator during the phase, in µs. */
   loadCpuUs: number;
-  /** CPU time of the server during the phase, in µs (measured by the parent). */
+  /** CPU time of the server during the phase, in µs (measured by the parent), and the part of it spent in the kernel. */
   serverCpuUs?: number;
+  serverSysUs?: number;
 }
 
 const ASSIGNMENTS = '/mp/v1/policy/assignments';
@@ -282,10 +283,10 @@ async function main(): Promise<void> {
     await post('Profiler.start');
   }
   // The server's CPU time, sampled every 20 ms on the same clock as the phases: CPU per request is what a shared machine's scheduler does not blur.
-  const cpuSamples: { atUs: number; cpuUs: number }[] = [];
+  const cpuSamples: { atUs: number; cpuUs: number; sysUs: number }[] = [];
   const sampleCpu = (): void => {
     const u = process.cpuUsage();
-    cpuSamples.push({ atUs: Number(process.hrtime.bigint() / 1000n), cpuUs: u.user + u.system });
+    cpuSamples.push({ atUs: Number(process.hrtime.bigint() / 1000n), cpuUs: u.user + u.system, sysUs: u.system });
   };
   sampleCpu();
   const cpuTimer = setInterval(sampleCpu, 20);
@@ -305,19 +306,22 @@ async function main(): Promise<void> {
   await database.destroy();
   if (code !== 0) throw new Error(`the load generator exited with ${code}`);
   const results = JSON.parse(out.trim().split('\n').pop()!) as PhaseResult[];
-  const cpuAt = (us: number): number => {
+  const cpuAt = (us: number, field: 'cpuUs' | 'sysUs'): number => {
     const k = cpuSamples.findIndex((x) => x.atUs >= us);
-    if (k <= 0) return cpuSamples[Math.max(0, k)]!.cpuUs;
+    if (k <= 0) return cpuSamples[k < 0 ? cpuSamples.length - 1 : 0]![field];
     const a = cpuSamples[k - 1]!;
     const b = cpuSamples[k]!;
-    return a.cpuUs + ((b.cpuUs - a.cpuUs) * (us - a.atUs)) / Math.max(1, b.atUs - a.atUs);
+    return a[field] + ((b[field] - a[field]) * (us - a.atUs)) / Math.max(1, b.atUs - a.atUs);
   };
-  for (const r of results) r.serverCpuUs = cpuAt(r.endUs) - cpuAt(r.startUs);
+  for (const r of results) {
+    r.serverCpuUs = cpuAt(r.endUs, 'cpuUs') - cpuAt(r.startUs, 'cpuUs');
+    r.serverSysUs = cpuAt(r.endUs, 'sysUs') - cpuAt(r.startUs, 'sysUs');
+  }
   // The phases' times on the profile's clock, so that a profile can be read phase by phase.
   if (profileFile) await fsp.writeFile(`${profileFile}.phases.json`, JSON.stringify(results.map(({ name, startUs, endUs, requests }) => ({ name, startUs, endUs, requests }))));
 
-  const head = ['phase', 'requests', 'errors', 'req/s', 'p50 ms', 'p99 ms', 'server CPU µs/req', 'load CPU µs/req'];
-  const rows = results.map((r) => [r.name, String(r.requests), String(r.errors), r.perSecond.toFixed(0), r.p50ms.toFixed(2), r.p99ms.toFixed(2), ((r.serverCpuUs ?? 0) / r.requests).toFixed(0), (r.loadCpuUs / r.requests).toFixed(0)]);
+  const head = ['phase', 'requests', 'errors', 'req/s', 'p50 ms', 'p99 ms', 'server CPU µs/req (kernel)', 'load CPU µs/req'];
+  const rows = results.map((r) => [r.name, String(r.requests), String(r.errors), r.perSecond.toFixed(0), r.p50ms.toFixed(2), r.p99ms.toFixed(2), `${((r.serverCpuUs ?? 0) / r.requests).toFixed(0)} (${((r.serverSysUs ?? 0) / r.requests).toFixed(0)})`, (r.loadCpuUs / r.requests).toFixed(0)]);
   const widths = rows[0]!.map((_, i) => Math.max(...[head, ...rows].map((r) => r[i]!.length)));
   for (const r of [head, ...rows]) process.stdout.write(`${r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}\n`);
   const minimal = (results[0]!.perSecond + results[4]!.perSecond) / 2;

@@ -193,8 +193,8 @@ export const managementPoint: FastifyPluginAsync<ManagementPointOptions> = async
 
   app.get(ASSIGNMENTS_ROUTE, async (request: RawRequest, reply) => {
     const c = await auth.authenticate(request.headers.authorization, request.method, request.url, rawBody(request));
-    // ADR 0013: the signed list is kept per client until the change counter moves (a policy, assignment or mapping changed).
-    const version = await cache.version();
+    // ADR 0013: the signed list is kept per client until the change counter (read with the client's row) moves.
+    const version = c.changeCounter;
     let list = cache.assignmentList(c.resourceId, version);
     if (!list) {
       const rows = await assignmentsForResource(db, c.resourceId);
@@ -237,7 +237,7 @@ export const managementPoint: FastifyPluginAsync<ManagementPointOptions> = async
     const ips = addresses(o, 'ipAddresses');
     logs.location.info(`MP LM: Message Body : ${JSON.stringify({ packageId, version, ipAddresses: ips })} from ${c.row.ClientID} (${c.row.NetBIOSName})`);
     // ADR 0013: the setting, the boundary groups and the DPs holding the version come from the cache, read again whenever the change counter moved.
-    const counter = await cache.version();
+    const counter = c.changeCounter;
     const { fallback, groups: allGroups } = await cache.locationContext(counter);
     const { locations, groups } = locateAmong(await cache.dpsHolding(packageId, version, counter), allGroups, { packageId, ipAddresses: ips }, fallback);
     logs.location.info(`MP LM: the client's boundary groups: ${groups.join(', ') || 'none'}; fallback ${fallback ? 'to every DP holding the content' : 'off'}; ${locations.length} locations.`);

@@ -6,9 +6,10 @@
  *
  * Both are keyed by the site database's change counter (`ChangeCounters`,
  * row `mp`, migration 0010), which triggers bump in the same transaction as
- * any change to the boundary, DP, setting and policy tables. Each request
- * reads the counter first (one primary-key lookup): when it moved, the caches
- * are dropped and read again. So a change committed before a request starts
+ * any change to the boundary, DP, package status, setting and policy tables.
+ * Each request reads the counter in the same statement as the client's row
+ * (src/mp/client-authenticator.ts, `changeCounter`): when it moved, the
+ * caches are dropped and read again. So a change committed before a request starts
  * is seen by that request, on the in-process MP and on a remote one alike:
  * the staleness bound is zero, not a period.
  *
@@ -75,7 +76,7 @@ export class MpCache {
     );
   }
 
-  /** The change counter now: read at the start of every request that uses a cache. */
+  /** The change counter now (requests get it with the client's row instead; tests and tools ask here). */
   async version(): Promise<number> {
     // A database without migration 0010 (a remote MP newer than its site, which migrates) has no counter: nothing is cached (-1).
     try {
