@@ -17,6 +17,8 @@ import { changeResPolicyMap, putAssignment, putPolicy } from '../../src/datastor
 import { writeSetting } from '../../src/datastore/site-control.ts';
 import { MpCache } from '../../src/mp/mp-cache.ts';
 import { precompile } from '../../src/datastore/precompiled.ts';
+import { ClientAuthenticator } from '../../src/mp/client-authenticator.ts';
+import { keyFingerprint, newClientId, newKeyPair, signClientRequest } from '../../src/shared/client-auth.ts';
 
 describe('the MP change counter and caches (migration 0010)', () => {
   engineTest('migration 0010 applies on a database at 0008; each write to a boundary, DP, setting, package status or policy table moves the counter, a rolled-back one does not', async (d) => {
@@ -98,6 +100,20 @@ describe('the MP change counter and caches (migration 0010)', () => {
     cache.keepAssignmentList(7, v2b, list);
     assert.equal(cache.assignmentList(7, v3), undefined, 'a list built at an older counter is never kept once a newer one was seen');
     assert.equal(cache.assignmentList(8, v3), list);
+  });
+
+  engineTest("a client's authenticated request carries the change counter read with its row", async (d) => {
+    await migrateToLatest(d.db, d.engine);
+    const keys = newKeyPair();
+    const clientId = newClientId();
+    await insertClient(d.db, { clientId, name: 'PC1', publicKey: keys.publicKey, fingerprint: keyFingerprint(keys.publicKey), ipAddresses: ['10.1.0.5'], osFamily: 'linux', osVersion: '6.1', agentVersion: '0.1.0' }, 'approved');
+    const auth = new ClientAuthenticator(d.db);
+    const ask = async () => (await auth.authenticate(signClientRequest(clientId, keys.privateKey, 'GET', '/mp/v1/policy/assignments'), 'GET', '/mp/v1/policy/assignments', Buffer.alloc(0))).changeCounter;
+    const before = await ask();
+    assert.equal(before, await new MpCache(d.db).version());
+    await writeSetting(d.db, 'mp.locationFallback', 0);
+    assert.ok((await ask()) > before, 'the next request sees the moved counter');
+    await auth.close();
   });
 
   engineTest('a precompiled query runs its SQL with new values in the placeholders, constants kept', async (d) => {
