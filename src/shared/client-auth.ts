@@ -143,25 +143,34 @@ export function newSessionOffer(): SessionOffer {
   return { privateKey, clientKey: raw };
 }
 
-/** PKCS#8 and SPKI DER of an X25519 key are a fixed prefix and the 32 raw bytes (RFC 8410). */
+/** PKCS#8 DER of an X25519 private key: a fixed prefix and the 32 raw bytes (RFC 8410). */
 const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
-const X25519_SPKI_LENGTH = 44;
 
 /**
  * An ephemeral X25519 key pair from 32 random bytes (any 32 bytes are a
  * valid X25519 private key), and the raw public key in base64url.
  *
- * Not `generateKeyPairSync('x25519')` then a JWK export: on Node 20 that
- * deadlocks the event loop when a garbage collection runs inside the export
- * and finalises the key-generation job, which takes the same key mutex the
- * export holds (seen on an MP under load, docs/performance.md, "Caches
- * (fourth session)"). Importing the key creates no such job.
+ * Not `generateKeyPairSync('x25519')` then an export of its keys: on Node 20
+ * that deadlocks the event loop when a garbage collection runs inside the
+ * export and finalises the key-generation job, which takes the same key
+ * mutex the export holds (an MP hung at its 336th session under load,
+ * docs/performance.md, "Caches (fourth session)"). An imported key has no
+ * such job. The JWK import takes the private bytes `d` and derives the public
+ * key itself (Node ignores the `x` given with `d`; the public key is read
+ * back from the imported key, never taken from `x`); should a Node release
+ * check `x`, the PKCS#8 import (about ten times slower here) is used.
  */
 function newX25519(): { privateKey: KeyObject; raw: string } {
-  const privateKey = createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, randomBytes(32)]), format: 'der', type: 'pkcs8' });
-  const spki = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
-  if (spki.length !== X25519_SPKI_LENGTH) throw new Error('not an X25519 key');
-  return { privateKey, raw: spki.subarray(spki.length - 32).toString('base64url') };
+  const d = randomBytes(32);
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: d.toString('base64url'), x: d.toString('base64url') }, format: 'jwk' });
+  } catch {
+    privateKey = createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, d]), format: 'der', type: 'pkcs8' });
+  }
+  const x = createPublicKey(privateKey).export({ format: 'jwk' }).x;
+  if (typeof x !== 'string') throw new Error('not an X25519 key');
+  return { privateKey, raw: x };
 }
 
 /** Parses a raw X25519 public key (base64url of 32 bytes), or undefined. */
