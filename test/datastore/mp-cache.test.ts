@@ -23,7 +23,8 @@ import { keyFingerprint, newClientId, newKeyPair, signClientRequest } from '../.
 describe('the MP change counter and caches (migration 0010)', () => {
   engineTest('migration 0010 applies on a database at 0008; each write to a boundary, DP, setting, package status or policy table moves the counter, a rolled-back one does not', async (d) => {
     assert.deepEqual(await migrateToLatest(d.db, d.engine, '0008-compliance-reporting'), MIGRATION_NAMES.slice(0, 8));
-    assert.deepEqual(await migrateToLatest(d.db, d.engine), ['0010-mp-change-counter']);
+    // Every later migration follows (a 0009 from another branch may land beside 0010).
+    assert.ok((await migrateToLatest(d.db, d.engine)).includes('0010-mp-change-counter'));
     const cache = new MpCache(d.db);
     let last = await cache.version();
     assert.equal(last, 1);
