@@ -4,7 +4,7 @@
  * are written in each engine's own dialect. Unordered migrations are allowed
  * because independent features land from parallel branches with reserved
  * numbers (0002 package lifecycle, 0003 management point and state system,
- * 0004 update catalog, 0005 management point and policy provider, 0006 update sync, 0007 compliance, 0008 compliance reporting); each migration only adds its own tables.
+ * 0004 update catalog, 0005 management point and policy provider, 0006 update sync, 0007 compliance, 0008 compliance reporting, 0010 the MP's change counter); each migration only adds its own tables.
  */
 import { Migrator } from 'kysely';
 import type { Kysely, Migration, MigrationProvider } from 'kysely';
@@ -18,6 +18,7 @@ import * as m0005 from './migrations/0005-management-point.ts';
 import * as m0006 from './migrations/0006-update-sync.ts';
 import * as m0007 from './migrations/0007-compliance.ts';
 import * as m0008 from './migrations/0008-compliance-reporting.ts';
+import * as m0010 from './migrations/0010-mp-change-counter.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- see 0001-initial.ts
 type MigrationModule = { up(db: Kysely<any>, engine: Engine): Promise<void> };
@@ -31,6 +32,7 @@ const MIGRATIONS: Readonly<Record<string, MigrationModule>> = Object.freeze({
   '0006-update-sync': m0006,
   '0007-compliance': m0007,
   '0008-compliance-reporting': m0008,
+  '0010-mp-change-counter': m0010,
 });
 
 export const MIGRATION_NAMES = Object.keys(MIGRATIONS);

@@ -278,6 +278,12 @@ export interface CIUpdateSupersedenceTable {
   Superseded_UniqueID: string;
 }
 
+/** Migration 0010 (ADR 0013): a counter bumped by triggers, in the changing transaction. */
+export interface ChangeCountersTable {
+  Name: string;
+  Counter: number;
+}
+
 export interface Database {
   Sites: SitesTable;
   SiteControl: SiteControlTable;
@@ -324,6 +330,8 @@ export interface Database {
   CI_AuthListSummary: ComplianceCountsTable & { AuthListID: number };
   Deployment_ComplianceSummary: ComplianceCountsTable & { AssignmentID: number };
   SR_SummaryTasks: SRSummaryTasksTable;
+  /** Migration 0010 (ADR 0013): change counters; row `mp` moves with every change an MP caches. */
+  ChangeCounters: ChangeCountersTable;
 }
 
 export type PackageRow = Selectable<SMSPackagesTable>;

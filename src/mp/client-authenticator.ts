@@ -18,7 +18,8 @@
  */
 import type { Kysely } from 'kysely';
 import type { Database, ClientRow } from '../datastore/schema.ts';
-import { findClient, touchClient } from '../datastore/clients.ts';
+import { touchClient } from '../datastore/clients.ts';
+import { precompile } from '../datastore/precompiled.ts';
 import { CLIENT_CLOCK_WINDOW_MS, SESSION_AUTH_SCHEME, answerSessionOffer, newSessionId, parseClientAuthorization, parsePublicKey, parseSessionAuthorization, parseX25519, signDocument, verifyClientSignature, verifySessionMac } from '../shared/client-auth.ts';
 import type { ClientAuthorization } from '../shared/client-auth.ts';
 import type { ComponentLog } from '../shared/cmtrace-log.ts';
@@ -69,6 +70,12 @@ export function checkFreshness(auth: ClientAuthorization, nonces: ClientNonceCac
 export interface AuthenticatedClient {
   readonly row: ClientRow;
   readonly resourceId: number;
+  /**
+   * The site database's change counter (migration 0010, row `mp`), read in
+   * the same statement as the client's row: what the MP's caches are keyed
+   * by (src/mp/mp-cache.ts); -1 when the database has no counter row.
+   */
+  readonly changeCounter: number;
 }
 
 /** Ours (ADR 0012): how long a session lasts. The agent renews a minute before. */
@@ -152,9 +159,18 @@ export class ClientAuthenticator {
   #pendingTouches = new Map<number, string>();
   #flushTimer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> = Promise.resolve();
+  /** The client's row by client ID and the change counter, compiled once (src/datastore/precompiled.ts): read on every request. */
+  readonly #findClient: (clientId: string) => Promise<(ClientRow & { MpChangeCounter: number | null })[]>;
 
   constructor(db: Kysely<Database>, opts: ClientAuthenticatorOptions = {}) {
     this.#db = db;
+    this.#findClient = precompile(db, (clientId) =>
+      db
+        .selectFrom('ClientRegistration')
+        .selectAll('ClientRegistration')
+        .select((eb) => eb.selectFrom('ChangeCounters').select('Counter').where('Name', '=', 'mp').as('MpChangeCounter'))
+        .where('ClientID', '=', clientId),
+    );
     this.#log = opts.log;
     this.#lifetimeMs = opts.sessionLifetimeMs ?? SESSION_LIFETIME_MS;
     this.#now = opts.now ?? Date.now;
@@ -169,8 +185,9 @@ export class ClientAuthenticator {
     if (header?.startsWith(`${SESSION_AUTH_SCHEME} `)) return this.#authenticateSession(header, method, pathWithQuery, body, allow);
     const auth = parseClientAuthorization(header);
     if (!auth) throw new CairnError('CAIRN_AUTH_MISSING', header ? 'the Authorization header is not a CairnClient signature' : 'no Authorization header');
-    const row = await findClient(this.#db, auth.clientId);
-    if (!row) throw new CairnError('CAIRN_CLIENT_UNKNOWN', auth.clientId);
+    const [found] = await this.#findClient(auth.clientId);
+    if (!found) throw new CairnError('CAIRN_CLIENT_UNKNOWN', auth.clientId);
+    const { MpChangeCounter: counter, ...row } = found;
     let cached = this.#keys.get(row.ClientID);
     if (!cached || cached.pem !== row.PublicKey) {
       const key = parsePublicKey(row.PublicKey);
@@ -180,7 +197,7 @@ export class ClientAuthenticator {
     }
     if (!verifyClientSignature(auth, cached.key, method, pathWithQuery, body)) throw new CairnError('CAIRN_AUTH_INVALID', `signature of ${auth.clientId} does not match`);
     checkFreshness(auth, this.nonces, this.#now());
-    return this.#admit(row, allow);
+    return this.#admit(row, counter, allow);
   }
 
   async #authenticateSession(header: string, method: string, pathWithQuery: string, body: Buffer, allow: readonly ('pending' | 'revoked')[]): Promise<AuthenticatedClient> {
@@ -196,20 +213,21 @@ export class ClientAuthenticator {
     }
     if (!verifySessionMac(auth, session.key, method, pathWithQuery, body)) throw new CairnError('CAIRN_AUTH_INVALID', `the session MAC of ${auth.clientId} (session ${auth.sessionId}) does not match`);
     checkFreshness(auth, this.nonces, now);
-    const row = await findClient(this.#db, auth.clientId);
-    if (!row || row.PublicKey !== session.publicKeyPem) {
+    const [found] = await this.#findClient(auth.clientId);
+    if (!found || found.PublicKey !== session.publicKeyPem) {
       this.sessions.end(auth.sessionId);
       throw new CairnError('CAIRN_CLIENT_UNKNOWN', `${auth.clientId} is no longer registered with the key that opened session ${auth.sessionId}`);
     }
+    const { MpChangeCounter: counter, ...row } = found;
     // A revoked client's session ends at its first use after the revocation.
     if (row.ApprovalStatus === 'revoked') {
       this.sessions.end(auth.sessionId);
       throw new CairnError('CAIRN_CLIENT_REVOKED', `${row.ClientID} (${row.NetBIOSName}); its session ${auth.sessionId} is ended`);
     }
-    return this.#admit(row, allow);
+    return this.#admit(row, counter, allow);
   }
 
-  #admit(row: ClientRow, allow: readonly ('pending' | 'revoked')[]): AuthenticatedClient {
+  #admit(row: ClientRow, counter: number | null, allow: readonly ('pending' | 'revoked')[]): AuthenticatedClient {
     const status = row.ApprovalStatus;
     if (status === 'revoked' && !allow.includes('revoked')) throw new CairnError('CAIRN_CLIENT_REVOKED', `${row.ClientID} (${row.NetBIOSName})`);
     if (status === 'pending' && !allow.includes('pending')) throw new CairnError('CAIRN_CLIENT_NOT_APPROVED', `${row.ClientID} (${row.NetBIOSName})`);
@@ -220,7 +238,7 @@ export class ClientAuthenticator {
       this.#pendingTouches.set(resourceId, new Date(now).toISOString());
       this.#flushTimer ??= setTimeout(() => void this.flushTouches(), TOUCH_FLUSH_MS).unref();
     }
-    return { row, resourceId };
+    return { row, resourceId, changeCounter: counter === null ? -1 : Number(counter) };
   }
 
   /** Writes the queued `LastSeenTime` values in one transaction. */

@@ -30,7 +30,8 @@ import type { ApprovalStatus, ClientFacts } from '../datastore/clients.ts';
 import { readSettings } from '../datastore/site-control.ts';
 import { assignmentsForResource, policyForResource } from '../datastore/policies.ts';
 import { ClientAuthenticator, checkFreshness } from './client-authenticator.ts';
-import { locateContent } from './content-location.ts';
+import { locateAmong } from './content-location.ts';
+import { MpCache } from './mp-cache.ts';
 import { locateUpdatePoints } from './update-point-location.ts';
 import { buildWsusLocationReply, MAX_WSUS_LOCATION_BYTES, parseWsusLocationRequest } from '../shared/wsus-location.ts';
 import { stateRelay } from './state-relay.ts';
@@ -132,6 +133,7 @@ export const managementPoint: FastifyPluginAsync<ManagementPointOptions> = async
   const { db, logs } = opts;
   const auth = new ClientAuthenticator(db, { log: logs.registration, ...(opts.sessionLifetimeMs === undefined ? {} : { sessionLifetimeMs: opts.sessionLifetimeMs }) });
   app.addHook('onClose', async () => auth.close());
+  const cache = new MpCache(db);
 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
@@ -191,15 +193,22 @@ export const managementPoint: FastifyPluginAsync<ManagementPointOptions> = async
 
   app.get(ASSIGNMENTS_ROUTE, async (request: RawRequest, reply) => {
     const c = await auth.authenticate(request.headers.authorization, request.method, request.url, rawBody(request));
-    const list = await assignmentsForResource(db, c.resourceId);
-    const doc = JSON.stringify({
-      clientId: c.row.ClientID,
-      siteCode: opts.siteCode,
-      generatedAt: new Date().toISOString(),
-      assignments: list.map((a) => ({ assignmentId: a.assignmentId, assignmentVersion: a.assignmentVersion, policyId: a.policyId, policyVersion: a.policyVersion, category: a.category, hashAlgorithm: HASH_ALGORITHM_SHA256, hash: a.hash })),
-    });
-    logs.policy.info(`Replied ${list.length} policy assignments to ${c.row.ClientID} (${c.row.NetBIOSName}): ${list.map((a) => `${a.assignmentId} ${a.category} ${a.policyVersion}`).join(', ') || 'none'}.`);
-    return reply.header('content-type', 'application/json; charset=utf-8').header(SIGNATURE_HEADER, signDocument(opts.signingKey.privateKey, doc)).send(doc);
+    // ADR 0013: the signed list is kept per client until the change counter (read with the client's row) moves.
+    const version = c.changeCounter;
+    let list = cache.assignmentList(c.resourceId, version);
+    if (!list) {
+      const rows = await assignmentsForResource(db, c.resourceId);
+      const bytes = JSON.stringify({
+        clientId: c.row.ClientID,
+        siteCode: opts.siteCode,
+        generatedAt: new Date().toISOString(),
+        assignments: rows.map((a) => ({ assignmentId: a.assignmentId, assignmentVersion: a.assignmentVersion, policyId: a.policyId, policyVersion: a.policyVersion, category: a.category, hashAlgorithm: HASH_ALGORITHM_SHA256, hash: a.hash })),
+      });
+      list = { bytes, signature: signDocument(opts.signingKey.privateKey, bytes), count: rows.length, summary: rows.map((a) => `${a.assignmentId} ${a.category} ${a.policyVersion}`).join(', ') || 'none' };
+      cache.keepAssignmentList(c.resourceId, version, list);
+    }
+    logs.policy.info(`Replied ${list.count} policy assignments to ${c.row.ClientID} (${c.row.NetBIOSName}): ${list.summary}.`);
+    return reply.header('content-type', 'application/json; charset=utf-8').header(SIGNATURE_HEADER, list.signature).send(list.bytes);
   });
 
   app.get<{ Params: { policyId: string; version: string } }>('/v1/policy/:policyId/:version', async (request, reply) => {
@@ -227,8 +236,10 @@ export const managementPoint: FastifyPluginAsync<ManagementPointOptions> = async
     if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1) throw new CairnError('CAIRN_REQUEST_INVALID', 'version must be a positive integer');
     const ips = addresses(o, 'ipAddresses');
     logs.location.info(`MP LM: Message Body : ${JSON.stringify({ packageId, version, ipAddresses: ips })} from ${c.row.ClientID} (${c.row.NetBIOSName})`);
-    const fallback = (await readSettings(db))['mp.locationFallback'] === 1;
-    const { locations, groups } = await locateContent(db, { packageId, version, ipAddresses: ips }, fallback);
+    // ADR 0013: the setting, the boundary groups and the DPs holding the version come from the cache, read again whenever the change counter moved.
+    const counter = c.changeCounter;
+    const { fallback, groups: allGroups } = await cache.locationContext(counter);
+    const { locations, groups } = locateAmong(await cache.dpsHolding(packageId, version, counter), allGroups, { packageId, ipAddresses: ips }, fallback);
     logs.location.info(`MP LM: the client's boundary groups: ${groups.join(', ') || 'none'}; fallback ${fallback ? 'to every DP holding the content' : 'off'}; ${locations.length} locations.`);
     const replyBody = { packageId, version, locations };
     logs.location.info(`MP LM: Reply message body: ${JSON.stringify(replyBody)}`);

@@ -61,6 +61,8 @@ export async function startMp(opts: MpOptions): Promise<RunningMp> {
   let siteCode: string;
   try {
     await database.db.selectFrom('ClientRegistration').select('ResourceID').limit(1).execute();
+    // Migration 0010: the change counter every request reads with the client's row (ADR 0013).
+    await database.db.selectFrom('ChangeCounters').select('Counter').limit(1).execute();
     const site = await database.db.selectFrom('Sites').select('SiteCode').orderBy('SiteCode').executeTakeFirst();
     if (!site) throw new Error('no site row');
     siteCode = site.SiteCode;

@@ -25,11 +25,9 @@ export interface KeyPairPem {
 }
 
 export function newKeyPair(): KeyPairPem {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  return {
-    privateKey: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-    publicKey: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-  };
+  // Encoded by the key-generation job itself: exporting the job's KeyObjects afterwards can deadlock on Node 20 (see newX25519).
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519', { privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
+  return { privateKey, publicKey };
 }
 
 /** A new client ID in the `Report`'s shape: `GUID:` and an upper-case UUID. */
@@ -141,14 +139,38 @@ export interface SessionOffer {
 }
 
 export function newSessionOffer(): SessionOffer {
-  const { privateKey, publicKey } = generateKeyPairSync('x25519');
-  return { privateKey, clientKey: rawX25519(publicKey) };
+  const { privateKey, raw } = newX25519();
+  return { privateKey, clientKey: raw };
 }
 
-function rawX25519(key: KeyObject): string {
-  const x = key.export({ format: 'jwk' }).x;
+/** PKCS#8 DER of an X25519 private key: a fixed prefix and the 32 raw bytes (RFC 8410). */
+const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
+
+/**
+ * An ephemeral X25519 key pair from 32 random bytes (any 32 bytes are a
+ * valid X25519 private key), and the raw public key in base64url.
+ *
+ * Not `generateKeyPairSync('x25519')` then an export of its keys: on Node 20
+ * that deadlocks the event loop when a garbage collection runs inside the
+ * export and finalises the key-generation job, which takes the same key
+ * mutex the export holds (an MP hung at its 336th session under load,
+ * docs/performance.md, "Caches (fourth session)"). An imported key has no
+ * such job. The JWK import takes the private bytes `d` and derives the public
+ * key itself (Node ignores the `x` given with `d`; the public key is read
+ * back from the imported key, never taken from `x`); should a Node release
+ * check `x`, the PKCS#8 import (about ten times slower here) is used.
+ */
+function newX25519(): { privateKey: KeyObject; raw: string } {
+  const d = randomBytes(32);
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: d.toString('base64url'), x: d.toString('base64url') }, format: 'jwk' });
+  } catch {
+    privateKey = createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, d]), format: 'der', type: 'pkcs8' });
+  }
+  const x = createPublicKey(privateKey).export({ format: 'jwk' }).x;
   if (typeof x !== 'string') throw new Error('not an X25519 key');
-  return x;
+  return { privateKey, raw: x };
 }
 
 /** Parses a raw X25519 public key (base64url of 32 bytes), or undefined. */
@@ -177,8 +199,7 @@ export function deriveSessionKey(privateKey: KeyObject, peerKey: KeyObject, sess
 
 /** The MP's half: its own ephemeral key and the derived session key. */
 export function answerSessionOffer(clientKey: KeyObject, clientKeyRaw: string, sessionId: string, clientId: string): { mpKey: string; key: Buffer } {
-  const { privateKey, publicKey } = generateKeyPairSync('x25519');
-  const mpKey = rawX25519(publicKey);
+  const { privateKey, raw: mpKey } = newX25519();
   return { mpKey, key: deriveSessionKey(privateKey, clientKey, sessionId, clientId, clientKeyRaw, mpKey) };
 }
 

@@ -37,7 +37,18 @@ export interface LogOptions {
   readonly maxBytes?: number;
   /** Also echo lines to stdout (for `cairn dp` in the foreground). */
   readonly echo?: boolean;
+  /**
+   * Keep the file open between lines (closed after a second without one)
+   * instead of opening it for every line: a line costs one write instead of
+   * open, write and close (about 4 µs instead of 17). Still synchronous: the
+   * line is in the file before the call returns. For logs written on every
+   * request (the MP's policy and location logs, docs/adr/0013-mp-caches.md).
+   */
+  readonly keepOpen?: boolean;
 }
+
+/** How long a `keepOpen` log keeps its file open after its last line. */
+export const KEEP_OPEN_IDLE_MS = 1000;
 
 const pad = (n: number, w = 2): string => String(n).padStart(w, '0');
 
@@ -72,14 +83,19 @@ class FileComponentLog implements ComponentLog {
   readonly file: string;
   readonly #maxBytes: number;
   readonly #echo: boolean;
+  readonly #keepOpen: boolean;
   #size = -1;
   #warned = false;
+  #fd: number | undefined;
+  #lastWrite = 0;
+  #idleTimer: NodeJS.Timeout | undefined;
 
   constructor(options: LogOptions) {
     this.component = options.component;
     this.file = path.join(options.dir, `${options.name}.log`);
     this.#maxBytes = options.maxBytes ?? 5 * 1024 * 1024;
     this.#echo = options.echo ?? false;
+    this.#keepOpen = options.keepOpen ?? false;
     fs.mkdirSync(options.dir, { recursive: true });
   }
 
@@ -98,10 +114,12 @@ class FileComponentLog implements ComponentLog {
     try {
       if (this.#size < 0) this.#size = statSize(this.file);
       if (this.#size + line.length > this.#maxBytes && this.#size > 0) {
+        this.#closeFile();
         fs.renameSync(this.file, this.file.replace(/\.log$/, '.lo_'));
         this.#size = 0;
       }
-      fs.appendFileSync(this.file, line);
+      if (this.#keepOpen) this.#writeOpen(line);
+      else fs.appendFileSync(this.file, line);
       this.#size += Buffer.byteLength(line);
     } catch (err) {
       if (!this.#warned) {
@@ -110,6 +128,31 @@ class FileComponentLog implements ComponentLog {
       }
     }
     if (this.#echo) process.stdout.write(`${this.component}: ${text}\n`);
+  }
+
+  #writeOpen(line: string): void {
+    this.#fd ??= fs.openSync(this.file, 'a');
+    fs.writeSync(this.#fd, line);
+    this.#lastWrite = Date.now();
+    if (this.#idleTimer === undefined) this.#idleTimer = setTimeout(() => this.#closeWhenIdle(), KEEP_OPEN_IDLE_MS).unref();
+  }
+
+  #closeWhenIdle(): void {
+    this.#idleTimer = undefined;
+    const idle = Date.now() - this.#lastWrite;
+    if (idle >= KEEP_OPEN_IDLE_MS) this.#closeFile();
+    else this.#idleTimer = setTimeout(() => this.#closeWhenIdle(), KEEP_OPEN_IDLE_MS - idle).unref();
+  }
+
+  #closeFile(): void {
+    if (this.#fd === undefined) return;
+    const fd = this.#fd;
+    this.#fd = undefined;
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // Already closed: nothing to keep.
+    }
   }
 }
 

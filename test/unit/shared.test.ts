@@ -8,7 +8,7 @@ import { listInboxFiles, removeInboxFile, writeInboxFile } from '../../src/share
 import { WorkLoop } from '../../src/shared/work-loop.ts';
 import { createStatusReporter, formatStatmsg, parseSvf } from '../../src/shared/status-message.ts';
 import { Limiter } from '../../src/shared/limit.ts';
-import { tempDir } from '../helpers/processes.ts';
+import { tempDir, waitFor } from '../helpers/processes.ts';
 
 test('a CMTrace line carries text, component, type and thread, and parses back', () => {
   const when = new Date(Date.UTC(2016, 4, 16, 16, 31, 37, 364));
@@ -31,6 +31,31 @@ test('a component log rolls over to .lo_ when it passes its size', async () => {
   assert.match(current, /line 29 /);
   assert.match(old, /line \d+ /);
   assert.doesNotMatch(current, /line 0 /);
+  await fsp.rm(dir, { recursive: true });
+});
+
+test('a keepOpen log has each line in its file when the call returns, rolls over without losing one, and closes its file once idle', async () => {
+  const dir = await tempDir('log-open');
+  const log = createComponentLog({ dir, name: 'MP_Location', component: 'MP_LocationManager', maxBytes: 2000, keepOpen: true });
+  const file = path.join(dir, 'MP_Location.log');
+  for (let i = 0; i < 30; i += 1) {
+    log.info(`line ${i} ${'x'.repeat(50)}`);
+    assert.match(await fsp.readFile(file, 'utf8'), new RegExp(`line ${i} x+\\]LOG`), `line ${i} is in the file at once`);
+  }
+  const lines = `${await fsp.readFile(path.join(dir, 'MP_Location.lo_'), 'utf8')}${await fsp.readFile(file, 'utf8')}`.split('\n').filter(Boolean);
+  assert.deepEqual(
+    lines.map((l) => parseCmtraceLine(l)?.text.split(' ')[1]).slice(-10),
+    Array.from({ length: 10 }, (_, k) => String(20 + k)),
+    'the newest lines, in order, across the rollover',
+  );
+  const openHere = async (): Promise<boolean> => {
+    for (const fd of await fsp.readdir('/proc/self/fd')) if ((await fsp.readlink(path.join('/proc/self/fd', fd)).catch(() => '')) === file) return true;
+    return false;
+  };
+  assert.equal(await openHere(), true, 'kept open between lines');
+  await waitFor('the idle log to close its file', async () => !(await openHere()));
+  log.info('after the pause');
+  assert.match(await fsp.readFile(file, 'utf8'), /after the pause/);
   await fsp.rm(dir, { recursive: true });
 });
 
