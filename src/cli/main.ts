@@ -194,10 +194,11 @@ export function buildProgram(): Command {
   pkg
     .command('update <pkgId>')
     .description("refresh a package's source: snapshot it as the next version and send what changed to every DP it is on")
+    .option('--verify-all', 're-hash every source file, even those whose size, times and inode say they are unchanged')
     .option('--json', 'JSON output')
-    .action(async (pkgId: string, o: { json?: boolean }) => {
-      const r = await callAdmin<{ packageId: string; sourceVersion: number }>(conn(), 'POST', `/api/v1/packages/${encodeURIComponent(pkgId)}/update`);
-      print(!!o.json, r, () => `Updating ${r.packageId} to source version ${r.sourceVersion}\n`);
+    .action(async (pkgId: string, o: { json?: boolean; verifyAll?: boolean }) => {
+      const r = await callAdmin<{ packageId: string; sourceVersion: number }>(conn(), 'POST', `/api/v1/packages/${encodeURIComponent(pkgId)}/update`, o.verifyAll ? { verifyAll: true } : undefined);
+      print(!!o.json, r, () => `Updating ${r.packageId} to source version ${r.sourceVersion}${o.verifyAll ? ' (every file re-hashed)' : ''}\n`);
     });
   pkg
     .command('redistribute <pkgId>')

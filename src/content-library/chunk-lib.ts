@@ -291,6 +291,45 @@ export class SharedExclusiveLock {
   }
 }
 
+/** Above this many chunks, one syncfs is cheaper than an fdatasync each (ADR 0009, amendment 3). */
+export const FLUSH_EACH_MAX_CHUNKS = 256;
+
+/**
+ * Makes the chunks a manifest names durable before the manifest is written:
+ * an fdatasync of each chunk and of each fan-out folder holding one (so its
+ * name survives too), a few at a time; a chunk flushed before costs next to
+ * nothing. An update names few chunks outside its extents, and flushing
+ * only those does not wait for every dirty page of the file system (other
+ * processes' included), as syncfs does. More than FLUSH_EACH_MAX_CHUNKS: one
+ * syncfs (flushFileSystem). A chunk that is gone is left for the presence
+ * check that follows to report.
+ */
+export async function flushChunks(chunkDir: string, hashes: readonly string[]): Promise<void> {
+  const unique = [...new Set(hashes)];
+  if (unique.length === 0) return;
+  if (unique.length > FLUSH_EACH_MAX_CHUNKS) return flushFileSystem(chunkDir);
+  const paths = [...unique.map((h) => chunkPathIn(chunkDir, h)), ...new Set(unique.map((h) => path.join(chunkDir, h.slice(0, 2))))];
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < paths.length) {
+      const p = paths[next++]!;
+      let fh: fsp.FileHandle;
+      try {
+        fh = await fsp.open(p, 'r');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw err;
+      }
+      try {
+        await fh.datasync();
+      } finally {
+        await fh.close();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(8, paths.length) }, lane));
+}
+
 /**
  * Flushes the file system holding `dir` (syncfs(2), through coreutils'
  * `sync -f`): chunks are written without a flush each (thousands of

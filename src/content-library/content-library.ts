@@ -54,7 +54,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { ContentDefinition, ContentLibrary, FileEntry, RemovalResult, ValidationProblem } from './types.ts';
 import type { Readable } from 'node:stream';
-import { CHUNKED_MIN_FILE_SIZE, chunkLibDir, chunkPathIn, chunkedReadStream, flushFileSystem, formatManifest, parseManifestText, plainReadStream, SharedExclusiveLock, statStoredFile } from './chunk-lib.ts';
+import { CHUNKED_MIN_FILE_SIZE, chunkLibDir, chunkPathIn, chunkedReadStream, flushChunks, formatManifest, parseManifestText, plainReadStream, SharedExclusiveLock, statStoredFile } from './chunk-lib.ts';
 import type { FileManifest, StoredFile } from './chunk-lib.ts';
 import { sharedHashPool } from './hash-pool.ts';
 import fs from 'node:fs';
@@ -362,8 +362,8 @@ class DefaultContentLibrary implements ContentLibrary {
       }
       await this.#hashLocks.run(hash, async () => {
         if (!opts.replace && (await this.hasFile(hash))) return;
-        // The chunks reach the disk before anything names them.
-        await flushFileSystem(this.chunkDir);
+        // The chunks reach the disk before anything names them: those this manifest names outside its extents.
+        await flushChunks(this.chunkDir, m.chunks.flatMap((c) => (c.src ? [] : [c.hash])));
         const tmpDir = fileLibTempDir(this.root);
         await fsp.mkdir(tmpDir, { recursive: true });
         await fsp.mkdir(this.#chunkRefs, { recursive: true });
@@ -788,6 +788,7 @@ class DefaultContentLibrary implements ContentLibrary {
     // (4) The record itself; the JSON copy last, since a repeated removal reads the file list from it.
     await fsp.rm(path.join(this.#dataLib, contentId), { recursive: true, force: true });
     await fsp.rm(path.join(this.root, 'SigLib', `${contentId}.json`), { force: true });
+    await fsp.rm(path.join(this.root, 'SigLib', `${contentId}.source.json`), { force: true });
     await fsp.rm(path.join(this.#dataLib, `${contentId}.json`), { force: true });
     return { contents: def ? [contentId] : [], filesDeleted, bytesFreed };
   }
@@ -855,6 +856,39 @@ class DefaultContentLibrary implements ContentLibrary {
     const keep = parseContentId(keepContentId);
     const older = (await this.listContents(packageId)).filter((id) => parseContentId(id).version < keep.version);
     return this.#removeAll(older);
+  }
+
+  async supersededContents(): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await fsp.readdir(this.#dataLib);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return [];
+      throw err;
+    }
+    // One listing for every package: contents grouped by package, then each package's current version.
+    const byPackage = new Map<string, Set<string>>();
+    for (const n of names) {
+      const id = /^(.+)\.(?:INI|json)$/.exec(n)?.[1];
+      if (!id) continue;
+      try {
+        const c = parseContentId(id);
+        const set = byPackage.get(c.packageId) ?? new Set<string>();
+        set.add(c.contentId);
+        byPackage.set(c.packageId, set);
+      } catch {
+        // Not a content record (a stray file); ignored.
+      }
+    }
+    const out: string[] = [];
+    for (const [pkg, ids] of byPackage) {
+      if (ids.size < 2) continue;
+      const current = await this.#readPackageList(path.join(this.#pkgLib, `${pkg}.INI`));
+      if (current === undefined) continue;
+      const keep = parseContentId(current).version;
+      for (const id of ids) if (parseContentId(id).version < keep) out.push(id);
+    }
+    return out.sort(comparePaths);
   }
 
   async removePackage(packageId: string): Promise<RemovalResult> {

@@ -44,6 +44,11 @@ export class HashPool {
     return this.#pool.run({ kind: 'hashChunks', chunkDir, chunks, perChunk }) as Promise<HashChunksReply>;
   }
 
+  /** Starts the workers before the first task needs them (a DP's first chunk bundle, say). */
+  warm(): void {
+    this.#pool.warm({ kind: 'hashChunks', chunkDir: '', chunks: [], perChunk: false });
+  }
+
   /** Stops every worker and rejects queued and running tasks. */
   close(): Promise<void> {
     return this.#pool.close();

@@ -123,6 +123,8 @@ export interface HashSuccess {
   readonly mode: number;
   /** Modification time, rounded to the nearest millisecond. */
   readonly mtimeMs: number;
+  /** `<inode>:<ctime in ns>` of the source as it was opened, for the snapshot's quick check next time. */
+  readonly ident: string;
 }
 
 export interface HashFailure {
@@ -190,7 +192,7 @@ export function hashFileSync(task: HashTask, buf: Buffer): HashReply {
       if (BigInt(r.size) !== before.size || after.size !== before.size || after.mtimeNs !== before.mtimeNs) {
         throw new TaskError('CHANGED', 'source', 'the file changed while it was read');
       }
-      return { id: task.id, ok: true, hash: r.hash, size: r.size, chunks: r.chunks, chunked: true, chunksWritten: r.chunksWritten, mode: Number(before.mode) & 0o7777, mtimeMs: Number((before.mtimeNs + 500_000n) / 1_000_000n) };
+      return { id: task.id, ok: true, hash: r.hash, size: r.size, chunks: r.chunks, chunked: true, chunksWritten: r.chunksWritten, mode: Number(before.mode) & 0o7777, mtimeMs: Number((before.mtimeNs + 500_000n) / 1_000_000n), ident: `${before.ino}:${before.ctimeNs}` };
     }
     const whole = createHash('sha256');
     const chunker = new GearChunker();
@@ -261,7 +263,7 @@ export function hashFileSync(task: HashTask, buf: Buffer): HashReply {
         throw new TaskError(errnoCode(err), 'temp', `cannot write ${task.temp}: ${(err as Error).message}`);
       }
     }
-    return { id: task.id, ok: true, hash: upperHex(whole), size, chunks: chunking ? chunks : undefined, chunked: toChunkLib, chunksWritten, mode: Number(before.mode) & 0o7777, mtimeMs: Number((before.mtimeNs + 500_000n) / 1_000_000n) };
+    return { id: task.id, ok: true, hash: upperHex(whole), size, chunks: chunking ? chunks : undefined, chunked: toChunkLib, chunksWritten, mode: Number(before.mode) & 0o7777, mtimeMs: Number((before.mtimeNs + 500_000n) / 1_000_000n), ident: `${before.ino}:${before.ctimeNs}` };
   } catch (err) {
     if (dst !== undefined) {
       fs.closeSync(dst);
@@ -445,6 +447,17 @@ export function hashChunksSync(task: HashChunksTask, buf: Buffer): HashChunksRep
       const [length, hash] = entry;
       const extent = entry.length === 4 ? { path: entry[2], offset: entry[3] } : undefined;
       const file = extent ? extent.path : path.join(task.chunkDir, hash.slice(0, 2), hash);
+      // Without per-chunk hashes, a run of extents that follow each other in one file is one range: read in large blocks, not a read per chunk.
+      let runLength = length;
+      let last = i;
+      if (extent && !task.perChunk) {
+        for (let j = i + 1; j < task.chunks.length; j++) {
+          const e = task.chunks[j]!;
+          if (e.length !== 4 || e[2] !== extent.path || e[3] !== extent.offset + runLength) break;
+          runLength += e[0];
+          last = j;
+        }
+      }
       const h = task.perChunk ? createHash('sha256') : undefined;
       if (open?.path !== file) {
         if (open) fs.closeSync(open.fd);
@@ -460,14 +473,22 @@ export function hashChunksSync(task: HashChunksTask, buf: Buffer): HashChunksRep
       let pos = extent ? extent.offset : 0;
       for (;;) {
         // An extent reads exactly its length; a chunk file to its end (longer is a size mismatch).
-        const want = extent ? Math.min(buf.length, length - size) : buf.length;
+        const want = extent ? Math.min(buf.length, runLength - size) : buf.length;
         if (want === 0) break;
         const n = fs.readSync(open.fd, buf, 0, want, pos);
         if (n === 0) break;
         pos += n;
-        if (size + n <= length) whole.update(buf.subarray(0, n));
+        if (size + n <= runLength) whole.update(buf.subarray(0, n));
         size += n;
         h?.update(buf.subarray(0, n));
+      }
+      if (last > i) {
+        // A run: short means its file is shorter than the extents say (whole is then undefined, as for one extent).
+        if (size !== runLength) {
+          if (fail(i, 'size mismatch')) return { id: task.id, ok: true, whole: undefined, problems };
+        }
+        i = last;
+        continue;
       }
       if (size !== length) {
         if (fail(i, 'size mismatch')) return { id: task.id, ok: true, whole: undefined, problems };

@@ -69,6 +69,10 @@ export interface SnapshotResult {
   readonly filesUnchanged: number;
   /** Chunks of large files written to ChunkLib (the others were there already). */
   readonly chunksWritten: number;
+  /** Each file's `<inode>:<ctime ns>` in the source, for the next update's quick check (writeSourceIndex). */
+  readonly sources: Readonly<Record<string, string>>;
+  /** With `verifyAll`: files the quick check would have kept although their bytes changed, by path. */
+  readonly quickCheckMissed: readonly string[];
 }
 
 export interface SnapshotOptions {
@@ -80,12 +84,26 @@ export interface SnapshotOptions {
   readonly pool?: HashPool;
   /**
    * The previous version, for the quick check of an update: a file whose
-   * path, size, modification time (to the millisecond) and permission bits
-   * are those recorded for it, and whose bytes FileLib still holds, keeps its
-   * recorded hash and signature without being read (rsync's and git's quick
-   * check). Left out, every file is read.
+   * path, size, modification time (to the millisecond), permission bits and
+   * (when `sources` records them) inode and change time are those recorded
+   * for it, and whose bytes FileLib still holds, keeps its recorded hash and
+   * signature without being read (rsync's and git's quick check; the change
+   * time catches an edit that put the modification time back, which no
+   * program can do to the change time). Left out, every file is read.
    */
-  readonly previous?: { readonly definition: ContentDefinition; readonly signatures: readonly FileSignature[] };
+  readonly previous?: {
+    readonly definition: ContentDefinition;
+    readonly signatures: readonly FileSignature[];
+    /** The previous snapshot's `sources` (readSourceIndex); without it, size, time and mode decide. */
+    readonly sources?: Readonly<Record<string, string>> | undefined;
+  };
+  /**
+   * Reads and hashes every file even when the quick check would keep it
+   * (`cairn admin package update --verify-all`); the previous version still
+   * serves for extents, and `quickCheckMissed` names the files the quick
+   * check would have got wrong.
+   */
+  readonly verifyAll?: boolean;
 }
 
 interface SourceFile {
@@ -244,6 +262,9 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
   // Twice the pool size keeps every worker busy while the main thread renames.
   const previousByPath = new Map(opts.previous?.definition.files.map((f) => [f.path, f]) ?? []);
   const previousSigs = new Map(opts.previous?.signatures.map((sig) => [sig.hash, sig]) ?? []);
+  const previousSources = opts.previous?.sources;
+  const idents: Record<string, string> = {};
+  const quickCheckMissed: string[] = [];
   let filesUnchanged = 0;
   let chunksWritten = 0;
   // Where the previous version's large files keep each chunk (ADR 0009, extents): built at the first changed large file.
@@ -251,6 +272,7 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
   const extentsOf = (): Promise<Map<string, ChunkRef['src'] | string>> => (extentIndex ??= buildExtentIndex(lib, opts.previous?.signatures ?? []));
   await forEachLimited(sources, pool.size * 2, async (src) => {
     const before = previousByPath.get(src.rel);
+    let quickPass = false;
     if (before) {
       let st;
       try {
@@ -262,13 +284,19 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
       const mtime = st ? new Date(Number((st.mtimeNs + 500_000n) / 1_000_000n)).toISOString() : '';
       const sameSize = st !== undefined && Number(st.size) === before.size;
       const needsSig = before.size >= SIGNATURE_MIN_FILE_SIZE;
-      if (st && sameSize && mtime === before.mtime && (Number(st.mode) & 0o7777) === before.mode && (!needsSig || previousSigs.has(before.hash)) && (await lib.hasFile(before.hash))) {
-        files.push({ ...before });
-        const sig = previousSigs.get(before.hash);
-        if (sig) signatures.set(before.hash, sig);
-        filesUnchanged += 1;
-        opts.onFile?.(src.rel);
-        return;
+      const ident = st ? `${st.ino}:${st.ctimeNs}` : '';
+      const recorded = previousSources?.[src.rel];
+      if (st && sameSize && mtime === before.mtime && (Number(st.mode) & 0o7777) === before.mode && (recorded === undefined || recorded === ident) && (!needsSig || previousSigs.has(before.hash)) && (await lib.hasFile(before.hash))) {
+        quickPass = true;
+        if (!opts.verifyAll) {
+          files.push({ ...before });
+          idents[src.rel] = ident;
+          const sig = previousSigs.get(before.hash);
+          if (sig) signatures.set(before.hash, sig);
+          filesUnchanged += 1;
+          opts.onFile?.(src.rel);
+          return;
+        }
       }
     }
     const temp = path.join(tmpDir, `${randomBytes(12).toString('hex')}.tmp`);
@@ -314,6 +342,8 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
     }
     chunksWritten += reply.chunksWritten;
     files.push({ path: src.rel, hash: reply.hash, size: reply.size, mode: reply.mode, mtime: new Date(reply.mtimeMs).toISOString() });
+    idents[src.rel] = reply.ident;
+    if (quickPass && before && reply.hash !== before.hash) quickCheckMissed.push(src.rel);
     // Signatures keep the first CHUNK_HASH_HEX digits of each chunk's hash (cairn-signatures/2).
     if (reply.chunks) signatures.set(reply.hash, { hash: reply.hash, size: reply.size, chunks: reply.chunks.map(([l, h]) => [l, h.slice(0, CHUNK_HASH_HEX)] as const) });
     bytesRead += reply.size;
@@ -331,7 +361,8 @@ export async function snapshotFolder(lib: ContentLibrary, sourceDir: string, opt
     throw unreadable(sourceDir, (err as CairnError).detail ?? 'the tree cannot be stored', err);
   }
   const sorted = [...signatures.values()].sort((a, b) => comparePaths(a.hash, b.hash));
-  return { definition, signatures: sorted, bytesRead, filesUnchanged, chunksWritten };
+  quickCheckMissed.sort(comparePaths);
+  return { definition, signatures: sorted, bytesRead, filesUnchanged, chunksWritten, sources: idents, quickCheckMissed };
 }
 
 /**
@@ -370,6 +401,37 @@ function extentManifest(hash: string, chunks: readonly (readonly [number, string
     return ref;
   });
   return { hash, size: offset, chunks: refs };
+}
+
+const SOURCE_INDEX_FORMAT = 'cairn-source-index/1';
+
+function sourceIndexFile(root: string, contentId: string): string {
+  return path.join(path.resolve(root), 'SigLib', `${parseContentId(contentId).contentId}.source.json`);
+}
+
+/**
+ * Stores what the quick check of the next update compares besides size,
+ * time and mode: each file's inode and change time in the source, at
+ * `SigLib/<ContentID>.source.json` (the site's library only; DPs never get
+ * it). Written atomically.
+ */
+export async function writeSourceIndex(root: string, contentId: string, sources: Readonly<Record<string, string>>): Promise<void> {
+  const file = sourceIndexFile(root, contentId);
+  await fsp.mkdir(path.dirname(file), { recursive: true });
+  await writeFileAtomic(file, JSON.stringify({ format: SOURCE_INDEX_FORMAT, contentId, sources }));
+}
+
+/** The source index of a content, or undefined when none is stored (a version snapshotted before it existed) or it is unreadable: the quick check then compares size, time and mode only. */
+export async function readSourceIndex(root: string, contentId: string): Promise<Record<string, string> | undefined> {
+  try {
+    const body = JSON.parse(await fsp.readFile(sourceIndexFile(root, contentId), 'utf8')) as Record<string, unknown>;
+    if (body.format !== SOURCE_INDEX_FORMAT || body.contentId !== contentId || typeof body.sources !== 'object' || body.sources === null) return undefined;
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(body.sources as Record<string, unknown>)) if (typeof v === 'string') out[k] = v;
+    return out;
+  } catch {
+    return undefined;
+  }
 }
 
 const SIGNATURES_FORMAT = 'cairn-signatures/2';

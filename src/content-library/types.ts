@@ -120,6 +120,12 @@ export interface ContentLibrary {
   removeContent(contentId: string): Promise<RemovalResult>;
   /** Removes every content of the package older than `keepContentId` (after an update has made that one current). */
   removeOlderContents(packageId: string, keepContentId: string): Promise<RemovalResult>;
+  /**
+   * Contents older than their package's current content (the one PkgLib
+   * names): left by a superseded-version removal that a stop cut short or
+   * that had not run yet. Packages PkgLib does not name are not included.
+   */
+  supersededContents(): Promise<string[]>;
   /** Removes the package: its PkgLib entry first (so nothing serves it), then every content of it. */
   removePackage(packageId: string): Promise<RemovalResult>;
   /** Re-hashes every file of a stored content; returns what is missing or damaged (empty when valid). */

@@ -55,7 +55,12 @@ export interface DpClient {
    * CAIRN_NOT_FOUND: send the files one by one then.
    */
   uploadBundle(contentId: string, files: readonly BundleFile[], opts?: { readonly replace?: boolean }): Promise<{ stored: string[]; rejected: { hash: string; code: string; message: string }[]; bytes: number }>;
-  putContent(def: ContentDefinition): Promise<{ removedContents: string[]; filesDeleted: number }>;
+  /**
+   * Records the content on the DP. `removedContents`: superseded versions an
+   * older DP removed before answering; `supersededContents`: those a current
+   * DP removes after answering (ADR 0009, amendment 3).
+   */
+  putContent(def: ContentDefinition): Promise<{ removedContents: string[]; filesDeleted: number; supersededContents: string[] }>;
   /** Stores a content's signature file (its text as written in SigLib); returns the bytes sent. */
   putSignatures(contentId: string, text: string): Promise<number>;
   /** The package's current content on the DP, or null. */
@@ -459,7 +464,12 @@ export function createDpClient(opts: DpClientOptions): DpClient {
       if (ok(a)) {
         const removed = field(a.body, 'removedContents');
         const filesDeleted = field(a.body, 'filesDeleted');
-        return { removedContents: Array.isArray(removed) ? removed.map(String) : [], filesDeleted: typeof filesDeleted === 'number' ? filesDeleted : 0 };
+        const superseded = field(a.body, 'supersededContents');
+        return {
+          removedContents: Array.isArray(removed) ? removed.map(String) : [],
+          filesDeleted: typeof filesDeleted === 'number' ? filesDeleted : 0,
+          supersededContents: Array.isArray(superseded) ? superseded.map(String) : [],
+        };
       }
       const missing = field(a.body, 'missing');
       const err = rejection(a, `recording content ${def.contentId}`);

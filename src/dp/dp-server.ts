@@ -33,7 +33,7 @@ import { fastify } from 'fastify';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { lookup as lookupMimeType } from 'mime-types';
 import { createContentLibrary } from '../content-library/content-library.ts';
-import { parseContentDefinition, validatePackageId } from '../content-library/definition.ts';
+import { parseContentDefinition, parseContentId as parseContentIdOf, validatePackageId } from '../content-library/definition.ts';
 import { ChunksMissingError } from '../content-library/content-library.ts';
 import { parseManifestJson } from '../content-library/chunk-lib.ts';
 import { sharedHashPool } from '../content-library/hash-pool.ts';
@@ -339,6 +339,8 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
   await fsp.mkdir(tempDir, { recursive: true });
   const log = createComponentLog({ dir: path.join(dataDir, 'logs'), name: 'SMSDPProv', component: 'SMS_DP_PROVIDER', echo: opts.logEcho ?? false });
   const lib: ContentLibrary = createContentLibrary(libRoot);
+  // The hash workers start with the DP, not at the first chunk bundle of an update (about a second with tsx).
+  sharedHashPool().warm();
   // ADR 0009: chunks half-written, and a removal of a chunked file cut short, are finished before anything else.
   const recovered = await lib.recover();
   if (recovered.referencesCollected > 0) log.info(`Finished ${recovered.referencesCollected} chunked file removal(s) cut short; deleted ${recovered.chunksDeleted} chunk(s) no file uses`);
@@ -353,6 +355,51 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
 
   // Uploads in progress, by temporary file: two writers appending to one file would corrupt it.
   const busy = new Set<string>();
+
+  /**
+   * Removals of superseded versions, run after the DP has answered the
+   * content that superseded them; one chain per package, so they run in
+   * order. Each is the content library's ordinary, crash-safe removal.
+   */
+  const removals = new Map<string, Promise<void>>();
+  const removalsSettled = async (): Promise<void> => {
+    while (removals.size > 0) await Promise.allSettled([...removals.values()]);
+  };
+  function removeSuperseded(packageId: string, ids: readonly string[], current: string): void {
+    const previous = removals.get(packageId) ?? Promise.resolve();
+    const p: Promise<void> = previous
+      .then(async () => {
+        let filesDeleted = 0;
+        let bytesFreed = 0;
+        const removed: string[] = [];
+        for (const id of ids) {
+          const r = await lib.removeContent(id);
+          filesDeleted += r.filesDeleted;
+          bytesFreed += r.bytesFreed;
+          for (const c of r.contents) {
+            removed.push(c);
+            log.info(`Removed content '${c}' of package '${packageId}' (superseded by '${current}')`);
+          }
+        }
+        if (removed.length) log.info(`Deleted ${filesDeleted} file(s) (${bytesFreed} bytes) no content on this distribution point uses any more`);
+      })
+      .catch((err: unknown) => log.error(`Removing superseded content ${ids.join(', ')} of package '${packageId}' failed (it is retried at the next start): ${describeError(err)}`))
+      .finally(() => {
+        if (removals.get(packageId) === p) removals.delete(packageId);
+      });
+    removals.set(packageId, p);
+  }
+  // A removal of superseded versions that a stop cut short (or never started) is finished now, after the answer it followed.
+  const leftOver = await lib.supersededContents();
+  if (leftOver.length) {
+    log.info(`Finishing the removal of ${leftOver.length} superseded content(s) left by an earlier run: ${leftOver.join(', ')}`);
+    const byPackage = new Map<string, string[]>();
+    for (const id of leftOver) {
+      const { packageId } = parseContentIdOf(id);
+      byPackage.set(packageId, [...(byPackage.get(packageId) ?? []), id]);
+    }
+    for (const [packageId, ids] of byPackage) removeSuperseded(packageId, ids, (await lib.currentContent(packageId))?.contentId ?? '?');
+  }
 
   const app = fastify({
     logger: false,
@@ -389,6 +436,7 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
   });
 
   app.addHook('onClose', async () => {
+    await removalsSettled();
     log.info(`Distribution point '${name}' stopped`);
   });
 
@@ -438,6 +486,8 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
         if (!Array.isArray(hashes)) throw new CairnError('CAIRN_REQUEST_INVALID', 'body must be {hashes: string[]}');
         if (hashes.length > MAX_MISSING_QUERY) throw new CairnError('CAIRN_REQUEST_INVALID', `at most ${MAX_MISSING_QUERY} hashes per request`);
         const parsed = hashes.map(parseHash);
+        // A file a removal in progress is about to delete must not be reported as held.
+        await removalsSettled();
         return { missing: await lib.missingFiles(parsed) };
       });
 
@@ -462,12 +512,13 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
         // Flow 4 step 6: versions older than the current one go, and with
         // them every file no other content on this DP uses. The current one is
         // this content, or a newer one when this is a late retry of an older
-        // version (which is then removed at once).
+        // version (which is then removed too). They go after the answer, off
+        // the update's critical path (ADR 0009, amendment 3); a stop before
+        // they are gone is finished at the next start.
         const current = (await lib.currentContent(def.packageId))?.contentId ?? contentId;
-        const removed = await lib.removeOlderContents(def.packageId, current);
-        for (const id of removed.contents) log.info(`Removed content '${id}' of package '${def.packageId}' (superseded by '${current}')`);
-        if (removed.contents.length) log.info(`Deleted ${removed.filesDeleted} file(s) (${removed.bytesFreed} bytes) no content on this distribution point uses any more`);
-        return { contentId, removedContents: removed.contents, filesDeleted: removed.filesDeleted };
+        const superseded = (await lib.listContents(def.packageId)).filter((id) => id !== current && parseContentIdOf(id).version < parseContentIdOf(current).version);
+        if (superseded.length) removeSuperseded(def.packageId, superseded, current);
+        return { contentId, removedContents: [], filesDeleted: 0, supersededContents: superseded };
       });
 
       dp.put('/signatures/:contentId', { bodyLimit: 64 * MiB }, async (request) => {
@@ -488,6 +539,7 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
 
       dp.delete('/packages/:packageId', async (request) => {
         const packageId = parsePackageId(param(request, 'packageId'));
+        await removals.get(packageId);
         const removed = await lib.removePackage(packageId);
         log.info(`Removed package '${packageId}' (${removed.contents.length} content(s)); deleted ${removed.filesDeleted} file(s) (${removed.bytesFreed} bytes) no other content uses`);
         return { packageId, ...removed };
@@ -606,6 +658,7 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
         const hashes = body?.hashes;
         if (!Array.isArray(hashes)) throw new CairnError('CAIRN_REQUEST_INVALID', 'body must be {hashes: string[]}');
         if (hashes.length > MAX_MISSING_QUERY) throw new CairnError('CAIRN_REQUEST_INVALID', `at most ${MAX_MISSING_QUERY} hashes per request`);
+        await removalsSettled();
         return { missing: await lib.missingChunks(hashes.map(parseHash)) };
       });
 

@@ -59,6 +59,17 @@ export class WorkerPool<Task extends object, Reply extends { readonly id: number
     });
   }
 
+  /**
+   * Starts every worker now instead of at the first tasks, so a process's
+   * first task does not wait for a worker (and its module loading) to start.
+   * Idle workers do not keep the process alive.
+   */
+  warm(noop: Task): void {
+    if (this.#closed) return;
+    // One no-op task per worker, all at once: each starts a worker, and a worker that has answered does not keep the process alive.
+    for (let i = this.#slots.filter((s) => s.job === undefined).length; i < this.size; i++) this.run(noop).catch(() => undefined);
+  }
+
   /** Stops every worker and rejects queued and running tasks. */
   async close(): Promise<void> {
     this.#closed = true;

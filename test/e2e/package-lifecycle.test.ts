@@ -162,14 +162,17 @@ describe('package lifecycle on standard DPs', () => {
     for (const dp of dps.values()) {
       await checkDownloads(dp, pkgA, srcA);
       assert.equal(await httpStatus(`${dp.url}/SMS_DP_SMSPKG$/${pkgA}/${removedRel}`), 404);
-      assert.equal(fs.existsSync(dpFile(dp, removedHash)), false, 'the removed file left the DP library');
+      // The DP removes the superseded version after it answers (ADR 0009, amendment 3): its files go soon after.
+      await waitFor('the removed file to leave the DP library', async () => !fs.existsSync(dpFile(dp, removedHash)));
       const sig = await fetch(`${dp.url}/SMS_DP_SMSSIG$/${pkgA}.2`);
       assert.equal(sig.status, 200);
       const body = (await sig.json()) as { format: string; signatures: { hash: string }[] };
       assert.equal(body.format, 'cairn-signatures/2');
       assert.deepEqual(body.signatures.map((s) => s.hash), [sha(big)]);
-      const dpLog = await readLog(dp.dataDir, 'SMSDPProv');
-      assert.match(dpLog, new RegExp(`Removed content '${pkgA}\\.1' of package '${pkgA}' \\(superseded by '${pkgA}\\.2'\\)`));
+      const dpLog = await waitFor('the DP to log the removal', async () => {
+        const text = await readLog(dp.dataDir, 'SMSDPProv');
+        return text.includes(`Removed content '${pkgA}.1' of package '${pkgA}' (superseded by '${pkgA}.2')`) ? text : undefined;
+      });
       assert.match(dpLog, new RegExp(`Added file ${sha(big)} for content ${pkgA}\\.2 to the content library as \\d+ chunks`));
     }
   });
@@ -185,6 +188,43 @@ describe('package lifecycle on standard DPs', () => {
     // Stored whole on dp3: its FileLib entry is the bytes, not a manifest.
     assert.ok((await fsp.readFile(dpFile(dp3, sha(big)))).equals(big));
     await checkDownloads(dp3, pkgA, srcA);
+  });
+
+  test('[CD4.2][CD4.6] the quick check finds an edit that kept size and modification time (inode, change time); update --verify-all finds one a version recorded without them misses', async () => {
+    const all = (r: Map<string, DpRow>, v: number): boolean => ['dp1', 'dp2', 'dp3'].every((d) => r.get(d)?.version === v && r.get(d)?.status === 3);
+    const sameTime = async (rel: string): Promise<void> => {
+      const file = path.join(srcA, rel);
+      const st = await fsp.stat(file);
+      await fsp.writeFile(file, randomBytes(st.size));
+      await fsp.utimes(file, st.atime, st.mtime);
+    };
+    const v0 = (await status(site, pkgA)).package.storedVersion;
+    await sameTime('small/f020.dat');
+    assert.equal((await cli(site, ['package', 'update', pkgA])).code, 0);
+    await waitForDps(site, pkgA, `version ${v0 + 1} on every DP`, (r) => all(r, v0 + 1));
+    for (const dp of dps.values()) await checkDownloads(dp, pkgA, srcA);
+
+    // A version snapshotted before inode and change time were kept has no source index: size, time and mode decide.
+    await fsp.rm(path.join(site.dataDir, 'ContentLib', 'SigLib', `${pkgA}.${v0 + 1}.source.json`));
+    const oldHash = sha(await fsp.readFile(path.join(srcA, 'small', 'f021.dat')));
+    await sameTime('small/f021.dat');
+    assert.equal((await cli(site, ['package', 'update', pkgA])).code, 0);
+    await waitForDps(site, pkgA, `version ${v0 + 2} on every DP`, (r) => all(r, v0 + 2));
+    const listing = (await (await fetch(`${dps.get('dp1')!.url}/SMS_DP_SMSPKG$/${pkgA}/`)).json()) as { files: { path: string; hash: string }[] };
+    assert.equal(listing.files.find((f) => f.path === 'small/f021.dat')?.hash, oldHash, 'the quick check kept the old bytes');
+
+    const upd = await cli(site, ['package', 'update', pkgA, '--verify-all']);
+    assert.equal(upd.code, 0, upd.stderr);
+    assert.match(upd.stdout, /every file re-hashed/);
+    await waitForDps(site, pkgA, `version ${v0 + 3} on every DP`, (r) => all(r, v0 + 3));
+    for (const dp of dps.values()) await checkDownloads(dp, pkgA, srcA);
+    const distmgr = await readLog(site.dataDir, 'distmgr');
+    assert.ok(distmgr.includes(`Re-hashing every file of package ${pkgA} (update --verify-all): the quick check is off for this snapshot`));
+    assert.match(distmgr, /Read all \d+ files \(\d+ bytes\); 1 of them changed although their size, times, inode and mode had not/);
+    assert.ok(distmgr.includes(`File small/f021.dat of package ${pkgA} changed although its size, times and mode did not; found by --verify-all`));
+    assert.match(await readLog(site.dataDir, 'SMSProv'), new RegExp(`POST /api/v1/packages/${pkgA}/update: 200, refreshing the source of ${pkgA} \\(source version ${v0 + 3}, every file re-hashed\\)`));
+    // The marker is gone once the snapshot is recorded: the next update uses the quick check again.
+    assert.equal(fs.existsSync(path.join(site.dataDir, 'inboxes', 'distmgr.box', `${pkgA}.VFY`)), false);
   });
 
   test('[CD5.1][CD5.2] validation catches a damaged and a lost file; redistribute repairs them', async () => {
@@ -244,6 +284,8 @@ describe('package lifecycle on standard DPs', () => {
 
   test('deleting package A removes it from every DP, then the package itself', async () => {
     const dp2 = dps.get('dp2')!;
+    // The site keeps every stored version of a package until it is deleted.
+    const stored = (await status(site, pkgA)).package.storedVersion;
     const del = await cli(site, ['package', 'delete', pkgA]);
     assert.equal(del.code, 0, del.stderr);
     await waitFor('package A gone', async () => (await api(site, 'GET', `/api/v1/packages/${pkgA}`)).status === 404);
@@ -251,7 +293,7 @@ describe('package lifecycle on standard DPs', () => {
     const st = await cli(site, ['package', 'status', pkgA]);
     assert.notEqual(st.code, 0);
     assert.match(st.stderr, /CAIRN_PACKAGE_NOT_FOUND/);
-    assert.match(await readLog(site.dataDir, 'distmgr'), new RegExp(`Deleted package ${pkgA}: 2 content\\(s\\)`));
+    assert.match(await readLog(site.dataDir, 'distmgr'), new RegExp(`Deleted package ${pkgA}: ${stored} content\\(s\\)`));
   });
 
   test('[CD4.2] an update whose source cannot be read fails with 2306 and 2302, and the DP keeps serving the previous version; a vanished source is refused at once', async () => {

@@ -23,6 +23,7 @@ import { buildDpServer, uploadTempPath } from '../../src/dp/dp-server.ts';
 import { BUNDLE_FILE_MAX_BYTES, BUNDLE_MAX_BYTES, BUNDLE_MAX_FILES, PROOF_HEADER, encodeBundleHeader, newSharedKey, packBundles, parseBundle, signRequest, verifyProof } from '../../src/dp/protocol.ts';
 import type { PackageListing } from '../../src/dp/protocol.ts';
 import { isCairnError } from '../../src/shared/errors.ts';
+import { waitFor } from '../helpers/processes.ts';
 
 const execFileAsync = promisify(execFile);
 const sha256 = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex').toUpperCase();
@@ -678,5 +679,58 @@ describe('cairn dp command', () => {
     assert.equal(await exited, 0);
     assert.match(out, /stopped/);
     assert.match(await fsp.readFile(path.join(data, 'logs', 'SMSDPProv.log'), 'utf8'), /Distribution point 'DP-CMD' stopped/);
+  });
+});
+
+describe('DP removal of superseded versions (ADR 0009, amendment 3)', () => {
+  const pkg = 'CS100030';
+  const file = (p: string, text: string): SourceFile => ({ path: p, bytes: Buffer.from(text) });
+
+  test('[CD4.6] the DP answers a new version first and removes the superseded one after; one a stop left behind goes at the next start', async () => {
+    const dp = await startTestDp(root);
+    const client = createDpClient({ url: dp.url, key: dp.key });
+    const send = async (version: number, files: readonly SourceFile[]): Promise<ContentDefinition> => {
+      const made = await makeContent(root, pkg, version, files);
+      for (const hash of await client.missing(made.def.files.map((f) => f.hash))) {
+        const entry = made.def.files.find((f) => f.hash === hash)!;
+        await client.upload(hash, made.def.contentId, made.diskPaths.get(entry.path)!, entry.size);
+      }
+      return made.def;
+    };
+    const libRoot = path.join(dp.dataDir, 'ContentLib');
+    const logText = (): Promise<string> => fsp.readFile(path.join(dp.dataDir, 'logs', 'SMSDPProv.log'), 'utf8');
+    const v1 = await send(1, [file('a.txt', 'shared by every version'), file('b.txt', 'only in version 1')]);
+    assert.deepEqual(await client.putContent(v1), { removedContents: [], filesDeleted: 0, supersededContents: [] });
+    const v2 = await send(2, [file('a.txt', 'shared by every version'), file('c.txt', 'only in version 2')]);
+    // The answer names what goes; it goes after the answer, and the new version serves at once.
+    assert.deepEqual(await client.putContent(v2), { removedContents: [], filesDeleted: 0, supersededContents: [`${pkg}.1`] });
+    assert.equal((await fetch(`${dp.url}/SMS_DP_SMSPKG$/${pkg}/c.txt`)).status, 200);
+    const onlyV1 = v1.files.find((f) => f.path === 'b.txt')!.hash;
+    const lib = createContentLibrary(libRoot);
+    await waitFor('version 1 removed', async () => !fs.existsSync(lib.filePath(onlyV1)) && (await logText()).includes(`Removed content '${pkg}.1' of package '${pkg}' (superseded by '${pkg}.2')`));
+    assert.deepEqual(await lib.listContents(pkg), [`${pkg}.2`]);
+    assert.ok(fs.existsSync(lib.filePath(v1.files.find((f) => f.path === 'a.txt')!.hash)), 'a file the current version uses stays');
+    await dp.close();
+
+    // A DP stopped after answering version 3 and before removing version 2: the library holds both, PkgLib names 3.
+    const made = await makeContent(root, pkg, 3, [file('a.txt', 'shared by every version'), file('d.txt', 'only in version 3')]);
+    const d = made.def.files.find((f) => f.path === 'd.txt')!;
+    const copy = path.join(root, `d-${Date.now()}.tmp`);
+    await fsp.copyFile(made.diskPaths.get('d.txt')!, copy);
+    await lib.adoptFile(copy, d.hash);
+    await lib.addContent(made.def);
+    assert.deepEqual(await lib.listContents(pkg), [`${pkg}.2`, `${pkg}.3`]);
+    const again = await buildDpServer({ dataDir: dp.dataDir, key: dp.key, name: 'DP-TEST' });
+    try {
+      const onlyV2 = v2.files.find((f) => f.path === 'c.txt')!.hash;
+      await waitFor('version 2 removed at start', async () => (await lib.listContents(pkg)).length === 1 && !fs.existsSync(lib.filePath(onlyV2)));
+      assert.deepEqual(await lib.listContents(pkg), [`${pkg}.3`]);
+      const log = await logText();
+      assert.ok(log.includes(`Finishing the removal of 1 superseded content(s) left by an earlier run: ${pkg}.2`), log.slice(-2000));
+      assert.ok(log.includes(`Removed content '${pkg}.2' of package '${pkg}' (superseded by '${pkg}.3')`));
+      assert.equal((await lib.currentContent(pkg))?.contentId, `${pkg}.3`);
+    } finally {
+      await again.close();
+    }
   });
 });

@@ -14,7 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { createContentLibrary } from '../../src/content-library/content-library.ts';
 import { definitionHash } from '../../src/content-library/definition.ts';
 import { HashPool } from '../../src/content-library/hash-pool.ts';
-import { readSignatures, signatureHash, snapshotFolder, writeSignatures } from '../../src/content-library/snapshot.ts';
+import { readSignatures, readSourceIndex, signatureHash, snapshotFolder, writeSignatures, writeSourceIndex } from '../../src/content-library/snapshot.ts';
 import { chunkBuffer } from '../../src/content-library/chunker.ts';
 import { CairnError } from '../../src/shared/errors.ts';
 
@@ -356,3 +356,44 @@ async function readAll(stream: AsyncIterable<unknown>): Promise<Buffer> {
   for await (const p of stream) parts.push(p as Buffer);
   return Buffer.concat(parts);
 }
+
+test('the quick check compares inode and change time too: an edit that puts the time back is read; verifyAll finds what a record without them misses', async (t) => {
+  const { src, root } = await setup(t);
+  await write(src, 'a.txt', 'aaaa');
+  await write(src, 'b.txt', 'bbbb');
+  await write(src, 'c.txt', 'cccc');
+  const lib = createContentLibrary(root);
+  const v1 = await snapshotFolder(lib, src, { packageId: 'CS100021', version: 1 });
+  await lib.addContent(v1.definition);
+  assert.deepEqual(Object.keys(v1.sources).sort(), ['a.txt', 'b.txt', 'c.txt']);
+  await writeSourceIndex(root, v1.definition.contentId, v1.sources);
+  assert.deepEqual(await readSourceIndex(root, v1.definition.contentId), v1.sources);
+  // Same size, and the modification time put back as it was: only the change time (and the bytes) differ.
+  const sameTime = async (rel: string, text: string): Promise<void> => {
+    const file = path.join(src, rel);
+    const st = await fsp.stat(file);
+    await fsp.writeFile(file, text);
+    await fsp.utimes(file, st.atime, st.mtime);
+  };
+  await sameTime('a.txt', 'AAAA');
+  const v2 = await snapshotFolder(lib, src, { packageId: 'CS100021', version: 2, previous: { definition: v1.definition, signatures: v1.signatures, sources: await readSourceIndex(root, v1.definition.contentId) } });
+  await lib.addContent(v2.definition);
+  assert.equal(v2.filesUnchanged, 2);
+  assert.equal(v2.definition.files.find((f) => f.path === 'a.txt')?.hash, sha('AAAA'));
+  assert.equal(v2.definition.files.find((f) => f.path === 'a.txt')?.mtime, v1.definition.files.find((f) => f.path === 'a.txt')?.mtime);
+
+  // A version recorded without inode and change time (snapshotted before they were kept): size, time and mode decide, and such an edit is missed…
+  await sameTime('b.txt', 'BBBB');
+  const v3 = await snapshotFolder(lib, src, { packageId: 'CS100021', version: 3, previous: { definition: v2.definition, signatures: v2.signatures } });
+  assert.equal(v3.filesUnchanged, 3);
+  assert.equal(v3.definition.files.find((f) => f.path === 'b.txt')?.hash, sha('bbbb'));
+  // …until verifyAll reads every file, and names the one the quick check got wrong.
+  const v4 = await snapshotFolder(lib, src, { packageId: 'CS100021', version: 4, verifyAll: true, previous: { definition: v2.definition, signatures: v2.signatures } });
+  assert.equal(v4.filesUnchanged, 0);
+  assert.equal(v4.bytesRead, 12);
+  assert.equal(v4.definition.files.find((f) => f.path === 'b.txt')?.hash, sha('BBBB'));
+  assert.deepEqual(v4.quickCheckMissed, ['b.txt']);
+  // Removing a content removes its source index.
+  await lib.removeContent(v1.definition.contentId);
+  assert.equal(await readSourceIndex(root, v1.definition.contentId), undefined);
+});

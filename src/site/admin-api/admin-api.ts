@@ -187,9 +187,11 @@ export async function buildAdminApi(opts: AdminApiOptions): Promise<FastifyInsta
   });
 
   app.post<{ Params: { id: string } }>('/api/v1/packages/:id/update', async (request) => {
-    const result = await updatePackage(ctx, request.params.id);
+    const verifyAll = body(request).verifyAll;
+    if (verifyAll !== undefined && typeof verifyAll !== 'boolean') throw new CairnError('CAIRN_REQUEST_INVALID', 'verifyAll must be true or false');
+    const result = await updatePackage(ctx, request.params.id, { verifyAll: verifyAll === true });
     log.info(`Processed method RefreshPkgSource: SMS_Package.PackageID="${result.packageId}", new source version ${result.sourceVersion}`);
-    note(request, `refreshing the source of ${result.packageId} (source version ${result.sourceVersion})`);
+    note(request, `refreshing the source of ${result.packageId} (source version ${result.sourceVersion}${verifyAll === true ? ', every file re-hashed' : ''})`);
     return result;
   });
 

@@ -6,6 +6,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { CairnError } from '../../shared/errors.ts';
+import { writeInboxFile } from '../../shared/inbox.ts';
 import {
   addPackageServer,
   getPackage,
@@ -123,13 +124,20 @@ function requireNotDeleting(pkg: PackageRow): void {
  * once and nothing changes; one that vanishes after this check fails in the
  * distribution manager (2306, 2302) and the DPs keep the version they have.
  */
-export async function updatePackage(ctx: SiteContext, pkgId: string): Promise<{ packageId: string; sourceVersion: number }> {
+export async function updatePackage(ctx: SiteContext, pkgId: string, opts: { readonly verifyAll?: boolean } = {}): Promise<{ packageId: string; sourceVersion: number; verifyAll: boolean }> {
   const pkg = await requirePackage(ctx, pkgId);
   requireNotDeleting(pkg);
   await checkSourceFolder(pkg.Source);
+  // `--verify-all`: the distribution manager's next snapshot of this package re-hashes every file (the marker goes once that snapshot is recorded).
+  if (opts.verifyAll) await writeInboxFile(ctx.paths.distmgrBox, verifyAllMarker(pkg.PkgID), `${new Date().toISOString()}\n`);
   const sourceVersion = await ctx.db.transaction().execute((trx) => refreshPackageSource(trx, pkg.PkgID, pkg.Priority));
   ctx.wake.dbmon();
-  return { packageId: pkg.PkgID, sourceVersion };
+  return { packageId: pkg.PkgID, sourceVersion, verifyAll: opts.verifyAll === true };
+}
+
+/** The inbox file in `distmgr.box` that asks for a snapshot without the quick check: `<PkgID>.VFY`. */
+export function verifyAllMarker(pkgId: string): string {
+  return `${pkgId}.VFY`;
 }
 
 /** Flow 5: a transfer job with Action 2 to each named DP, re-sending every file. */

@@ -33,7 +33,8 @@ import { WorkLoop } from '../../../shared/work-loop.ts';
 import { createStatusReporter, ATTR } from '../../../shared/status-message.ts';
 import type { StatusReporter } from '../../../shared/status-message.ts';
 import { CairnError, describeError, isCairnError } from '../../../shared/errors.ts';
-import { readSignatures, snapshotFolder, writeSignatures, signatureHash } from '../../../content-library/snapshot.ts';
+import { readSignatures, readSourceIndex, snapshotFolder, writeSignatures, writeSourceIndex, signatureHash } from '../../../content-library/snapshot.ts';
+import { verifyAllMarker } from '../../services/packages.ts';
 import { HASH_ALGORITHM } from '../../../content-library/types.ts';
 import {
   deleteNotifications,
@@ -238,14 +239,20 @@ export class DistributionManager {
     await this.#status.raise(DISTMGR_MESSAGES.started, { istr: [pkg.Name, pkgId], attrs: [{ id: ATTR.packageId, value: pkgId }], tid });
     this.log.info(`Taking package snapshot for package ${pkgId} from source ${pkg.Source}`, tid);
     let result;
+    const marker = path.join(this.#ctx.paths.distmgrBox, verifyAllMarker(pkgId));
+    const verifyAll = !adding && (await fsp.stat(marker).then(() => true, () => false));
     try {
-      // An update reads only what changed since the stored version (the quick check in snapshot.ts).
+      // An update reads only what changed since the stored version (the quick check in snapshot.ts), unless asked to verify all.
       const previousId = `${pkgId}.${pkg.StoredPkgVersion}`;
       const previousDef = adding ? undefined : await library.getContent(previousId);
       const previousSigs = previousDef ? await readSignatures(library.root, previousId) : undefined;
-      const previous = previousDef ? { definition: previousDef, signatures: previousSigs ?? [] } : undefined;
-      result = await snapshotFolder(library, pkg.Source, { packageId: pkgId, version, ...(previous ? { previous } : {}) });
-      if (previous) this.log.info(`${result.filesUnchanged} of ${result.definition.files.length} files are unchanged since version ${pkg.StoredPkgVersion} (same size and time); ${result.bytesRead} bytes read from the source`, tid);
+      const previousSources = previousDef ? await readSourceIndex(library.root, previousId) : undefined;
+      const previous = previousDef ? { definition: previousDef, signatures: previousSigs ?? [], sources: previousSources } : undefined;
+      if (verifyAll) this.log.info(`Re-hashing every file of package ${pkgId} (update --verify-all): the quick check is off for this snapshot`, tid);
+      result = await snapshotFolder(library, pkg.Source, { packageId: pkgId, version, verifyAll, ...(previous ? { previous } : {}) });
+      if (previous && !verifyAll) this.log.info(`${result.filesUnchanged} of ${result.definition.files.length} files are unchanged since version ${pkg.StoredPkgVersion} (same size, times${previousSources ? ', inode' : ''} and mode); ${result.bytesRead} bytes read from the source`, tid);
+      if (verifyAll) this.log.info(`Read all ${result.definition.files.length} files (${result.bytesRead} bytes); ${result.quickCheckMissed.length} of them changed although their size, times${previousSources ? ', inode' : ''} and mode had not`, tid);
+      for (const p of result.quickCheckMissed.slice(0, 100)) this.log.warn(`File ${p} of package ${pkgId} changed although its size, times and mode did not; found by --verify-all`, tid);
       if (result.chunksWritten > 0) this.log.info(`Stored ${result.chunksWritten} new chunk(s) of large files in the content library`, tid);
     } catch (err) {
       const reason = describeError(err);
@@ -262,6 +269,7 @@ export class DistributionManager {
     this.log.info(`The size of package ${pkgId}, version ${version} is ${Math.ceil(def.size / 1024)} KBytes`, tid);
     this.log.info(`Writing package definition for ${pkgId}`, tid);
     await writeSignatures(library.root, def.contentId, result.signatures);
+    await writeSourceIndex(library.root, def.contentId, result.sources);
     this.log.info(`Successfully created RDC signatures for package ${pkgId} version ${version}`, tid);
     this.log.info(`Creating hash for algorithm ${HASH_ALGORITHM}`, tid);
     this.log.info(`The hash for algorithm ${HASH_ALGORITHM} is ${def.hash}`, tid);
@@ -280,6 +288,8 @@ export class DistributionManager {
     });
     this.log.info(`StoredPkgVersion (${version}) of package ${pkgId}. StoredPkgVersion in database is ${version}.`, tid);
     this.log.info(`SourceVersion (${version}) of package ${pkgId}. SourceVersion in database is ${version}.`, tid);
+    // The re-hash that was asked for is done (and recorded): the next update uses the quick check again.
+    if (verifyAll) await removeInboxFile(marker);
     if (!adding) await this.#status.raise(DISTMGR_MESSAGES.createdOrUpdated, { istr: [pkgId], attrs: [{ id: ATTR.packageId, value: pkgId }], tid });
     return true;
   }

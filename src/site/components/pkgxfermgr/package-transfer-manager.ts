@@ -395,6 +395,7 @@ export class PackageTransferManager {
     }
     const put = await client.putContent(def);
     if (put.removedContents.length) this.log.info(`${job.DPName} removed superseded content ${put.removedContents.join(', ')} and ${put.filesDeleted} file(s) no content there uses any more`, tid);
+    if (put.supersededContents.length) this.log.info(`${job.DPName} removes superseded content ${put.supersededContents.join(', ')} after its answer`, tid);
     return figures;
   }
 
