@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { createContentLibrary } from '../../src/content-library/content-library.ts';
 import { definitionHash } from '../../src/content-library/definition.ts';
@@ -334,22 +334,32 @@ test('a large file is stored whole; a new version of it becomes extents of the o
 test('a new version with bytes inserted and removed is chunked as the chunker would, and shares the shifted chunks as extents', async (t) => {
   const { src, root } = await setup(t);
   const lib = createContentLibrary(root);
-  const v1Bytes = randomBytes(3 * 1024 * 1024 + 777);
+  // Seeded bytes: how many chunks an edit disturbs depends on the data, so the figure below is the same at every run.
+  const v1Bytes = seededBytes('v1', 3 * 1024 * 1024 + 777);
   await write(src, 'big.bin', v1Bytes);
   const v1 = await snapshotFolder(lib, src, { packageId: 'CS100011', version: 1 });
   await lib.addContent(v1.definition);
   // 5,000 bytes inserted near the start, 70,000 removed in the middle, the tail cut by 100 bytes.
-  const v2Bytes = Buffer.concat([v1Bytes.subarray(0, 100_000), randomBytes(5000), v1Bytes.subarray(100_000, 1_500_000), v1Bytes.subarray(1_570_000, v1Bytes.length - 100)]);
+  const v2Bytes = Buffer.concat([v1Bytes.subarray(0, 100_000), seededBytes('inserted', 5000), v1Bytes.subarray(100_000, 1_500_000), v1Bytes.subarray(1_570_000, v1Bytes.length - 100)]);
   await write(src, 'big.bin', v2Bytes);
   const v2 = await snapshotFolder(lib, src, { packageId: 'CS100011', version: 2, previous: { definition: v1.definition, signatures: v1.signatures } });
   assert.equal(v2.definition.files[0]?.hash, sha(v2Bytes));
   assert.deepEqual(v2.signatures[0]?.chunks, chunkBuffer(v2Bytes));
   const m2 = await lib.readManifest(sha(v2Bytes));
   assert.ok(m2);
+  // New chunks are exactly those of the chunker's cut of v2 that v1's cut does not have, and an edit disturbs only the chunks round it.
+  const old = new Set(chunkBuffer(v1Bytes).map(([, h]) => h));
+  const expected = chunkBuffer(v2Bytes).filter(([, h]) => !old.has(h)).length;
   const fresh = m2.chunks.filter((c) => !c.src).length;
+  assert.equal(fresh, expected);
   assert.ok(fresh >= 1 && fresh <= 8, `${fresh} new chunks`);
   assert.deepEqual(await readAll((await lib.openFileReader(sha(v2Bytes))).stream), v2Bytes);
 });
+
+/** Pseudo-random bytes that are the same at every run (AES-CTR of zeros under a key derived from the label). */
+function seededBytes(label: string, n: number): Buffer {
+  return createCipheriv('aes-256-ctr', createHash('sha256').update(label).digest(), Buffer.alloc(16)).update(Buffer.alloc(n));
+}
 
 async function readAll(stream: AsyncIterable<unknown>): Promise<Buffer> {
   const parts: Buffer[] = [];
