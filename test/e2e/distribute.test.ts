@@ -144,6 +144,16 @@ describe('create a package and distribute it to two standard DPs', () => {
     assert.match(xfer, /Redistribute=0, Related=/);
     assert.match(xfer, new RegExp(`Sending status to Distribution manager for pkg ${pkgId}, version 1, status 0`));
     assert.match(xfer, new RegExp(`Finished sending SWD package ${pkgId} version 1 to distribution point dp2`));
+    // Each DP's figures count every distinct file's bytes, whichever lane (a bundle, the large file) finished first.
+    const distinct = new Map<string, number>();
+    for (const rel of files) distinct.set(await sha256File(path.join(source, rel)), (await fsp.stat(path.join(source, rel))).size);
+    const totalBytes = [...distinct.values()].reduce((n, x) => n + x, 0);
+    const figures = [...xfer.matchAll(/Sending completed successfully \((\d+) files, (\d+) bytes sent/g)];
+    assert.equal(figures.length, 2);
+    for (const m of figures) {
+      assert.equal(Number(m[1]), distinct.size);
+      assert.ok(Number(m[2]) >= totalBytes && Number(m[2]) < totalBytes + 64 * 1024, `${m[2]} bytes sent for ${totalBytes} bytes of files`);
+    }
     const distmgr = await readLog(site.dataDir, 'distmgr');
     assert.match(distmgr, new RegExp(`No action specified for the package ${pkgId}, however there may be package server changes.`));
     assert.match(distmgr, new RegExp(`Created package transfer job \\d+ to send package ${pkgId} to distribution point`));

@@ -314,7 +314,9 @@ export class PackageTransferManager {
       files.run(async () => {
         const entry = unique.get(hash)!;
         this.log.info(`Sending file '${job.URL}/SMS_DP$/${hash}-${def.contentId}.temp'`, tid);
-        figures.bytes += await this.#uploadWithResend(client, hash, def.contentId, entry.size, tid, redistribute);
+        const sent = await this.#uploadWithResend(client, hash, def.contentId, entry.size, tid, redistribute);
+        // Added after the await: `figures.bytes += await …` would add to the value read before it, losing other lanes' bytes.
+        figures.bytes += sent;
         this.log.info(`Adding file ${entry.path} in ${def.contentId}.`, tid);
       });
     let bundlesRefused = false;
@@ -351,7 +353,8 @@ export class PackageTransferManager {
             if (rej) {
               // Sent again on its own, where a mismatch is resent twice before the job retries.
               this.log.warn(`The DP rejected file ${f.hash} of ${def.contentId} in a bundle (${rej.code}: ${rej.message}); sending it on its own.`, tid);
-              figures.bytes += await this.#uploadWithResend(client, f.hash, def.contentId, f.size, tid, redistribute);
+              const sent = await this.#uploadWithResend(client, f.hash, def.contentId, f.size, tid, redistribute);
+              figures.bytes += sent;
             }
             this.log.info(`Adding file ${entry.path} in ${def.contentId}.`, tid);
           }
@@ -375,7 +378,8 @@ export class PackageTransferManager {
               // A whole file its extents read from left the DP since it was asked: the file goes whole instead.
               this.log.warn(`${job.DPName} no longer holds file ${r.sources[0]} that '${entry.path}' shares bytes with; sending it whole.`, tid);
               this.log.info(`Sending file '${job.URL}/SMS_DP$/${m.hash}-${def.contentId}.temp'`, tid);
-              figures.bytes += await this.#uploadWithResend(client, m.hash, def.contentId, entry.size, tid, redistribute);
+              const sent = await this.#uploadWithResend(client, m.hash, def.contentId, entry.size, tid, redistribute);
+              figures.bytes += sent;
               this.log.info(`Adding file ${entry.path} in ${def.contentId}.`, tid);
               return;
             }
