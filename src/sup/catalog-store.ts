@@ -155,17 +155,7 @@ export async function openCatalogStore(dataDir: string): Promise<CatalogStore> {
       let items: string[];
       let keys: number[];
       if (kind === 'updates') {
-        const rows = await db
-          .selectFrom('CI_ConfigurationItems')
-          .select(['CI_ID', 'Digest'])
-          .where('ContentVersion', '>', since)
-          .where('ContentVersion', '<=', until)
-          .where('CI_ID', '>', cursor)
-          .orderBy('CI_ID')
-          .limit(limit + 1)
-          .execute();
-        keys = rows.map((r) => Number(r.CI_ID));
-        items = rows.map((r) => r.Digest);
+        ({ keys, items } = await updateRows(since, until, cursor, limit));
       } else {
         const rows = await db
           .selectFrom('CI_CategoryInstances')
