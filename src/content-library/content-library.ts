@@ -727,6 +727,14 @@ class DefaultContentLibrary implements ContentLibrary {
 
   async listContents(packageId: string): Promise<string[]> {
     const pkg = validatePackageId(packageId);
+    return (await this.#contentRecords())
+      .filter((c) => c.packageId === pkg)
+      .sort((a, b) => a.version - b.version)
+      .map((c) => c.contentId);
+  }
+
+  /** Every content DataLib has a record of (`<ContentID>.INI` or `.json`), once each; stray files are ignored. */
+  async #contentRecords(): Promise<ReturnType<typeof parseContentId>[]> {
     let names: string[];
     try {
       names = await fsp.readdir(this.#dataLib);
@@ -734,19 +742,17 @@ class DefaultContentLibrary implements ContentLibrary {
       if (isErrno(err, 'ENOENT')) return [];
       throw err;
     }
-    const ids = new Set<string>();
+    const byId = new Map<string, ReturnType<typeof parseContentId>>();
     for (const n of names) {
-      const m = /^(.+)\.(?:INI|json)$/.exec(n);
-      const id = m?.[1];
-      if (id && id.startsWith(`${pkg}.`)) {
-        try {
-          ids.add(parseContentId(id).contentId);
-        } catch {
-          // Not a content record (a stray file); ignored.
-        }
+      const id = /^(.+)\.(?:INI|json)$/.exec(n)?.[1];
+      if (!id || byId.has(id)) continue;
+      try {
+        byId.set(id, parseContentId(id));
+      } catch {
+        // Not a content record (a stray file); ignored.
       }
     }
-    return [...ids].sort((a, b) => parseContentId(a).version - parseContentId(b).version);
+    return [...byId.values()];
   }
 
   async removeContent(contentId: string): Promise<RemovalResult> {
@@ -859,34 +865,16 @@ class DefaultContentLibrary implements ContentLibrary {
   }
 
   async supersededContents(): Promise<string[]> {
-    let names: string[];
-    try {
-      names = await fsp.readdir(this.#dataLib);
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return [];
-      throw err;
-    }
     // One listing for every package: contents grouped by package, then each package's current version.
-    const byPackage = new Map<string, Set<string>>();
-    for (const n of names) {
-      const id = /^(.+)\.(?:INI|json)$/.exec(n)?.[1];
-      if (!id) continue;
-      try {
-        const c = parseContentId(id);
-        const set = byPackage.get(c.packageId) ?? new Set<string>();
-        set.add(c.contentId);
-        byPackage.set(c.packageId, set);
-      } catch {
-        // Not a content record (a stray file); ignored.
-      }
-    }
+    const byPackage = new Map<string, ReturnType<typeof parseContentId>[]>();
+    for (const c of await this.#contentRecords()) byPackage.set(c.packageId, [...(byPackage.get(c.packageId) ?? []), c]);
     const out: string[] = [];
-    for (const [pkg, ids] of byPackage) {
-      if (ids.size < 2) continue;
+    for (const [pkg, contents] of byPackage) {
+      if (contents.length < 2) continue;
       const current = await this.#readPackageList(path.join(this.#pkgLib, `${pkg}.INI`));
       if (current === undefined) continue;
       const keep = parseContentId(current).version;
-      for (const id of ids) if (parseContentId(id).version < keep) out.push(id);
+      for (const c of contents) if (c.version < keep) out.push(c.contentId);
     }
     return out.sort(comparePaths);
   }
