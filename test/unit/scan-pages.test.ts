@@ -22,7 +22,7 @@ import { MAX_SEGMENTS } from '../../src/agent/scan/catalog-cache.ts';
 import { createScanner } from '../../src/agent/scan/scanner.ts';
 import type { ScanRequest, ScanResult, UpdateStateName } from '../../src/agent/scan/types.ts';
 import type { Machine, Rule } from '../../src/catalog/rules.ts';
-import { createComponentLog, parseCmtraceLine } from '../../src/shared/cmtrace-log.ts';
+import { parseCmtraceLine } from '../../src/shared/cmtrace-log.ts';
 import type { ComponentLog } from '../../src/shared/cmtrace-log.ts';
 import { buildPage, PAGE_MEDIA_TYPE, PAGE_SHA256_HEADER, readPage } from '../../src/sup/catalog-pack.ts';
 import { startSup } from '../../src/sup/sup-server.ts';
@@ -30,8 +30,9 @@ import type { RunningSup } from '../../src/sup/sup-server.ts';
 import { createSupClient } from '../../src/sup/sup-client.ts';
 import { startUpstream } from '../../src/upstream/upstream-server.ts';
 import type { RunningUpstream } from '../../src/upstream/upstream-server.ts';
-import { categories, product, SECURITY } from '../helpers/catalog.ts';
-import { tempDir, waitFor } from '../helpers/processes.ts';
+import { product, SECURITY } from '../helpers/catalog.ts';
+import { tempDir } from '../helpers/processes.ts';
+import { scannerLog, syncSup, writeCatalogDir } from '../helpers/scan-world.ts';
 
 const U = (n: number): string => `a1000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
 const pkgRule = (name: string, op: 'lt' | 'ge', value: string): Rule => ({ kind: 'package', name, installed: true, version: { op, value } });
@@ -48,13 +49,6 @@ const catalog = (revs: Record<number, number> = {}): Record<string, unknown>[] =
 const machine: Machine = { os: { family: 'debian', version: '12' }, packages: Array.from({ length: 7 }, (_, k) => ({ name: `pkg-${k + 1}`, arch: 'amd64', version: k < 3 ? '1.0' : '2.1' })) };
 const expected: Record<string, UpdateStateName> = { [U(1)]: 'required', [U(2)]: 'required', [U(3)]: 'required', [U(4)]: 'installed', [U(5)]: 'installed', [U(7)]: 'installed' };
 const other: Machine = { os: { family: 'debian', version: '12' }, packages: [] };
-
-async function writeCatalogDir(dir: string, updates: Record<string, unknown>[]): Promise<void> {
-  await fsp.mkdir(path.join(dir, 'updates'), { recursive: true });
-  await fsp.writeFile(path.join(dir, 'categories.ndjson'), categories(1).map((c) => JSON.stringify(c)).join('\n') + '\n');
-  await fsp.writeFile(path.join(dir, 'updates', 'a.ndjson.tmp'), updates.map((u) => JSON.stringify(u)).join('\n') + '\n');
-  await fsp.rename(path.join(dir, 'updates', 'a.ndjson.tmp'), path.join(dir, 'updates', 'a.ndjson'));
-}
 
 /** A proxy that records what it forwards and can rewrite a built page's bytes (and its SHA-256 header) on the way. */
 interface Proxy {
@@ -124,7 +118,7 @@ interface World {
 async function world(prefix: string): Promise<World> {
   const dir = await tempDir(prefix);
   const catalogDir = path.join(dir, 'catalog');
-  await writeCatalogDir(catalogDir, catalog());
+  await writeCatalogDir(catalogDir, catalog(), 1);
   const up = await startUpstream({ catalogDir, port: 0 });
   const key = 'k'.repeat(43);
   const sup = await startSup({ dataDir: path.join(dir, 'sup'), key, name: 'sup1', port: 0, pageSize: 3 });
@@ -136,15 +130,7 @@ async function world(prefix: string): Promise<World> {
     up,
     sup,
     proxy,
-    async sync() {
-      const { syncId } = await client.startSync(up.url, false);
-      const done = await waitFor('the update point sync', async () => {
-        const st = await client.syncState();
-        return st.syncId === syncId && st.state !== 'running' ? st : undefined;
-      });
-      assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
-      return done.result!.contentVersion;
-    },
+    sync: () => syncSup(client, up.url),
     async close() {
       await proxy.close();
       await sup.close();
@@ -152,11 +138,6 @@ async function world(prefix: string): Promise<World> {
       await fsp.rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-function logIn(dir: string, name: string): { log: ComponentLog; lines: () => string[] } {
-  const log = createComponentLog({ dir: path.join(dir, 'logs'), name, component: 'Scanner' });
-  return { log, lines: () => (fs.existsSync(log.file) ? fs.readFileSync(log.file, 'utf8').split('\n').filter(Boolean).map((l) => parseCmtraceLine(l)?.text ?? l) : []) };
 }
 
 const request = (w: World, m: Machine, log: ComponentLog, required: number): ScanRequest => ({
@@ -211,7 +192,7 @@ test('a corrupted page is CAIRN_SCAN_UPDATE_POINT_UNREACHABLE and nothing of it 
   try {
     const v = await w.sync();
     const cacheDir = path.join(w.dir, 'cache');
-    const l = logIn(w.dir, 'Scanner');
+    const l = scannerLog(w.dir, 'Scanner');
     // A byte changed in transit: the page no longer matches its SHA-256.
     w.proxy.rewrite = (page) => {
       const b = Buffer.from(page);
@@ -265,7 +246,7 @@ test('an update the update point finds invalid when it builds the page is unknow
     const db = new Database(path.join(w.dir, 'sup', 'sup.db'));
     db.prepare('UPDATE "CI_ConfigurationItems" SET "Digest" = ? WHERE "CI_UniqueID" = ?').run(JSON.stringify(upd(4, 1, { isInstalled: { kind: 'nonsense' } })), U(4));
     db.close();
-    const l = logIn(w.dir, 'Scanner');
+    const l = scannerLog(w.dir, 'Scanner');
     const scanner = createScanner({ cacheDir: path.join(w.dir, 'cache'), pageSize: 3 });
     for (const m of [machine, other]) {
       const u4 = (await scanner.scan(request(w, m, l.log, v))).updates.find((u) => u.id === U(4))!;
@@ -283,7 +264,7 @@ test('a restart reads the pages kept as received, without a request; new content
   try {
     let v = await w.sync();
     const cacheDir = path.join(w.dir, 'cache');
-    const l = logIn(w.dir, 'Scanner');
+    const l = scannerLog(w.dir, 'Scanner');
     const first = await createScanner({ cacheDir, pageSize: 3 }).scan(request(w, machine, l.log, v));
     assert.deepEqual(statesOf(first), expected);
     // The cache holds the pages byte for byte as the update point sent them (7 updates in pages of 3), each with its hash.
@@ -309,12 +290,12 @@ test('a restart reads the pages kept as received, without a request; new content
     for (let round = 1; round <= MAX_SEGMENTS + 1; round += 1) {
       const n = ((round - 1) % 3) + 1;
       revs[n] = (revs[n] ?? 1) + 1;
-      await writeCatalogDir(w.catalogDir, catalog(revs));
+      await writeCatalogDir(w.catalogDir, catalog(revs), 1);
       const previous = v;
       v = await w.sync();
       assert.ok(supLog(w).some((x) => new RegExp(`^Prepared 2 catalog page\\(s\\) of content version ${v} for scanners`).test(x)), 'the whole catalog and the changes since the last version');
       const pagesBefore = w.proxy.pages.length;
-      const lr = logIn(w.dir, `Scanner${round}`);
+      const lr = scannerLog(w.dir, `Scanner${round}`);
       const rr = await restarted.scan(request(w, machine, lr.log, v));
       assert.ok(lr.lines().some((x) => x.startsWith(`Downloaded the changes since content version ${previous} `) && x.includes(': 1 update(s) and 0 categories')));
       assert.equal(w.proxy.pages.length, pagesBefore + 1);

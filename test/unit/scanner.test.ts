@@ -21,15 +21,15 @@ import type { ScanRequest, ScanResult, UpdateStateName } from '../../src/agent/s
 import { compileRule, evaluateRule, prepareMachine } from '../../src/catalog/rules.ts';
 import { createUpstreamClient } from '../../src/catalog/upstream-client.ts';
 import type { Machine, Rule } from '../../src/catalog/rules.ts';
-import { createComponentLog, parseCmtraceLine } from '../../src/shared/cmtrace-log.ts';
 import type { ComponentLog } from '../../src/shared/cmtrace-log.ts';
 import { startSup } from '../../src/sup/sup-server.ts';
 import type { RunningSup } from '../../src/sup/sup-server.ts';
 import { createSupClient } from '../../src/sup/sup-client.ts';
 import { startUpstream } from '../../src/upstream/upstream-server.ts';
 import type { RunningUpstream } from '../../src/upstream/upstream-server.ts';
-import { categories, product, SECURITY, UPDATES } from '../helpers/catalog.ts';
-import { freePort, tempDir, waitFor } from '../helpers/processes.ts';
+import { product, SECURITY, UPDATES } from '../helpers/catalog.ts';
+import { freePort, tempDir } from '../helpers/processes.ts';
+import { scannerLog, syncSup, writeCatalogDir } from '../helpers/scan-world.ts';
 
 const U = (n: number): string => `f0000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
 const pkgRule = (name: string, op: 'lt' | 'ge', value: string, arch?: string): Rule => ({ kind: 'package', name, installed: true, ...(arch ? { arch } : {}), version: { op, value } });
@@ -78,14 +78,6 @@ const machineA: Machine = {
 };
 const machineB: Machine = { os: { family: 'ubuntu', version: '24.04' }, facts: {}, packages: [] };
 const machineC: Machine = { os: { family: 'debian', version: '11' }, packages: [{ name: 'openssl', arch: 'amd64', version: '3.0.13-1~deb12u1' }] };
-
-async function writeCatalogDir(dir: string, updates: Record<string, unknown>[]): Promise<void> {
-  await fsp.mkdir(path.join(dir, 'updates'), { recursive: true });
-  await fsp.writeFile(path.join(dir, 'categories.ndjson'), categories(2).map((c) => JSON.stringify(c)).join('\n') + '\n');
-  // Replace the file by renaming over it, as docs/catalog.md asks.
-  await fsp.writeFile(path.join(dir, 'updates', 'a.ndjson.tmp'), updates.map((u) => JSON.stringify(u)).join('\n') + '\n');
-  await fsp.rename(path.join(dir, 'updates', 'a.ndjson.tmp'), path.join(dir, 'updates', 'a.ndjson'));
-}
 
 /** A forwarding proxy that counts requests by route and can fail on demand. */
 interface Proxy {
@@ -147,7 +139,7 @@ interface World {
 async function world(prefix: string): Promise<World> {
   const dir = await tempDir(prefix);
   const catalogDir = path.join(dir, 'catalog');
-  await writeCatalogDir(catalogDir, catalog());
+  await writeCatalogDir(catalogDir, catalog(), 2);
   const up = await startUpstream({ catalogDir, port: 0 });
   const key = 'k'.repeat(43);
   const sup = await startSup({ dataDir: path.join(dir, 'sup'), key, name: 'sup1', port: 0, pageSize: 3 });
@@ -161,15 +153,7 @@ async function world(prefix: string): Promise<World> {
     sup,
     proxy,
     upProxy,
-    async sync() {
-      const { syncId } = await client.startSync(up.url, false);
-      const done = await waitFor('the update point sync', async () => {
-        const st = await client.syncState();
-        return st.syncId === syncId && st.state !== 'running' ? st : undefined;
-      });
-      assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
-      return done.result!.contentVersion;
-    },
+    sync: () => syncSup(client, up.url),
     async close() {
       await proxy.close();
       await upProxy.close();
@@ -178,11 +162,6 @@ async function world(prefix: string): Promise<World> {
       await fsp.rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-function logIn(dir: string, name: string): { log: ComponentLog; lines: () => string[] } {
-  const log = createComponentLog({ dir: path.join(dir, 'logs'), name, component: 'Scanner' });
-  return { log, lines: () => (fs.existsSync(log.file) ? fs.readFileSync(log.file, 'utf8').split('\n').filter(Boolean).map((l) => parseCmtraceLine(l)?.text ?? l) : []) };
 }
 
 function request(w: World, machine: Machine, log: ComponentLog, required: number, url = w.proxy.url): ScanRequest {
@@ -208,7 +187,7 @@ test('[UC13][UC14][UC15][UC16] a hand-checked catalog classifies every update on
     const httpAgent = new http.Agent({ keepAlive: true });
     after(() => httpAgent.destroy());
     const scanner = createScanner({ cacheDir: path.join(w.dir, 'cache'), pageSize: 3, httpAgent });
-    const a = logIn(w.dir, 'ScannerA');
+    const a = scannerLog(w.dir, 'ScannerA');
     const ra = await scanner.scan(request(w, machineA, a.log, v));
     // The update point rejected the malformed update when it synced (ADR 0007): it never reaches clients from there.
     assert.deepEqual(statesOf(ra), { [U(2)]: 'required', [U(3)]: 'installed', [U(4)]: 'required', [U(6)]: 'unknown', [U(7)]: 'required', [U(8)]: 'installed' });
@@ -235,7 +214,7 @@ test('[UC13][UC14][UC15][UC16] a hand-checked catalog classifies every update on
     assert.ok(!a.lines().some((l) => l.startsWith('Update (Not required)')), 'no line per not-required update');
 
     // Machine B has nothing: only the rules that need no package are evaluated; no pruning line (U1 was not found).
-    const b = logIn(w.dir, 'ScannerB');
+    const b = scannerLog(w.dir, 'ScannerB');
     const rb = await scanner.scan(request(w, machineB, b.log, v));
     assert.deepEqual(statesOf(rb), { [U(2)]: 'notRequired', [U(3)]: 'notRequired', [U(4)]: 'notRequired', [U(6)]: 'notRequired', [U(7)]: 'notRequired', [U(8)]: 'notRequired' });
     assert.deepEqual([rb.evaluated, rb.total], [1, 7]);
@@ -243,7 +222,7 @@ test('[UC13][UC14][UC15][UC16] a hand-checked catalog classifies every update on
     assert.ok(!b.lines().some((l) => l.startsWith('Pruning')));
 
     // Machine C: Debian 11 with the newest openssl; the OS update is required there.
-    const c = logIn(w.dir, 'ScannerC');
+    const c = scannerLog(w.dir, 'ScannerC');
     const rc = await scanner.scan(request(w, machineC, c.log, v));
     assert.deepEqual([statesOf(rc)[U(2)], statesOf(rc)[U(8)], statesOf(rc)[U(6)]], ['installed', 'required', 'notRequired']);
     assert.equal(w.proxy.hits.get('/upstream/v1/changes'), 1, 'three scans, one download');
@@ -258,7 +237,7 @@ test('an entry that fails validation at the client is reported unknown with the 
     // `cairn upstream` serves items as its files hold them (an update point would have rejected this one at its sync).
     const v = Number(/-(\d+)$/.exec((await createUpstreamClient(w.up.url).changesSince('')).anchor)![1]);
     const cacheDir = path.join(w.dir, 'cache');
-    const l = logIn(w.dir, 'Scanner');
+    const l = scannerLog(w.dir, 'Scanner');
     const r = await createScanner({ cacheDir, pageSize: 3 }).scan(request(w, machineA, l.log, v, w.upProxy.url));
     const bad = r.updates.find((u) => u.id === U(5))!;
     assert.deepEqual([bad.state, bad.title, bad.revision, bad.articleId], ['unknown', 'broken rule', 1, 'KB5']);
@@ -282,7 +261,7 @@ test('a new content version is fetched incrementally, kept on disk across a rest
     const v1 = await w.sync();
     const cacheDir = path.join(w.dir, 'cache');
     const s1 = createScanner({ cacheDir, pageSize: 3 });
-    const l1 = logIn(w.dir, 'Scanner1');
+    const l1 = scannerLog(w.dir, 'Scanner1');
     // Ten clients at once: one download, the others join it.
     const all = await Promise.all(Array.from({ length: 10 }, () => s1.scan(request(w, machineA, l1.log, v1))));
     assert.ok(all.every((r) => statesOf(r)[U(2)] === 'required'));
@@ -293,10 +272,10 @@ test('a new content version is fetched incrementally, kept on disk across a rest
     assert.equal(pagesAfterFull, 3, 'seven updates in pages of three');
 
     // A new revision of U2 that no longer supersedes U1, and a content version 2.
-    await writeCatalogDir(w.catalogDir, catalog(2).map((u) => (u.id === U(2) ? { ...u, supersedes: [] } : u)));
+    await writeCatalogDir(w.catalogDir, catalog(2).map((u) => (u.id === U(2) ? { ...u, supersedes: [] } : u)), 2);
     const v2 = await w.sync();
     assert.equal(v2, v1 + 1);
-    const l2 = logIn(w.dir, 'Scanner2');
+    const l2 = scannerLog(w.dir, 'Scanner2');
     const r2 = await s1.scan(request(w, machineA, l2.log, v2));
     assert.deepEqual(r2.pruned, []);
     assert.equal(statesOf(r2)[U(1)], 'required', 'no longer pruned');
@@ -307,7 +286,7 @@ test('a new content version is fetched incrementally, kept on disk across a rest
     // A restarted agent (a new scanner on the same folder) reads its catalog from disk: no request.
     const before = w.proxy.hits.get('/upstream/v1/changes');
     const s2 = createScanner({ cacheDir, pageSize: 3 });
-    const l3 = logIn(w.dir, 'Scanner3');
+    const l3 = scannerLog(w.dir, 'Scanner3');
     const r3 = await s2.scan(request(w, machineA, l3.log, v2));
     assert.deepEqual(statesOf(r3), statesOf(r2));
     assert.equal(w.proxy.hits.get('/upstream/v1/changes'), before);
@@ -317,13 +296,13 @@ test('a new content version is fetched incrementally, kept on disk across a rest
     const catDir = path.join(cacheDir, fs.readdirSync(cacheDir).find((n) => /^[0-9a-f]{16}$/.test(n))!);
     const seg = fs.readdirSync(catDir).find((n) => n.endsWith('.ndjson'))!;
     fs.writeFileSync(path.join(catDir, seg), fs.readFileSync(path.join(catDir, seg), 'utf8').replace('"ge"', '"lt"'));
-    const l4 = logIn(w.dir, 'Scanner4');
+    const l4 = scannerLog(w.dir, 'Scanner4');
     const r4 = await createScanner({ cacheDir, pageSize: 3 }).scan(request(w, machineA, l4.log, v2));
     assert.deepEqual(statesOf(r4), statesOf(r2));
     inOrder(l4.lines(), [/^Downloaded the whole catalog/]);
     // …or a state file that does not parse.
     fs.writeFileSync(path.join(catDir, 'state.json'), '{not json');
-    const l5 = logIn(w.dir, 'Scanner5');
+    const l5 = scannerLog(w.dir, 'Scanner5');
     const r5 = await createScanner({ cacheDir, pageSize: 3 }).scan(request(w, machineA, l5.log, v2));
     assert.deepEqual(statesOf(r5), statesOf(r2));
     inOrder(l5.lines(), [/^Downloaded the whole catalog/]);
@@ -337,12 +316,12 @@ test('an update point older than required is CAIRN_SCAN_CONTENT_VERSION_TOO_OLD:
   try {
     const v = await w.sync();
     const scanner = createScanner({ cacheDir: path.join(w.dir, 'cache'), pageSize: 3 });
-    const l = logIn(w.dir, 'Scanner');
+    const l = scannerLog(w.dir, 'Scanner');
     await assert.rejects(scanner.scan(request(w, machineA, l.log, v + 1)), (err: { code?: string; message?: string }) => err.code === 'CAIRN_SCAN_CONTENT_VERSION_TOO_OLD' && /content version 1; the scan requires 2/.test(err.message ?? ''));
     inOrder(l.lines(), [/^Contacting update point/, /^Search against .* failed: CAIRN_SCAN_CONTENT_VERSION_TOO_OLD/]);
     assert.ok(!l.lines().some((x) => /^Update \(|^Successfully completed/.test(x)));
     // Once the update point has it, the same request succeeds.
-    await writeCatalogDir(w.catalogDir, catalog(2));
+    await writeCatalogDir(w.catalogDir, catalog(2), 2);
     assert.equal(await w.sync(), v + 1);
     const r = await scanner.scan(request(w, machineA, l.log, v + 1));
     assert.equal(r.contentVersion, v + 1);
@@ -357,7 +336,7 @@ test('an update point that refuses connections, answers 5xx or hangs is CAIRN_SC
     const v = await w.sync();
     const httpAgent = new http.Agent({ keepAlive: true });
     after(() => httpAgent.destroy());
-    const l = logIn(w.dir, 'Scanner');
+    const l = scannerLog(w.dir, 'Scanner');
     // Once through fetch, once through a keep-alive agent: both paths fail the same way.
     for (const scanner of [createScanner({ cacheDir: path.join(w.dir, 'cache'), pageSize: 3, timeoutMs: 500 }), createScanner({ cacheDir: path.join(w.dir, 'cache2'), pageSize: 3, timeoutMs: 500, httpAgent })]) {
       const unreachable = (why: RegExp) => (err: { code?: string; message?: string }) => err.code === 'CAIRN_SCAN_UPDATE_POINT_UNREACHABLE' && why.test(err.message ?? '');
