@@ -75,9 +75,9 @@ export interface HoldingDp {
   readonly priority: number;
 }
 
-/** DPs whose `PkgStatus` row shows the package installed at exactly `version`, by DP priority then name. */
-export async function dpsHoldingPackage(db: Db, pkgId: string, version: number): Promise<HoldingDp[]> {
-  const rows = await db
+/** The query of {@link dpsHoldingPackage}, unexecuted (the MP's cache compiles it once: src/mp/mp-cache.ts). */
+export function dpsHoldingPackageQuery(db: Db, pkgId: string, version: number) {
+  return db
     .selectFrom('PkgStatus as s')
     .innerJoin('DistributionPoints as d', 'd.NALPath', 's.PkgServer')
     .select(['d.DPID', 'd.Name', 'd.URL', 'd.Priority'])
@@ -86,7 +86,15 @@ export async function dpsHoldingPackage(db: Db, pkgId: string, version: number):
     .where('s.Status', '=', PKG_STATUS.installed)
     .where('s.SourceVersion', '=', version)
     .orderBy('d.Priority')
-    .orderBy('d.Name')
-    .execute();
-  return rows.map((r) => ({ dpId: Number(r.DPID), name: r.Name, url: r.URL, priority: Number(r.Priority) }));
+    .orderBy('d.Name');
+}
+
+/** A row of {@link dpsHoldingPackageQuery} as a {@link HoldingDp}. */
+export function toHoldingDp(r: { DPID: number; Name: string; URL: string; Priority: number }): HoldingDp {
+  return { dpId: Number(r.DPID), name: r.Name, url: r.URL, priority: Number(r.Priority) };
+}
+
+/** DPs whose `PkgStatus` row shows the package installed at exactly `version`, by DP priority then name. */
+export async function dpsHoldingPackage(db: Db, pkgId: string, version: number): Promise<HoldingDp[]> {
+  return (await dpsHoldingPackageQuery(db, pkgId, version).execute()).map(toHoldingDp);
 }

@@ -20,9 +20,8 @@
  */
 import type { Kysely } from 'kysely';
 import type { Database } from '../datastore/schema.ts';
-import { listBoundaryGroups } from '../datastore/boundaries.ts';
+import { dpsHoldingPackageQuery, listBoundaryGroups, toHoldingDp } from '../datastore/boundaries.ts';
 import type { HoldingDp } from '../datastore/boundaries.ts';
-import { PKG_STATUS, PKG_STATUS_TYPE } from '../datastore/enums.ts';
 import { readSettings } from '../datastore/site-control.ts';
 import { precompile } from '../datastore/precompiled.ts';
 import { toLocationGroups } from './content-location.ts';
@@ -62,18 +61,7 @@ export class MpCache {
   constructor(db: Kysely<Database>) {
     this.#db = db;
     this.#readCounter = precompile(db, (name) => db.selectFrom('ChangeCounters').select('Counter').where('Name', '=', name));
-    this.#holding = precompile(db, (pkg, version) =>
-      db
-        .selectFrom('PkgStatus as s')
-        .innerJoin('DistributionPoints as d', 'd.NALPath', 's.PkgServer')
-        .select(['d.DPID', 'd.Name', 'd.URL', 'd.Priority'])
-        .where('s.ID', '=', pkg)
-        .where('s.Type', '=', PKG_STATUS_TYPE.dp)
-        .where('s.Status', '=', PKG_STATUS.installed)
-        .where('s.SourceVersion', '=', version)
-        .orderBy('d.Priority')
-        .orderBy('d.Name'),
-    );
+    this.#holding = precompile(db, (pkg, version) => dpsHoldingPackageQuery(db, pkg, version));
   }
 
   /** The change counter now (requests get it with the client's row instead; tests and tools ask here). */
@@ -112,7 +100,7 @@ export class MpCache {
       const hit = this.#holdingCache.get(key);
       if (hit) return hit;
     }
-    const read = this.#holding(packageId, packageVersion).then((rows) => rows.map((r) => ({ dpId: Number(r.DPID), name: r.Name, url: r.URL, priority: Number(r.Priority) })));
+    const read = this.#holding(packageId, packageVersion).then((rows) => rows.map(toHoldingDp));
     if (version >= 0 && version >= this.#holdingVersion) {
       if (version > this.#holdingVersion) {
         this.#holdingCache.clear();
