@@ -103,7 +103,7 @@ try {
     const distAll = await readLog(site.dataDir, 'distmgr');
     const distLog = distAll.split(`Start updating package ${pkgId}`)[1] ?? '';
     const provLog = (await readLog(site.dataDir, 'SMSProv')).split(`/api/v1/packages/${pkgId}/distribute`).slice(-1)[0] ?? '';
-    const dpLog = (await readLog(dp.dataDir, 'SMSDPProv')).split(`Content '${pkgId}.1' for package`).slice(-1)[0] ?? '';
+    const dpLog = (await readLog(dp.dataDir, 'SMSDPProv')).split(`Content '${pkgId}.1' for package '${pkgId}' has been successfully added`).slice(-1)[0] ?? '';
     const dpLast = (text: string, needle: string): number | undefined => at(text.split('\n').reverse().join('\n'), needle);
     const statusLog = distLog;
     const apiAt = at(provLog, 'Processed method RefreshPkgSource');

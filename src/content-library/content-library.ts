@@ -52,7 +52,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { ContentDefinition, ContentLibrary, FileEntry, RemovalResult, ValidationProblem } from './types.ts';
+import type { ContentDefinition, ContentLibrary, FileEntry, ManifestAdoption, RemovalResult, ValidationProblem } from './types.ts';
 import type { Readable } from 'node:stream';
 import { CHUNKED_MIN_FILE_SIZE, chunkLibDir, chunkPathIn, chunkedReadStream, flushChunks, formatManifest, parseManifestText, plainReadStream, SharedExclusiveLock, statStoredFile } from './chunk-lib.ts';
 import type { FileManifest, StoredFile } from './chunk-lib.ts';
@@ -340,8 +340,9 @@ class DefaultContentLibrary implements ContentLibrary {
     return { size: st.size, chunked: st.manifest !== undefined, stream };
   }
 
-  async adoptManifest(m: FileManifest, opts: { readonly verify: boolean; readonly replace?: boolean }): Promise<void> {
+  async adoptManifest(m: FileManifest, opts: { readonly verify: boolean; readonly replace?: boolean }): Promise<ManifestAdoption> {
     const hash = validateHash(m.hash);
+    const cost = { verifyMs: 0, flushMs: 0, flushed: 0 };
     await this.#chunkLock.shared(async () => {
       const missing = await this.missingChunks(m.chunks.filter((c) => !c.src).map((c) => c.hash));
       // Extents read from files stored whole (a manifest never names another manifest).
@@ -353,17 +354,23 @@ class DefaultContentLibrary implements ContentLibrary {
       });
       if (missing.length > 0 || absent.length > 0) throw new ChunksMissingError(hash, missing, absent);
       if (opts.verify) {
+        const started = performance.now();
         const r = await sharedHashPool().hashChunks(this.chunkDir, workerChunks(this, m), false);
         if (r.whole === undefined) {
           const p = r.problems[0];
           throw new CairnError('CAIRN_DP_HASH_MISMATCH', `chunk ${p ? m.chunks[p.index]?.hash : '?'} of file ${hash}: ${p?.problem ?? 'unreadable'}`);
         }
         if (r.whole !== hash) throw new CairnError('CAIRN_DP_HASH_MISMATCH', `the chunks of file ${hash} hash to ${r.whole} in order`);
+        cost.verifyMs = performance.now() - started;
       }
       await this.#hashLocks.run(hash, async () => {
         if (!opts.replace && (await this.hasFile(hash))) return;
         // The chunks reach the disk before anything names them: those this manifest names outside its extents.
-        await flushChunks(this.chunkDir, m.chunks.flatMap((c) => (c.src ? [] : [c.hash])));
+        const own = m.chunks.flatMap((c) => (c.src ? [] : [c.hash]));
+        const flushStarted = performance.now();
+        await flushChunks(this.chunkDir, own);
+        cost.flushMs = performance.now() - flushStarted;
+        cost.flushed = new Set(own).size;
         const tmpDir = fileLibTempDir(this.root);
         await fsp.mkdir(tmpDir, { recursive: true });
         await fsp.mkdir(this.#chunkRefs, { recursive: true });
@@ -386,6 +393,7 @@ class DefaultContentLibrary implements ContentLibrary {
         this.#rememberManifest(m);
       });
     });
+    return cost;
   }
 
   /**

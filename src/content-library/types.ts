@@ -77,9 +77,10 @@ export interface ContentLibrary {
    * CAIRN_DP_CONTENT_INCOMPLETE, naming them) and, with `verify`, the chunks
    * in order hash to the manifest's hash (else CAIRN_DP_HASH_MISMATCH). The
    * file system is flushed first. A file FileLib holds already is kept,
-   * unless `replace`. Idempotent.
+   * unless `replace`. Idempotent. Returns how long the whole-file check
+   * and the flush took, and how many chunks were flushed, for the log.
    */
-  adoptManifest(manifest: FileManifest, opts: { readonly verify: boolean; readonly replace?: boolean }): Promise<void>;
+  adoptManifest(manifest: FileManifest, opts: { readonly verify: boolean; readonly replace?: boolean }): Promise<ManifestAdoption>;
   /** At process start: clears ChunkLib/.tmp and finishes removals (and adoptions) cut short. */
   recover(): Promise<{ referencesCollected: number; chunksDeleted: number }>;
   /** Absolute path of a stored file: FileLib/<first 4 hex>/<HASH>. */
@@ -130,6 +131,15 @@ export interface ContentLibrary {
   removePackage(packageId: string): Promise<RemovalResult>;
   /** Re-hashes every file of a stored content; returns what is missing or damaged (empty when valid). */
   validateContent(contentId: string): Promise<ValidationProblem[]>;
+}
+
+/** What adopting a manifest cost (ADR 0009, amendment 3). */
+export interface ManifestAdoption {
+  /** Milliseconds spent hashing the bytes in order (0 without `verify`). */
+  readonly verifyMs: number;
+  /** Milliseconds spent flushing its chunks, and how many (0 when FileLib held it already). */
+  readonly flushMs: number;
+  readonly flushed: number;
 }
 
 export interface RemovalResult {

@@ -670,8 +670,9 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
         const replace = q['replace'] === '1';
         const manifest = parseManifestJson(request.body);
         if (manifest.hash !== hash) throw new CairnError('CAIRN_REQUEST_INVALID', `the manifest is for file ${manifest.hash}, not ${hash}`);
+        let cost;
         try {
-          await lib.adoptManifest(manifest, { verify: true, replace });
+          cost = await lib.adoptManifest(manifest, { verify: true, replace });
         } catch (err) {
           if (err instanceof ChunksMissingError) {
             log.warn(`Manifest of file ${hash} for content ${contentId} not accepted yet: ${err.missing.length} of its ${manifest.chunks.length} chunks, and ${err.sources.length} whole file(s) its extents read from, are not in the content library`);
@@ -681,7 +682,7 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
           throw err;
         }
         const extents = manifest.chunks.filter((c) => c.src).length;
-        log.info(`${replace ? 'Rewrote' : 'Added'} file ${hash} for content ${contentId} ${replace ? 'in' : 'to'} the content library as ${manifest.chunks.length} chunks (${extents} of them read from files held whole)`);
+        log.info(`${replace ? 'Rewrote' : 'Added'} file ${hash} for content ${contentId} ${replace ? 'in' : 'to'} the content library as ${manifest.chunks.length} chunks (${extents} of them read from files held whole; whole-file hash checked in ${(cost.verifyMs / 1000).toFixed(2)} s, ${cost.flushed} chunk(s) flushed in ${(cost.flushMs / 1000).toFixed(2)} s)`);
         return reply.code(201).send({ stored: true });
       });
 
