@@ -238,3 +238,30 @@ test('a manifest of extents: adopted only over a whole file it reads from, verif
   assert.equal(r.filesDeleted, 2);
   assert.equal(await lib.hasFile(ma.hash), false);
 });
+
+test('a manifest whose extents read past the end of a (shorter) whole file is refused; an adoption flushes only the chunks it names outside its extents', async (t) => {
+  const lib = createContentLibrary(await tempDir(t));
+  const a = randomBytes(2 * 1024 * 1024);
+  const b = Buffer.from(a);
+  randomBytes(10_000).copy(b, 500_000);
+  const ma = manifestFor(a);
+  const mbPlain = manifestFor(b);
+  const aAt = new Map(ma.chunks.map((c) => [c.hash, c.offset] as const));
+  const mb: FileManifest = { ...mbPlain, chunks: mbPlain.chunks.map((c) => (aAt.has(c.hash) ? { ...c, src: { file: ma.hash, offset: aAt.get(c.hash)! } } : c)) };
+  const own = mb.chunks.filter((c) => !c.src);
+  for (const c of own) storeChunk(lib.chunkDir, c.hash, b.subarray(c.offset, c.offset + c.length), false);
+  // FileLib holds a's name over fewer bytes (a damaged library): the runs of extents at its end come up short.
+  const temp = path.join(lib.root, 'a.tmp');
+  await fsp.writeFile(temp, a.subarray(0, a.length - 70_000));
+  await lib.adoptFile(temp, ma.hash);
+  await assert.rejects(lib.adoptManifest(mb, { verify: true }), (err: unknown) => err instanceof CairnError && err.code === 'CAIRN_DP_HASH_MISMATCH');
+  assert.equal(await lib.hasFile(mb.hash), false);
+  // With a's real bytes it is adopted, and only its own chunks were flushed.
+  await fsp.writeFile(temp, a);
+  await lib.adoptFile(temp, ma.hash, { replace: true });
+  const cost = await lib.adoptManifest(mb, { verify: true });
+  assert.equal(cost.flushed, new Set(own.map((c) => c.hash)).size);
+  assert.ok((await readAll((await lib.openFileReader(mb.hash)).stream)).equals(b));
+  // Adopting it again finds it held: nothing is flushed.
+  assert.equal((await lib.adoptManifest(mb, { verify: false })).flushed, 0);
+});
