@@ -9,6 +9,7 @@
  *   DataLib/<ContentID>.INI        [Info] Hash= Size= FileCount= Version= PackageID=
  *   DataLib/<ContentID>/<path>.INI [File] Hash= Size= Attributes= TimeModified=
  *   DataLib/<ContentID>.json       the whole definition, for fast loading
+ *   DataLib/<ContentID>.prepared   the content's hash, while records written ahead of its files (prepareContent) wait for addContent
  *   FileLib/<HASH[0..4]>/<HASH>    the file's bytes
  *   FileLib/<HASH[0..4]>/<HASH>.INI [Contents] <ContentID>=  (who uses the file)
  *   FileLib/.tmp/                  temporary files on their way into FileLib
@@ -34,7 +35,9 @@
  *
  * Order of addContent, so that a crash at any point is repaired by adding the
  * content again: (1) check every file is in FileLib; (2) write the folder
- * tree, the per-file INIs and the JSON copy; (3) add the content to every
+ * tree, the per-file INIs and the JSON copy, unless prepareContent wrote
+ * them while the files arrived (its `.prepared` marker, deleted before the
+ * tree is written again or removed, says they are whole); (3) add the content to every
  * companion list; (4) write DataLib/<ContentID>.INI, whose presence marks the
  * content complete; (5) make it current in PkgLib. PkgLib is written after
  * the content's INI on purpose, so PkgLib never names an incomplete content.
@@ -52,11 +55,13 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { ContentDefinition, ContentLibrary, FileEntry, ManifestAdoption, RemovalResult, ValidationProblem } from './types.ts';
+import type { ContentDefinition, ContentLibrary, FileEntry, ManifestAdoption, RemovalResult, StoredFiles, ValidationProblem } from './types.ts';
 import type { Readable } from 'node:stream';
 import { CHUNKED_MIN_FILE_SIZE, chunkLibDir, chunkPathIn, chunkedReadStream, flushChunks, formatManifest, parseManifestText, plainReadStream, SharedExclusiveLock, statStoredFile } from './chunk-lib.ts';
 import type { FileManifest, StoredFile } from './chunk-lib.ts';
 import { sharedHashPool } from './hash-pool.ts';
+import { preparedMarkerIn } from './records.ts';
+import type { RecordsReply } from './records.ts';
 import fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
@@ -90,6 +95,31 @@ class KeyedMutex {
   readonly #tails = new Map<string, Promise<void>>();
 
   async run<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const release = await this.#acquire(key);
+    try {
+      return await task();
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Runs `task` holding the lock of every key (a content's file hashes). The
+   * keys are taken in sorted order, so two such calls never wait on each
+   * other in a cycle; `run` holds one key and never waits for a second.
+   */
+  async runAll<T>(keys: readonly string[], task: () => Promise<T>): Promise<T> {
+    const releases: (() => void)[] = [];
+    try {
+      for (const key of [...new Set(keys)].sort()) releases.push(await this.#acquire(key));
+      return await task();
+    } finally {
+      for (const release of releases) release();
+    }
+  }
+
+  /** Waits for the key's earlier holders; resolves with the function that releases it. */
+  async #acquire(key: string): Promise<() => void> {
     const previous = this.#tails.get(key) ?? Promise.resolve();
     let release = (): void => {};
     const mine = new Promise<void>((resolve) => {
@@ -98,13 +128,17 @@ class KeyedMutex {
     const tail = previous.then(() => mine);
     this.#tails.set(key, tail);
     await previous;
-    try {
-      return await task();
-    } finally {
+    return () => {
       release();
       if (this.#tails.get(key) === tail) this.#tails.delete(key);
-    }
+    };
   }
+}
+
+/** The hash worker's answer to a bookkeeping task, or the errno error it met (ENOSPC, EACCES…) raised here. */
+function recordsResult(r: RecordsReply): Extract<RecordsReply, { ok: true }> {
+  if (r.ok) return r;
+  throw Object.assign(new Error(r.message), { code: r.code });
 }
 
 /** Runs `fn` over `items`, at most `limit` at once; after the first error no new item starts, and it is thrown once the running ones settle. */
@@ -509,69 +543,71 @@ class DefaultContentLibrary implements ContentLibrary {
     await this.#contentLocks.run(sorted.contentId, () => this.#addContentLocked(sorted));
   }
 
-  async #addContentLocked(def: ContentDefinition): Promise<void> {
-    const missing = await this.missingFiles(def.files.map((f) => f.hash));
-    if (missing.length > 0) {
-      const missingSet = new Set(missing);
-      const named = def.files.filter((f) => missingSet.has(f.hash)).map((f) => `${f.path} (${f.hash})`);
-      const shown = named.slice(0, 10).join(', ');
-      throw new CairnError('CAIRN_DP_CONTENT_INCOMPLETE', `content ${def.contentId} needs ${named.length} file(s) not in the library: ${shown}${named.length > 10 ? ', …' : ''}`);
-    }
+  async prepareContent(def: ContentDefinition): Promise<boolean> {
+    const sorted = parseContentDefinition(def);
+    return this.#contentLocks.run(sorted.contentId, async () => {
+      if ((await this.#readInfo(sorted.contentId)) !== undefined) return false;
+      if (await this.#dataLibPrepared(sorted)) return false;
+      recordsResult(
+        await sharedHashPool().prepareRecords({ dataLib: this.#dataLib, contentId: sorted.contentId, folders: sorted.folders, files: sorted.files, json: JSON.stringify(sorted), hash: sorted.hash }),
+      );
+      return true;
+    });
+  }
 
+  /** `DataLib/<ContentID>.prepared`: DataLib/<ContentID>/ and the JSON copy were written whole by prepareContent. */
+  #preparedMarker(contentId: string): string {
+    return preparedMarkerIn(this.#dataLib, contentId);
+  }
+
+  /**
+   * True when prepareContent wrote `def`'s records and nothing has touched
+   * them since: the marker names `def`'s hash and the JSON copy is `def`.
+   * Writing the records again and removing the content both delete the
+   * marker first, so a folder cut short by either never passes.
+   */
+  async #dataLibPrepared(def: ContentDefinition): Promise<boolean> {
+    if ((await readIfExists(this.#preparedMarker(def.contentId)))?.trim() !== def.hash) return false;
+    return (await readIfExists(path.join(this.#dataLib, `${def.contentId}.json`))) === JSON.stringify(def);
+  }
+
+  async #addContentLocked(def: ContentDefinition): Promise<void> {
     const existing = await this.#readInfo(def.contentId);
     if (existing && existing.hash !== def.hash) {
       throw new CairnError('CAIRN_REQUEST_INVALID', `content ${def.contentId} is already stored with hash ${existing.hash}, not ${def.hash}`);
     }
-    if (!existing) {
-      await this.#writeDataLib(def);
-      await forEachLimited([...new Set(def.files.map((f) => f.hash))], IO_CONCURRENCY, (h) => this.#addReference(h, def.contentId));
-      const info: [string, string | number][] = [
-        ['Hash', def.hash],
-        ['Size', def.size],
-        ['FileCount', def.files.length],
-        ['Version', def.version],
-        ['PackageID', def.packageId],
-      ];
-      await writeFileAtomic(path.join(this.#dataLib, `${def.contentId}.INI`), formatIni('Info', info));
-    } else {
-      // Stored already. A crash after step 4 could still have left the
-      // references or PkgLib behind, and re-adding is how that is repaired;
-      // both steps change nothing when they are already done.
-      await forEachLimited([...new Set(def.files.map((f) => f.hash))], IO_CONCURRENCY, (h) => this.#addReference(h, def.contentId));
+    // Steps 1–4 in one pass in a hash worker (records.ts, ADR 0015), holding
+    // every companion list's lock; step 2 is skipped when prepareContent
+    // wrote it whole. A content stored already (a crash after step 4) gets
+    // only its companion lists repaired; that changes nothing when they are
+    // complete.
+    const info: [string, string | number][] = [
+      ['Hash', def.hash],
+      ['Size', def.size],
+      ['FileCount', def.files.length],
+      ['Version', def.version],
+      ['PackageID', def.packageId],
+    ];
+    const record = existing ? undefined : { json: JSON.stringify(def), info: formatIni('Info', info), prepared: await this.#dataLibPrepared(def) };
+    const hashes = [...new Set(def.files.map((f) => f.hash))];
+    const r = await this.#hashLocks.runAll(hashes, async () =>
+      recordsResult(await sharedHashPool().contentRecords({ fileLib: this.#fileLib, dataLib: this.#dataLib, contentId: def.contentId, folders: def.folders, files: def.files, record })),
+    );
+    if (r.missing.length > 0) {
+      const missingSet = new Set(r.missing);
+      const named = def.files.filter((f) => missingSet.has(f.hash)).map((f) => `${f.path} (${f.hash})`);
+      const shown = named.slice(0, 10).join(', ');
+      throw new CairnError('CAIRN_DP_CONTENT_INCOMPLETE', `content ${def.contentId} needs ${named.length} file(s) not in the library: ${shown}${named.length > 10 ? ', …' : ''}`);
     }
     this.#remember(freezeDefinition(def));
     await this.#makeCurrent(def);
   }
 
-  /** Writes DataLib/<ContentID>/ (folders and per-file INIs) and the JSON copy, replacing what a crashed attempt left. */
-  async #writeDataLib(def: ContentDefinition): Promise<void> {
-    const dir = path.join(this.#dataLib, def.contentId);
-    await fsp.rm(dir, { recursive: true, force: true });
-    await fsp.mkdir(dir, { recursive: true });
-    // Folders are sorted, so a parent is created before its children.
-    for (const folder of def.folders) await fsp.mkdir(path.join(dir, folder));
-    await forEachLimited(def.files, IO_CONCURRENCY, async (f) => {
-      const entries: [string, string | number][] = [
-        ['Hash', f.hash],
-        ['Size', f.size],
-        ['Attributes', f.mode.toString(8).padStart(4, '0')],
-        ['TimeModified', f.mtime],
-      ];
-      await fsp.writeFile(path.join(dir, `${f.path}.INI`), formatIni('File', entries), { flag: 'wx' });
-    });
-    await writeFileAtomic(path.join(this.#dataLib, `${def.contentId}.json`), JSON.stringify(def));
-  }
-
-  /** Adds `contentId` to the companion list of `hash`, unless it is there already. */
-  async #addReference(hash: string, contentId: string): Promise<void> {
-    await this.#hashLocks.run(hash, async () => {
-      const file = `${this.filePath(hash)}.INI`;
-      const refs = await this.#readReferences(file);
-      if (refs.includes(contentId)) return;
-      refs.push(contentId);
-      refs.sort(comparePaths);
-      await writeFileAtomic(file, formatIni('Contents', refs.map((id) => [id, ''] as const)));
-    });
+  async storeFiles(data: Uint8Array, entries: readonly { hash: string; size: number; start: number }[], opts: { readonly replace: boolean; readonly tempDir: string }): Promise<StoredFiles> {
+    const hashes = entries.map((e) => validateHash(e.hash));
+    const r = await this.#hashLocks.runAll(hashes, async () => recordsResult(await sharedHashPool().storeFiles({ fileLib: this.#fileLib, tempDir: opts.tempDir, data, entries, replace: opts.replace })));
+    if (opts.replace) for (const h of r.stored) this.#manifests.delete(h);
+    return { stored: r.stored, written: r.written, rejected: r.rejected, writeError: r.writeError };
   }
 
   async #readReferences(file: string): Promise<string[]> {
@@ -777,8 +813,9 @@ class DefaultContentLibrary implements ContentLibrary {
     });
     const def = await this.#definitionForRemoval(contentId);
     this.#cache.delete(contentId);
-    // (2) The content is no longer complete.
+    // (2) The content is no longer complete (nor prepared).
     await fsp.rm(path.join(this.#dataLib, `${contentId}.INI`), { force: true });
+    await fsp.rm(this.#preparedMarker(contentId), { force: true });
     let filesDeleted = 0;
     let bytesFreed = 0;
     if (def) {
@@ -786,7 +823,12 @@ class DefaultContentLibrary implements ContentLibrary {
       const sizes = new Map(def.files.map((f) => [f.hash, f.size] as const));
       const manifests: string[] = [];
       const candidates: string[] = [];
-      await forEachLimited([...sizes.keys()], IO_CONCURRENCY, async (hash) => {
+      // Lists that name other contents too lose this one in one pass in a
+      // hash worker (records.ts); a file this content was the last user of
+      // goes through #dropReference below, which deletes it.
+      const hashes = [...sizes.keys()];
+      const { last } = await this.#hashLocks.runAll(hashes, async () => recordsResult(await sharedHashPool().dropReferences({ fileLib: this.#fileLib, contentId, hashes })));
+      await forEachLimited(last, IO_CONCURRENCY, async (hash) => {
         const r = await this.#dropReference(hash, contentId);
         if (r.deleted) {
           filesDeleted += 1;

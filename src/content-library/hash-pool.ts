@@ -9,6 +9,7 @@
 import os from 'node:os';
 import { WorkerPool } from '../shared/worker-pool.ts';
 import type { HashChunksReply, HashReply, StoreChunksReply, WorkerReply, WorkerTask } from './hash-worker.ts';
+import type { ContentRecordsTask, DropReferencesTask, PrepareRecordsTask, RecordsReply, StoreFilesTask } from './records.ts';
 
 export type { HashChunksReply, HashFailure, HashReply, HashSuccess, StoreChunksReply } from './hash-worker.ts';
 
@@ -42,6 +43,26 @@ export class HashPool {
   /** Reads chunks in order: the whole file's SHA-256 and, with `perChunk`, what is wrong with each chunk. */
   hashChunks(chunkDir: string, chunks: readonly (readonly [number, string] | readonly [number, string, string, number])[], perChunk: boolean): Promise<HashChunksReply> {
     return this.#pool.run({ kind: 'hashChunks', chunkDir, chunks, perChunk }) as Promise<HashChunksReply>;
+  }
+
+  /** Writes a content's per-file bookkeeping in one pass (records.ts); the caller holds the locks. */
+  contentRecords(task: Omit<ContentRecordsTask, 'id' | 'kind'>): Promise<RecordsReply> {
+    return this.#pool.run({ kind: 'contentRecords', ...task }) as Promise<RecordsReply>;
+  }
+
+  /** Writes a content's folder tree, per-file INIs and JSON copy ahead of its files (records.ts); the caller holds the content's lock. */
+  prepareRecords(task: Omit<PrepareRecordsTask, 'id' | 'kind'>): Promise<RecordsReply> {
+    return this.#pool.run({ kind: 'prepareRecords', ...task }) as Promise<RecordsReply>;
+  }
+
+  /** Removes a content from companion lists in one pass (records.ts); the caller holds the locks. */
+  dropReferences(task: Omit<DropReferencesTask, 'id' | 'kind'>): Promise<RecordsReply> {
+    return this.#pool.run({ kind: 'dropReferences', ...task }) as Promise<RecordsReply>;
+  }
+
+  /** Hashes a bundle's files and stores those that match in FileLib (records.ts); the caller holds their hashes' locks. */
+  storeFiles(task: Omit<StoreFilesTask, 'id' | 'kind'>): Promise<RecordsReply> {
+    return this.#pool.run({ kind: 'storeFiles', ...task }) as Promise<RecordsReply>;
   }
 
   /** Starts the workers before the first task needs them (a DP's first chunk bundle, say). */

@@ -23,6 +23,8 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CHUNK_HASH_HEX, CHUNKING, GearChunker, SIGNATURE_MIN_FILE_SIZE } from './chunker.ts';
 import type { Chunk } from './chunker.ts';
+import { runRecordsTask } from './records.ts';
+import type { RecordsReply, RecordsTask } from './records.ts';
 
 /** Bytes read at a time. */
 export const READ_BUFFER_SIZE = 1024 * 1024;
@@ -105,8 +107,8 @@ export interface HashChunksReply {
   readonly problems: { index: number; problem: 'missing' | 'size mismatch' | 'hash mismatch'; actual?: string }[];
 }
 
-export type WorkerTask = HashTask | StoreChunksTask | HashChunksTask;
-export type WorkerReply = HashReply | StoreChunksReply | HashChunksReply;
+export type WorkerTask = HashTask | StoreChunksTask | HashChunksTask | RecordsTask;
+export type WorkerReply = HashReply | StoreChunksReply | HashChunksReply | RecordsReply;
 
 export interface HashSuccess {
   readonly id: number;
@@ -511,6 +513,8 @@ if (parentPort) {
   port.on('message', (task: WorkerTask) => {
     if (task.kind === 'storeChunks') port.postMessage(storeChunksSync(task));
     else if (task.kind === 'hashChunks') port.postMessage(hashChunksSync(task, buf));
+    // A content's per-file bookkeeping and a bundle's files (records.ts, ADR 0015).
+    else if (task.kind === 'contentRecords' || task.kind === 'prepareRecords' || task.kind === 'dropReferences' || task.kind === 'storeFiles') port.postMessage(runRecordsTask(task));
     else port.postMessage(hashFileSync(task, buf));
   });
 }

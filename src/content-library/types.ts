@@ -104,6 +104,24 @@ export interface ContentLibrary {
    * changes nothing.
    */
   addContent(def: ContentDefinition): Promise<void>;
+  /**
+   * Writes the per-file records of a content that is not stored yet
+   * (DataLib/<ContentID>/ and its JSON copy, not its INI and not the
+   * companion lists), so that `addContent` finds them written and skips that
+   * step. A DP does it while the content's files still arrive. Returns false
+   * when there was nothing to do (stored already, or prepared the same way).
+   * A content prepared and never added is a record without an INI, which
+   * `listContents` lists and `removeContent` removes like any other.
+   */
+  prepareContent(def: ContentDefinition): Promise<boolean>;
+  /**
+   * Stores small files that arrived together (a `cairn-bundle/1` upload):
+   * each is hashed and enters FileLib only when its bytes match its hash,
+   * written under `tempDir` (same file system) and renamed into place. A file
+   * FileLib holds already is not written again unless `replace`. A write
+   * failure (ENOSPC…) stops it; what was stored before is reported.
+   */
+  storeFiles(data: Uint8Array, entries: readonly { hash: string; size: number; start: number }[], opts: { readonly replace: boolean; readonly tempDir: string }): Promise<StoredFiles>;
   /** The definition of a stored content, or undefined. */
   getContent(contentId: string): Promise<ContentDefinition | undefined>;
   /** The package's current content (the one PkgLib names), or undefined. */
@@ -157,4 +175,12 @@ export interface ValidationProblem {
   readonly actual?: string;
   /** For a chunked file, the first chunk found missing or damaged. */
   readonly chunk?: string;
+}
+
+/** What `storeFiles` did: hashes FileLib holds now, those written now, those whose bytes did not match, and the error that stopped it. */
+export interface StoredFiles {
+  readonly stored: string[];
+  readonly written: string[];
+  readonly rejected: { hash: string; actual: string }[];
+  readonly writeError?: { code: string; message: string } | undefined;
 }

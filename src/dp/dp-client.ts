@@ -15,6 +15,7 @@
  * small files travel in bundles of a few MiB (`uploadBundle`). It never
  * sends the shared key itself.
  */
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
@@ -61,6 +62,8 @@ export interface DpClient {
    * DP removes after answering (ADR 0009, amendment 3).
    */
   putContent(def: ContentDefinition): Promise<{ removedContents: string[]; filesDeleted: number; supersededContents: string[] }>;
+  /** Sends a content's definition ahead of its files, for the DP to write its per-file records meanwhile; true when it did. */
+  prepareContent(def: ContentDefinition): Promise<boolean>;
   /** Stores a content's signature file (its text as written in SigLib); returns the bytes sent. */
   putSignatures(contentId: string, text: string): Promise<number>;
   /** The package's current content on the DP, or null. */
@@ -459,6 +462,12 @@ export function createDpClient(opts: DpClientOptions): DpClient {
       return { contentId, version, files, problems: parsed };
     },
 
+    async prepareContent(def) {
+      const a = await call('PUT', `/dp/v1/contents/${encodeURIComponent(def.contentId)}?prepare=1`, { kind: 'json', value: def });
+      if (ok(a)) return field(a.body, 'prepared') === true;
+      throw rejection(a, `preparing the records of content ${def.contentId}`);
+    },
+
     async putContent(def) {
       const a = await call('PUT', `/dp/v1/contents/${encodeURIComponent(def.contentId)}`, { kind: 'json', value: def });
       if (ok(a)) {
@@ -486,10 +495,12 @@ export function createDpClient(opts: DpClientOptions): DpClient {
       throw new CairnError('CAIRN_INTERNAL', `a bundle of ${files.length} files and ${total} bytes is outside the limits`);
     }
     const parts: Buffer[] = [encodeBundleHeader(files)];
+    // Read with synchronous calls: a bundle is at most a few MiB from the page cache, a few
+    // milliseconds, where four thread-pool round trips a file cost more than the reads (performance.md).
     for (const f of files) {
       let data: Buffer;
       try {
-        data = await fsp.readFile(f.path);
+        data = fs.readFileSync(f.path);
       } catch (err) {
         throw new CairnError('CAIRN_INTERNAL', `cannot read ${f.path}: ${describeError(err)}`, { cause: err });
       }

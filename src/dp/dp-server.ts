@@ -19,7 +19,7 @@
  * ever served. It must never let a file into the library before its bytes have
  * been checked against their hash, and never buffer an upload in memory.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Hash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -38,7 +38,7 @@ import { ChunksMissingError } from '../content-library/content-library.ts';
 import { parseManifestJson } from '../content-library/chunk-lib.ts';
 import { sharedHashPool } from '../content-library/hash-pool.ts';
 import { parseSignatureFile, signaturesPath } from '../content-library/snapshot.ts';
-import { forEachLimited, writeFileAtomic } from '../content-library/content-library.ts';
+import { writeFileAtomic } from '../content-library/content-library.ts';
 import type { ContentDefinition, ContentLibrary } from '../content-library/types.ts';
 import { createComponentLog } from '../shared/cmtrace-log.ts';
 import { listenUrl } from '../shared/listen.ts';
@@ -501,6 +501,12 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
         const contentId = parseContentId(param(request, 'contentId'));
         const def: ContentDefinition = parseContentDefinition(request.body);
         if (def.contentId !== contentId) throw new CairnError('CAIRN_REQUEST_INVALID', `the definition is for '${def.contentId}', not '${contentId}'`);
+        if (query(request)['prepare'] === '1') {
+          // Sent ahead of the files: the per-file records are written while they arrive, not after.
+          const prepared = await lib.prepareContent(def);
+          if (prepared) log.info(`Prepared the records of content '${contentId}' for package '${def.packageId}' (${def.files.length} files) while its files arrive`);
+          return { prepared };
+        }
         const missing = await lib.missingFiles(def.files.map((f) => f.hash));
         if (missing.length > 0) {
           log.warn(`Content '${contentId}' for package '${def.packageId}' cannot be added: ${missing.length} file(s) are not in the content library`);
@@ -592,38 +598,21 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
             log.warn(`Bundle for content ${contentId} from ${request.ip} refused: ${bundle.error}`);
             throw new CairnError('CAIRN_REQUEST_INVALID', `malformed bundle: ${bundle.error}`);
           }
-          const stored: string[] = [];
-          const rejected: { hash: string; code: ErrorCode; message: string }[] = [];
-          let diskFull: unknown;
-          await forEachLimited(bundle.files, 8, async (f) => {
-            const data = bytes.subarray(f.start, f.start + f.size);
-            const actual = createHash('sha256').update(data).digest('hex').toUpperCase();
-            if (actual !== f.hash) {
-              log.error(`File ${f.hash} for content ${contentId} in a bundle failed hash verification (the bytes hash to ${actual}); it was not stored`);
-              rejected.push({ hash: f.hash, code: 'CAIRN_DP_HASH_MISMATCH', message: `the bytes hash to ${actual}, not ${f.hash}` });
-              return;
-            }
-            if (!replace && (await lib.hasFile(f.hash))) {
-              stored.push(f.hash);
-              return;
-            }
-            const temp = `${uploadTempPath(dataDir, f.hash, contentId)}.${randomBytes(4).toString('hex')}.bundle`;
-            try {
-              await fsp.writeFile(temp, data, { mode: 0o644 });
-              await lib.adoptFile(temp, f.hash, { replace });
-            } catch (err) {
-              await removeQuietly(temp, log);
-              if (!isDiskFull(err)) throw err;
-              diskFull = err;
-              return;
-            }
-            stored.push(f.hash);
-            log.info(replace ? `Rewrote file ${f.hash} for content ${contentId} in the content library` : `Added file ${f.hash} for content ${contentId} to the content library`);
+          // Hashed and written in a hash worker with synchronous calls (records.ts): about ten thread-pool round trips a file cost more than the file.
+          const r = await lib.storeFiles(bytes, bundle.files, { replace, tempDir });
+          const rejected = r.rejected.map((x) => {
+            log.error(`File ${x.hash} for content ${contentId} in a bundle failed hash verification (the bytes hash to ${x.actual}); it was not stored`);
+            return { hash: x.hash, code: 'CAIRN_DP_HASH_MISMATCH' as ErrorCode, message: `the bytes hash to ${x.actual}, not ${x.hash}` };
           });
-          if (diskFull !== undefined) {
-            log.error(`Out of disk space storing a bundle for content ${contentId}: ${describeError(diskFull)}; ${stored.length} of its files were stored`);
-            throw new CairnError('CAIRN_DP_DISK_FULL', `no space left on the device holding ${dataDir} while storing a bundle for ${contentId}`);
+          for (const h of r.written) log.info(replace ? `Rewrote file ${h} for content ${contentId} in the content library` : `Added file ${h} for content ${contentId} to the content library`);
+          if (r.writeError) {
+            if (r.writeError.code === 'ENOSPC' || r.writeError.code === 'EDQUOT') {
+              log.error(`Out of disk space storing a bundle for content ${contentId}: ${r.writeError.code}: ${r.writeError.message}; ${r.stored.length} of its files were stored`);
+              throw new CairnError('CAIRN_DP_DISK_FULL', `no space left on the device holding ${dataDir} while storing a bundle for ${contentId}`);
+            }
+            throw new CairnError('CAIRN_INTERNAL', `storing a bundle for ${contentId}: ${r.writeError.code}: ${r.writeError.message}`);
           }
+          const stored = r.stored;
           return { stored, rejected };
         });
 

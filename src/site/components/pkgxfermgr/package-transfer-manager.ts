@@ -304,21 +304,30 @@ export class PackageTransferManager {
       const extents = [...manifests.values()].reduce((n, m) => n + m.chunks.filter((c) => c.src).length, 0);
       this.log.info(`${manifests.size} of them stored as extents and chunks: ${extents} chunks read from files ${job.DPName} holds, ${chunkSizes.size - missingChunks.length} of their other ${chunkSizes.size} chunks already exist there, ${missingChunks.length} chunks to send (${chunkBytes} bytes)`, tid);
     }
+    // The definition goes ahead of the files: the DP writes the per-file records while they arrive instead
+    // of after the last one. A DP that cannot writes them when the content is added, as before.
+    const prepared =
+      missing.length > 0
+        ? client.prepareContent(def).then(
+            () => undefined,
+            (err: unknown) => this.log.info(`${job.DPName} did not prepare the records of ${def.contentId} ahead of its files (${describeError(err)}); it writes them when the content is added.`, tid),
+          )
+        : Promise.resolve();
     const files = new Limiter(this.#ctx.settings['pkgxfermgr.filesInParallel']);
     const figures = { files: missing.length, bytes: 0, chunked: manifests.size, chunks: 0, manifestBytes: 0, signatureBytes: 0 };
     // Small files travel many to a request (`cairn-bundle/1`); the rest one by one.
     const small = missing.filter((h) => (unique.get(h)?.size ?? Infinity) <= BUNDLE_FILE_MAX_BYTES);
     const smallSet = new Set(small);
     const bundles = packBundles(small.map((h) => ({ hash: h, size: unique.get(h)!.size })));
-    const one = (hash: string): Promise<void> =>
-      files.run(async () => {
-        const entry = unique.get(hash)!;
-        this.log.info(`Sending file '${job.URL}/SMS_DP$/${hash}-${def.contentId}.temp'`, tid);
-        const sent = await this.#uploadWithResend(client, hash, def.contentId, entry.size, tid, redistribute);
-        // Added after the await: `figures.bytes += await …` would add to the value read before it, losing other lanes' bytes.
-        figures.bytes += sent;
-        this.log.info(`Adding file ${entry.path} in ${def.contentId}.`, tid);
-      });
+    const sendWhole = async (hash: string): Promise<void> => {
+      const entry = unique.get(hash)!;
+      this.log.info(`Sending file '${job.URL}/SMS_DP$/${hash}-${def.contentId}.temp'`, tid);
+      const sent = await this.#uploadWithResend(client, hash, def.contentId, entry.size, tid, redistribute);
+      // Added after the await: `figures.bytes += await …` would add to the value read before it, losing other lanes' bytes.
+      figures.bytes += sent;
+      this.log.info(`Adding file ${entry.path} in ${def.contentId}.`, tid);
+    };
+    const one = (hash: string): Promise<void> => files.run(() => sendWhole(hash));
     let bundlesRefused = false;
     // A DP that does not take bundles gets their files one by one, each in a lane of its own once this lane is free.
     const fallbacks: Promise<void>[] = [];
@@ -326,43 +335,46 @@ export class PackageTransferManager {
     const sendOneByOne = (b: readonly { hash: string }[]): void => {
       for (const f of b) fallbacks.push(one(f.hash).catch((err: unknown) => void fallbackErrors.push(err)));
     };
-    await Promise.all([
-      ...bundles.map((b) =>
-        files.run(async () => {
-          if (bundlesRefused) return sendOneByOne(b);
-          const size = b.reduce((n, f) => n + f.size, 0);
-          this.log.info(`Sending ${b.length} files (${size} bytes) to '${job.URL}/SMS_DP$' in one bundle`, tid);
-          for (const f of b) this.log.info(`Sending file '${job.URL}/SMS_DP$/${f.hash}-${def.contentId}.temp'`, tid);
-          let r;
-          try {
-            r = await client.uploadBundle(def.contentId, b.map((f) => ({ ...f, path: library.filePath(f.hash) })), { replace: redistribute });
-          } catch (err) {
-            if (!(isCairnError(err) && err.code === 'CAIRN_NOT_FOUND')) throw err;
-            if (!bundlesRefused) this.log.warn(`${job.DPName} does not take bundles (${describeError(err)}); sending small files one by one.`, tid);
-            bundlesRefused = true;
-            return sendOneByOne(b);
-          }
-          figures.bytes += r.bytes;
-          const storedSet = new Set(r.stored);
-          const rejectedBy = new Map(r.rejected.map((x) => [x.hash, x]));
-          const unanswered = b.filter((f) => !storedSet.has(f.hash) && !rejectedBy.has(f.hash));
-          if (unanswered.length) throw new CairnError('CAIRN_DP_REJECTED', `${job.DPName} neither stored nor rejected ${unanswered.length} file(s) of a bundle, e.g. ${unanswered[0]!.hash}`);
-          for (const f of b) {
-            const entry = unique.get(f.hash)!;
-            const rej = storedSet.has(f.hash) ? undefined : rejectedBy.get(f.hash);
-            if (rej) {
-              // Sent again on its own, where a mismatch is resent twice before the job retries.
-              this.log.warn(`The DP rejected file ${f.hash} of ${def.contentId} in a bundle (${rej.code}: ${rej.message}); sending it on its own.`, tid);
-              const sent = await this.#uploadWithResend(client, f.hash, def.contentId, f.size, tid, redistribute);
-              figures.bytes += sent;
-            }
-            this.log.info(`Adding file ${entry.path} in ${def.contentId}.`, tid);
-          }
-        }),
-      ),
-      ...packBundles(missingChunks.map((h) => ({ hash: h, size: chunkSizes.get(h)! }))).map((b) => files.run(() => this.#sendChunks(client, job, def.contentId, b, figures, redistribute, tid))),
-      ...missing.filter((h) => !smallSet.has(h) && !manifests.has(h)).map((hash) => one(hash)),
-    ]);
+    const bundleTasks = bundles.map((b) => async (): Promise<void> => {
+      if (bundlesRefused) return sendOneByOne(b);
+      const size = b.reduce((n, f) => n + f.size, 0);
+      this.log.info(`Sending ${b.length} files (${size} bytes) to '${job.URL}/SMS_DP$' in one bundle`, tid);
+      for (const f of b) this.log.info(`Sending file '${job.URL}/SMS_DP$/${f.hash}-${def.contentId}.temp'`, tid);
+      let r;
+      try {
+        r = await client.uploadBundle(def.contentId, b.map((f) => ({ ...f, path: library.filePath(f.hash) })), { replace: redistribute });
+      } catch (err) {
+        if (!(isCairnError(err) && err.code === 'CAIRN_NOT_FOUND')) throw err;
+        if (!bundlesRefused) this.log.warn(`${job.DPName} does not take bundles (${describeError(err)}); sending small files one by one.`, tid);
+        bundlesRefused = true;
+        return sendOneByOne(b);
+      }
+      figures.bytes += r.bytes;
+      const storedSet = new Set(r.stored);
+      const rejectedBy = new Map(r.rejected.map((x) => [x.hash, x]));
+      const unanswered = b.filter((f) => !storedSet.has(f.hash) && !rejectedBy.has(f.hash));
+      if (unanswered.length) throw new CairnError('CAIRN_DP_REJECTED', `${job.DPName} neither stored nor rejected ${unanswered.length} file(s) of a bundle, e.g. ${unanswered[0]!.hash}`);
+      for (const f of b) {
+        const entry = unique.get(f.hash)!;
+        const rej = storedSet.has(f.hash) ? undefined : rejectedBy.get(f.hash);
+        if (rej) {
+          // Sent again on its own, where a mismatch is resent twice before the job retries.
+          this.log.warn(`The DP rejected file ${f.hash} of ${def.contentId} in a bundle (${rej.code}: ${rej.message}); sending it on its own.`, tid);
+          const sent = await this.#uploadWithResend(client, f.hash, def.contentId, f.size, tid, redistribute);
+          figures.bytes += sent;
+        }
+        this.log.info(`Adding file ${entry.path} in ${def.contentId}.`, tid);
+      }
+    });
+    const chunkTasks = packBundles(missingChunks.map((h) => ({ hash: h, size: chunkSizes.get(h)! }))).map((b) => () => this.#sendChunks(client, job, def.contentId, b, figures, redistribute, tid));
+    // Largest first, so that the longest upload does not start last.
+    const wholeTasks = missing
+      .filter((h) => !smallSet.has(h) && !manifests.has(h))
+      .sort((a, b) => unique.get(b)!.size - unique.get(a)!.size)
+      .map((hash) => () => sendWhole(hash));
+    // Large files and bundles take turns in the lanes, largest first: a large upload is bound by
+    // hashing and writing on the DP, a bundle by creating its files there, and the two overlap.
+    await Promise.all(interleave(wholeTasks, [...bundleTasks, ...chunkTasks]).map((task) => files.run(task)));
     await Promise.all(fallbacks);
     if (fallbackErrors.length) throw fallbackErrors[0];
     // Each chunked file's manifest, now that its chunks are there; the DP checks the whole-file hash over them.
@@ -393,6 +405,7 @@ export class PackageTransferManager {
         }),
       ),
     );
+    await prepared;
     if (sigText !== undefined) {
       figures.signatureBytes = await client.putSignatures(def.contentId, sigText);
       this.log.info(`Sent the signatures of ${def.contentId} (${figures.signatureBytes} bytes)`, tid);
@@ -488,4 +501,14 @@ export class PackageTransferManager {
     });
     this.#onStatusFile();
   }
+}
+
+/** [a0, b0, a1, b1, …], then what is left of the longer list. */
+export function interleave<T>(a: readonly T[], b: readonly T[]): T[] {
+  const out: T[] = [];
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    if (i < a.length) out.push(a[i]!);
+    if (i < b.length) out.push(b[i]!);
+  }
+  return out;
 }
