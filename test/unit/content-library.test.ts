@@ -383,3 +383,112 @@ test('validation reports a missing file and a damaged one, and a replacing adopt
   assert.deepEqual((await lib.validateContent('CS100005.1')).map((p) => p.path), ['lose']);
   await assert.rejects(lib.validateContent('CS100005.9'), (err) => err instanceof CairnError && err.code === 'CAIRN_NOT_FOUND');
 });
+
+/** The library's files with their bytes, mtimes left out: two ways of writing the same records compare equal. */
+async function layout(dir: string): Promise<Map<string, string>> {
+  const state = new Map<string, string>();
+  for (const rel of (await fsp.readdir(dir, { recursive: true })).sort()) {
+    const st = await fsp.stat(path.join(dir, rel));
+    state.set(rel, st.isDirectory() ? 'dir' : await fsp.readFile(path.join(dir, rel), 'utf8'));
+  }
+  return state;
+}
+
+test('a content prepared ahead of its files ends with the same layout as one added directly, and no marker', async (t) => {
+  const { root, scratch } = await withScratch(t);
+  const direct = createContentLibrary(path.join(root, 'direct'));
+  const prepared = createContentLibrary(path.join(root, 'prepared'));
+  const def = definition('CS100030', 1, SAMPLE_FOLDERS, SAMPLE_FILES);
+  assert.equal(await prepared.prepareContent(def), true);
+  const dataLib = path.join(root, 'prepared', 'DataLib');
+  assert.equal(fs.existsSync(path.join(dataLib, 'CS100030.1.INI')), false, 'prepared is not stored');
+  assert.equal((await fsp.readFile(path.join(dataLib, 'CS100030.1.prepared'), 'utf8')).trim(), def.hash);
+  assert.equal(await prepared.getContent('CS100030.1'), undefined);
+  assert.equal(await prepared.prepareContent(def), false, 'a second prepare has nothing to do');
+  for (const lib of [direct, prepared]) {
+    for (const data of ['unicode', 'dot', '#!/bin/sh\n', '']) await store(lib, scratch, data);
+    await lib.addContent(def);
+  }
+  assert.deepEqual(await layout(path.join(root, 'prepared')), await layout(path.join(root, 'direct')));
+  assert.equal(await prepared.prepareContent(def), false, 'a stored content is not prepared again');
+  assert.equal(fs.existsSync(path.join(dataLib, 'CS100030.1.prepared')), false);
+});
+
+test('records whose marker is gone or names another definition are written again when the content is added', async (t) => {
+  const { root, scratch } = await withScratch(t);
+  const lib = createContentLibrary(root);
+  const def = definition('CS100031', 1, SAMPLE_FOLDERS, SAMPLE_FILES);
+  await lib.prepareContent(def);
+  const ini = path.join(root, 'DataLib', 'CS100031.1', 'bin', 'run.sh.INI');
+  // A removal or a rewrite cut short: one per-file INI gone, and the marker with it.
+  await fsp.rm(ini);
+  await fsp.rm(path.join(root, 'DataLib', 'CS100031.1.prepared'));
+  for (const data of ['unicode', 'dot', '#!/bin/sh\n', '']) await store(lib, scratch, data);
+  await lib.addContent(def);
+  assert.match(await fsp.readFile(ini, 'utf8'), /^Attributes=0755$/m);
+  // A marker left by another definition under the same ID does not count either.
+  const other = definition('CS100032', 1, [], [entry('x.txt', 'unicode')]);
+  await lib.prepareContent(other);
+  await fsp.writeFile(path.join(root, 'DataLib', 'CS100032.1.prepared'), `${'0'.repeat(64)}\n`);
+  await fsp.rm(path.join(root, 'DataLib', 'CS100032.1', 'x.txt.INI'));
+  await lib.addContent(other);
+  assert.ok(fs.existsSync(path.join(root, 'DataLib', 'CS100032.1', 'x.txt.INI')));
+});
+
+test('a content prepared and never added is listed, and removing it leaves no record, marker or file behind', async (t) => {
+  const { root, scratch } = await withScratch(t);
+  const lib = createContentLibrary(root);
+  const def = definition('CS100033', 1, [], [entry('only.txt', 'never added')]);
+  await lib.prepareContent(def);
+  await store(lib, scratch, 'never added');
+  assert.deepEqual(await lib.listContents('CS100033'), ['CS100033.1']);
+  await lib.removeContent('CS100033.1');
+  assert.deepEqual(await lib.listContents('CS100033'), []);
+  assert.deepEqual((await fsp.readdir(path.join(root, 'DataLib'))).filter((n) => n.startsWith('CS100033')), []);
+});
+
+test('storeFiles stores the files whose bytes match, rejects the others and reports which it wrote', async (t) => {
+  const { root, scratch } = await withScratch(t);
+  const lib = createContentLibrary(root);
+  const held = await store(lib, scratch, 'held already');
+  const parts = [Buffer.from('held already'), Buffer.from('new one'), Buffer.from('not what it claims'), Buffer.alloc(0)];
+  const claimed = sha('something else');
+  const hashes = [held, sha(parts[1]!), claimed, sha(parts[3]!)];
+  let start = 0;
+  const entries = parts.map((p, i) => {
+    const e = { hash: hashes[i]!, size: p.length, start };
+    start += p.length;
+    return e;
+  });
+  const r = await lib.storeFiles(Buffer.concat(parts), entries, { replace: false, tempDir: scratch });
+  assert.deepEqual([...r.stored].sort(), [held, sha(parts[1]!), sha(parts[3]!)].sort());
+  assert.deepEqual([...r.written].sort(), [sha(parts[1]!), sha(parts[3]!)].sort());
+  assert.deepEqual(r.rejected, [{ hash: claimed, actual: sha(parts[2]!) }]);
+  assert.equal(r.writeError, undefined);
+  assert.deepEqual(await fsp.readFile(lib.filePath(sha(parts[1]!)), 'utf8'), 'new one');
+  assert.equal(await lib.hasFile(claimed), false);
+  assert.deepEqual(await fsp.readdir(scratch), [], 'no temporary file is left');
+  // With `replace`, a held file is written again (a redistribute repairs a damaged copy).
+  await fsp.writeFile(lib.filePath(held), 'damaged');
+  const again = await lib.storeFiles(Buffer.from('held already'), [{ hash: held, size: 12, start: 0 }], { replace: true, tempDir: scratch });
+  assert.deepEqual(again.written, [held]);
+  assert.equal(await fsp.readFile(lib.filePath(held), 'utf8'), 'held already');
+});
+
+test('storeFiles reports the error that stopped it and what it stored before', async (t) => {
+  const { root, scratch } = await withScratch(t);
+  const lib = createContentLibrary(root);
+  const parts = [Buffer.from('stored first'), Buffer.from('cannot be written')];
+  const entries = [
+    { hash: sha(parts[0]!), size: parts[0]!.length, start: 0 },
+    { hash: sha(parts[1]!), size: parts[1]!.length, start: parts[0]!.length },
+  ];
+  // The temporary folder is gone after the first file: the second cannot be written.
+  const gone = path.join(scratch, 'gone');
+  const r = await lib.storeFiles(Buffer.concat(parts), entries.slice(0, 1), { replace: false, tempDir: scratch });
+  assert.deepEqual(r.stored, [sha(parts[0]!)]);
+  const r2 = await lib.storeFiles(Buffer.concat(parts), entries, { replace: false, tempDir: gone });
+  assert.deepEqual(r2.stored, [sha(parts[0]!)], 'the held file counts as stored');
+  assert.equal(r2.writeError?.code, 'ENOENT');
+  assert.equal(await lib.hasFile(sha(parts[1]!)), false);
+});

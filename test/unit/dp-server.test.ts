@@ -252,10 +252,45 @@ describe('DP uploads', () => {
     assert.deepEqual(r.json['rejected'], [{ hash: claimed, code: 'CAIRN_DP_HASH_MISMATCH', message: `the bytes hash to ${sha256(liar)}, not ${claimed}` }]);
     for (const b of good) assert.deepEqual(await fsp.readFile(lib().filePath(sha256(b))), b);
     assert.equal(await lib().hasFile(claimed), false);
-    assert.deepEqual((await fsp.readdir(path.join(dp.dataDir, 'SMS_DP$'))).filter((f) => f.includes('CS100020')), [], 'no temporary file is left behind');
+    assert.deepEqual((await fsp.readdir(path.join(dp.dataDir, 'SMS_DP$'))).filter((f) => f.includes('CS100020') || f.endsWith('.bundle')), [], 'no temporary file is left behind');
     const log = await fsp.readFile(path.join(dp.dataDir, 'logs', 'SMSDPProv.log'), 'utf8');
     assert.ok(log.includes(`Added file ${sha256(good[1]!)} for content CS100020.1 to the content library`));
     assert.ok(log.includes(`File ${claimed} for content CS100020.1 in a bundle failed hash verification`));
+  });
+
+  test('a definition sent ahead of the files gets its per-file records written at once, and adding the content then keeps them', async () => {
+    const files = [
+      { path: 'docs/read me.txt', bytes: Buffer.from('prepared ahead') },
+      { path: 'bin/tool', bytes: Buffer.alloc(5000, 3) },
+    ];
+    const { def } = await makeContent(root, 'CS100022', 1, files);
+    const dataLib = path.join(dp.dataDir, 'ContentLib', 'DataLib');
+    const first = await signed(dp, 'PUT', '/dp/v1/contents/CS100022.1?prepare=1', JSON.stringify(def), 'application/json');
+    assert.equal(first.status, 200);
+    assert.ok(first.proofOk);
+    assert.deepEqual(first.json, { prepared: true });
+    // Records ahead of the files: the per-file INIs, the JSON copy and the marker, not the content's INI.
+    assert.match(await fsp.readFile(path.join(dataLib, 'CS100022.1', 'docs', 'read me.txt.INI'), 'utf8'), new RegExp(`^Hash=${sha256(files[0]!.bytes)}$`, 'm'));
+    assert.equal((await fsp.readFile(path.join(dataLib, 'CS100022.1.prepared'), 'utf8')).trim(), def.hash);
+    assert.equal(await exists(path.join(dataLib, 'CS100022.1.INI')), false);
+    const again = await signed(dp, 'PUT', '/dp/v1/contents/CS100022.1?prepare=1', JSON.stringify(def), 'application/json');
+    assert.deepEqual(again.json, { prepared: false });
+    // Without its files the content still cannot be added.
+    const early = await signed(dp, 'PUT', '/dp/v1/contents/CS100022.1', JSON.stringify(def), 'application/json');
+    assert.equal(early.json['code'], 'CAIRN_DP_CONTENT_INCOMPLETE');
+    const body = Buffer.concat([encodeBundleHeader(files.map((f) => ({ hash: sha256(f.bytes), size: f.bytes.length }))), ...files.map((f) => f.bytes)]);
+    assert.equal((await signed(dp, 'PUT', '/dp/v1/bundles?content=CS100022.1', body)).status, 200);
+    const iniBefore = await fsp.stat(path.join(dataLib, 'CS100022.1', 'docs', 'read me.txt.INI'));
+    const added = await signed(dp, 'PUT', '/dp/v1/contents/CS100022.1', JSON.stringify(def), 'application/json');
+    assert.equal(added.status, 200);
+    assert.ok(await exists(path.join(dataLib, 'CS100022.1.INI')));
+    assert.equal(await exists(path.join(dataLib, 'CS100022.1.prepared')), false, 'the content INI replaces the marker');
+    assert.equal((await fsp.stat(path.join(dataLib, 'CS100022.1', 'docs', 'read me.txt.INI'))).ino, iniBefore.ino, 'the prepared records were kept, not written again');
+    assert.deepEqual(await lib().fileReferences(sha256(files[1]!.bytes)), ['CS100022.1']);
+    const log = await fsp.readFile(path.join(dp.dataDir, 'logs', 'SMSDPProv.log'), 'utf8');
+    assert.ok(log.includes(`Prepared the records of content 'CS100022.1' for package 'CS100022' (2 files) while its files arrive`));
+    // Once added, a late prepare changes nothing.
+    assert.deepEqual((await signed(dp, 'PUT', '/dp/v1/contents/CS100022.1?prepare=1', JSON.stringify(def), 'application/json')).json, { prepared: false });
   });
 
   test('malformed bundles get 400 CAIRN_REQUEST_INVALID and store nothing', async () => {
