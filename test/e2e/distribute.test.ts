@@ -161,6 +161,10 @@ describe('create a package and distribute it to two standard DPs', () => {
     assert.match(distmgr, /STA for regular DP/);
     const dpLog = await readLog(dps[0]!.dataDir, 'SMSDPProv');
     assert.ok(dpLog.includes(`Content '${pkgId}.1' for package '${pkgId}' has been successfully added to the content library`), 'DP log names the content');
+    // The per-file records were written ahead of the files, before the content was added (ADR 0015), and no marker is left.
+    const prepared = dpLog.indexOf(`Prepared the records of content '${pkgId}.1' for package '${pkgId}' (${files.length} files) while its files arrive`);
+    assert.ok(prepared >= 0 && prepared < dpLog.indexOf(`Content '${pkgId}.1' for package '${pkgId}' has been successfully added`), 'records prepared before the content was added');
+    assert.deepEqual((await fsp.readdir(path.join(dps[0]!.dataDir, 'ContentLib', 'DataLib'))).filter((n) => n.endsWith('.prepared')), []);
 
     // Identical files were stored once in each DP's library.
     const fileLib = path.join(dps[0]!.dataDir, 'ContentLib', 'FileLib');
