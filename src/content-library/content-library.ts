@@ -61,7 +61,7 @@ import { CHUNKED_MIN_FILE_SIZE, chunkLibDir, chunkPathIn, chunkedReadStream, flu
 import type { FileManifest, StoredFile } from './chunk-lib.ts';
 import { sharedHashPool } from './hash-pool.ts';
 import { preparedMarkerIn } from './records.ts';
-import type { RecordsReply } from './records.ts';
+import type { PreviousContent, RecordsReply } from './records.ts';
 import fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
@@ -549,10 +549,31 @@ class DefaultContentLibrary implements ContentLibrary {
       if ((await this.#readInfo(sorted.contentId)) !== undefined) return false;
       if (await this.#dataLibPrepared(sorted)) return false;
       recordsResult(
-        await sharedHashPool().prepareRecords({ dataLib: this.#dataLib, contentId: sorted.contentId, folders: sorted.folders, files: sorted.files, json: JSON.stringify(sorted), hash: sorted.hash }),
+        await sharedHashPool().prepareRecords({
+          dataLib: this.#dataLib,
+          contentId: sorted.contentId,
+          folders: sorted.folders,
+          files: sorted.files,
+          json: JSON.stringify(sorted),
+          hash: sorted.hash,
+          previous: await this.#previousContent(sorted),
+        }),
       );
       return true;
     });
+  }
+
+  /** The package's current content when it is not `def`: a new version's records link to its unchanged per-file INIs (records.ts). */
+  async #previousContent(def: ContentDefinition): Promise<PreviousContent | undefined> {
+    let current: ContentDefinition | undefined;
+    try {
+      current = await this.currentContent(def.packageId);
+    } catch {
+      // A damaged record of the current version: this one's records are written in full.
+      return undefined;
+    }
+    if (!current || current.contentId === def.contentId) return undefined;
+    return { contentId: current.contentId, files: current.files };
   }
 
   /** `DataLib/<ContentID>.prepared`: DataLib/<ContentID>/ and the JSON copy were written whole by prepareContent. */
@@ -589,9 +610,10 @@ class DefaultContentLibrary implements ContentLibrary {
       ['PackageID', def.packageId],
     ];
     const record = existing ? undefined : { json: JSON.stringify(def), info: formatIni('Info', info), prepared: await this.#dataLibPrepared(def) };
+    const previous = record && !record.prepared ? await this.#previousContent(def) : undefined;
     const hashes = [...new Set(def.files.map((f) => f.hash))];
     const r = await this.#hashLocks.runAll(hashes, async () =>
-      recordsResult(await sharedHashPool().contentRecords({ fileLib: this.#fileLib, dataLib: this.#dataLib, contentId: def.contentId, folders: def.folders, files: def.files, record })),
+      recordsResult(await sharedHashPool().contentRecords({ fileLib: this.#fileLib, dataLib: this.#dataLib, contentId: def.contentId, folders: def.folders, files: def.files, record, previous })),
     );
     if (r.missing.length > 0) {
       const missingSet = new Set(r.missing);

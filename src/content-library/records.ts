@@ -23,7 +23,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
-import { comparePaths } from './definition.ts';
 
 /** One file of a content, as the per-file INI records it. */
 export interface RecordFile {
@@ -52,6 +51,14 @@ export interface ContentRecordsTask {
    * already: only the companion lists are repaired.
    */
   readonly record?: { readonly json: string; readonly info: string; readonly prepared: boolean } | undefined;
+  /** The package's current content, whose per-file INIs an unchanged file's INI is linked to. */
+  readonly previous?: PreviousContent | undefined;
+}
+
+/** A content stored before (the package's current one): its ID and files. */
+export interface PreviousContent {
+  readonly contentId: string;
+  readonly files: readonly RecordFile[];
 }
 
 /** Writes a content's folder tree, per-file INIs and JSON copy ahead of its files, then its `.prepared` marker (prepareContent). */
@@ -65,6 +72,7 @@ export interface PrepareRecordsTask {
   readonly json: string;
   /** The content's hash, which the marker holds. */
   readonly hash: string;
+  readonly previous?: PreviousContent | undefined;
 }
 
 /**
@@ -139,15 +147,24 @@ function writeFileAtomicSync(file: string, text: string): void {
 
 /** The content IDs a companion list names (its `[Contents]` keys), in file order; [] when there is no list. */
 export function readReferencesSync(listFile: string): string[] {
+  return readListSync(listFile).refs;
+}
+
+/**
+ * A companion list: its text ('' when there is none), the content IDs it
+ * names in file order, and whether a line appended to it lands in its
+ * `[Contents]` section (it ends in that section).
+ */
+function readListSync(listFile: string): { text: string; refs: string[]; appendable: boolean } {
   let text: string;
   try {
     text = fs.readFileSync(listFile, 'utf8');
   } catch (err) {
-    if (isErrno(err, 'ENOENT')) return [];
+    if (isErrno(err, 'ENOENT')) return { text: '', refs: [], appendable: false };
     throw err;
   }
   // The same reading as parseIni's: `[Contents]` keys, `;` comments, CRLF tolerated.
-  const out: string[] = [];
+  const refs: string[] = [];
   let inContents = false;
   for (const raw of text.split('\n')) {
     const line = raw.replace(/\r$/, '').trim();
@@ -160,10 +177,27 @@ export function readReferencesSync(listFile: string): string[] {
     const eq = line.indexOf('=');
     if (inContents && eq > 0) {
       const key = line.slice(0, eq).trim();
-      if (!out.includes(key)) out.push(key);
+      if (!refs.includes(key)) refs.push(key);
     }
   }
-  return out;
+  return { text, refs, appendable: inContents };
+}
+
+/**
+ * Adds `contentId` to a companion list. A list that exists gets one line
+ * appended (a single write(2): a process killed around it leaves the list
+ * with or without the line, never half of it) instead of a new file renamed
+ * over it, which cost a new inode per file per version (ADR 0015). A new
+ * list, or one that does not end in its `[Contents]` section, is written
+ * whole under a temporary name and renamed. Returns false when the list
+ * named the content already.
+ */
+function addReferenceSync(listFile: string, contentId: string): boolean {
+  const list = readListSync(listFile);
+  if (list.refs.includes(contentId)) return false;
+  if (list.appendable) fs.appendFileSync(listFile, `${list.text.endsWith('\n') ? '' : '\n'}${contentId}=\n`);
+  else writeFileAtomicSync(listFile, formatList([...list.refs, contentId]));
+  return true;
 }
 
 function formatList(ids: readonly string[]): string {
@@ -186,17 +220,46 @@ function isFile(file: string): boolean {
 /**
  * The folder tree and per-file INIs, replacing what a crashed attempt left;
  * then the JSON copy. The `.prepared` marker goes first: it may only stand
- * beside a tree written whole.
+ * beside a tree written whole. A file whose INI reads the same in the
+ * previous content (same path, hash, size, attributes and time) gets a hard
+ * link to that INI: a directory entry, not a new inode (ADR 0015); the INI
+ * is checked byte for byte first, and anything unexpected (it is gone, it
+ * differs, the link is refused) writes it as usual.
  */
-function writeDataLibSync(t: { readonly dataLib: string; readonly contentId: string; readonly folders: readonly string[]; readonly files: readonly RecordFile[] }, json: string): void {
+function writeDataLibSync(t: { readonly dataLib: string; readonly contentId: string; readonly folders: readonly string[]; readonly files: readonly RecordFile[]; readonly previous?: PreviousContent | undefined }, json: string): { linked: number } {
   fs.rmSync(preparedMarkerIn(t.dataLib, t.contentId), { force: true });
   const dir = path.join(t.dataLib, t.contentId);
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
   // Folders are sorted, so a parent is created before its children.
   for (const folder of t.folders) fs.mkdirSync(path.join(dir, folder));
-  for (const f of t.files) fs.writeFileSync(path.join(dir, `${f.path}.INI`), formatFileIni(f), { flag: 'wx' });
+  const previous = t.previous && t.previous.contentId !== t.contentId ? t.previous : undefined;
+  const before = new Map(previous?.files.map((f) => [f.path, formatFileIni(f)] as const));
+  let linked = 0;
+  for (const f of t.files) {
+    const text = formatFileIni(f);
+    const target = path.join(dir, `${f.path}.INI`);
+    if (previous && before.get(f.path) === text && linkSameSync(path.join(t.dataLib, previous.contentId, `${f.path}.INI`), target, text)) {
+      linked += 1;
+      continue;
+    }
+    fs.writeFileSync(target, text, { flag: 'wx' });
+  }
   writeFileAtomicSync(path.join(t.dataLib, `${t.contentId}.json`), json);
+  return { linked };
+}
+
+/** Links `target` to `existing` when `existing` holds exactly `text`; false (nothing done) otherwise. */
+function linkSameSync(existing: string, target: string, text: string): boolean {
+  try {
+    if (fs.readFileSync(existing, 'utf8') !== text) return false;
+    fs.linkSync(existing, target);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EXDEV' || code === 'EPERM' || code === 'EMLINK' || code === 'EACCES') return false;
+    throw err;
+  }
 }
 
 function contentRecordsSync(t: ContentRecordsTask): { missing: string[]; listsWritten: number } {
@@ -208,15 +271,7 @@ function contentRecordsSync(t: ContentRecordsTask): { missing: string[]; listsWr
   if (t.record && !t.record.prepared) writeDataLibSync(t, t.record.json);
   // (3) The content joins every file's companion list.
   let listsWritten = 0;
-  for (const h of hashes) {
-    const list = `${filePathIn(t.fileLib, h)}.INI`;
-    const refs = readReferencesSync(list);
-    if (refs.includes(t.contentId)) continue;
-    refs.push(t.contentId);
-    refs.sort(comparePaths);
-    writeFileAtomicSync(list, formatList(refs));
-    listsWritten += 1;
-  }
+  for (const h of hashes) if (addReferenceSync(`${filePathIn(t.fileLib, h)}.INI`, t.contentId)) listsWritten += 1;
   // (4) The content's INI, whose presence marks it complete; the marker has done its work.
   if (t.record) {
     writeFileAtomicSync(path.join(t.dataLib, `${t.contentId}.INI`), t.record.info);

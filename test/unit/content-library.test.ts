@@ -492,3 +492,44 @@ test('storeFiles reports the error that stopped it and what it stored before', a
   assert.equal(r2.writeError?.code, 'ENOENT');
   assert.equal(await lib.hasFile(sha(parts[1]!)), false);
 });
+
+test('a new version links the per-file INIs its files share with the current one, writes the rest, and appends to companion lists', async (t) => {
+  const { root, scratch } = await withScratch(t);
+  const lib = createContentLibrary(root);
+  for (const data of ['kept', 'changed v1', 'changed v2', 'damaged']) await store(lib, scratch, data);
+  const v1 = definition('CS100040', 1, ['d'], [entry('d/kept.txt', 'kept'), entry('change.txt', 'changed v1'), entry('hurt.txt', 'damaged')]);
+  const v2 = definition('CS100040', 2, ['d'], [entry('d/kept.txt', 'kept'), entry('change.txt', 'changed v2'), entry('hurt.txt', 'damaged')]);
+  await lib.addContent(v1);
+  const ini = (c: string, p: string): string => path.join(root, 'DataLib', c, `${p}.INI`);
+  // One INI of v1 no longer says what v1's definition says: it must not be carried over.
+  await fsp.writeFile(ini('CS100040.1', 'hurt.txt'), '[File]\nHash=0\n');
+  const list = `${lib.filePath(sha('kept'))}.INI`;
+  const listInode = (await fsp.stat(list)).ino;
+  await lib.addContent(v2);
+  assert.equal((await fsp.stat(ini('CS100040.2', 'd/kept.txt'))).ino, (await fsp.stat(ini('CS100040.1', 'd/kept.txt'))).ino, 'unchanged: a hard link');
+  assert.notEqual((await fsp.stat(ini('CS100040.2', 'change.txt'))).ino, (await fsp.stat(ini('CS100040.1', 'change.txt'))).ino);
+  assert.match(await fsp.readFile(ini('CS100040.2', 'change.txt'), 'utf8'), new RegExp(`^Hash=${sha('changed v2')}$`, 'm'));
+  assert.notEqual((await fsp.stat(ini('CS100040.2', 'hurt.txt'))).ino, (await fsp.stat(ini('CS100040.1', 'hurt.txt'))).ino, 'a damaged INI is not linked');
+  assert.match(await fsp.readFile(ini('CS100040.2', 'hurt.txt'), 'utf8'), new RegExp(`^Hash=${sha('damaged')}$`, 'm'));
+  // The shared file's list got a line appended, in place.
+  assert.equal(await fsp.readFile(list, 'utf8'), '[Contents]\nCS100040.1=\nCS100040.2=\n');
+  assert.equal((await fsp.stat(list)).ino, listInode);
+  // Removing v1 leaves v2's records whole.
+  await lib.removeContent('CS100040.1');
+  assert.equal(fs.existsSync(path.join(root, 'DataLib', 'CS100040.1')), false);
+  assert.match(await fsp.readFile(ini('CS100040.2', 'd/kept.txt'), 'utf8'), new RegExp(`^Hash=${sha('kept')}$`, 'm'));
+  assert.deepEqual(await lib.fileReferences(sha('kept')), ['CS100040.2']);
+  assert.equal((await lib.getContent('CS100040.2'))?.hash, v2.hash);
+});
+
+test('a companion list that does not end in its [Contents] section is written whole, with the new content in [Contents]', async (t) => {
+  const { root, scratch } = await withScratch(t);
+  const lib = createContentLibrary(root);
+  await store(lib, scratch, 'edited by hand');
+  await lib.addContent(definition('CS100041', 1, [], [entry('a.txt', 'edited by hand')]));
+  const list = `${lib.filePath(sha('edited by hand'))}.INI`;
+  await fsp.writeFile(list, '[Contents]\nCS100041.1=\n[Note]\nwho=admin\n');
+  await lib.addContent(definition('CS100042', 1, [], [entry('b.txt', 'edited by hand')]));
+  assert.deepEqual(await lib.fileReferences(sha('edited by hand')), ['CS100041.1', 'CS100042.1']);
+  assert.equal(await fsp.readFile(list, 'utf8'), '[Contents]\nCS100041.1=\nCS100042.1=\n');
+});
