@@ -29,9 +29,12 @@
  * This module owns those folders. One process owns a library, so in-process
  * mutexes are enough to serialise the read-modify-write of a companion list
  * (per hash), of a package's list (per package) and of a content's record
- * (per content). Files that many readers depend on (PkgLib lists, companion
- * lists, the content's INI and JSON) are written to a temporary name and
- * renamed, so a reader never sees half a file.
+ * (per content). Files that many readers depend on (PkgLib lists, new
+ * companion lists, the content's INI and JSON) are written to a temporary
+ * name and renamed, so a reader never sees half a file; a content joins an
+ * existing companion list by one appended line (a single write, under the
+ * hash's lock), and a new version's unchanged per-file INIs are hard links to
+ * the current version's (records.ts, ADR 0015).
  *
  * Order of addContent, so that a crash at any point is repaired by adding the
  * content again: (1) check every file is in FileLib; (2) write the folder
