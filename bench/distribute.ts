@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { addDp, api, cli, startSite, tempDir, waitFor } from '../test/helpers/processes.ts';
 import { makeBenchTree } from './tree.ts';
+import { cpuSeconds, cpuSince, untilIdle } from './cpu.ts';
 
 const run = promisify(execFile);
 const args = process.argv.slice(2);
@@ -29,30 +30,6 @@ const runs = args.includes('--runs') ? Math.max(1, Number(args[args.indexOf('--r
 
 const fmt = (s: number) => s.toFixed(2);
 
-/** User and system CPU seconds a process (all its threads) has used so far, from /proc (Linux). */
-async function cpuSeconds(pid: number | undefined): Promise<{ user: number; sys: number }> {
-  if (pid === undefined) return { user: 0, sys: 0 };
-  const stat = await fsp.readFile(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name, which is in parentheses and may hold spaces: utime and stime are the 12th and 13th.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const tick = 100; // sysconf(_SC_CLK_TCK) on Linux
-  return { user: Number(fields[11]) / tick, sys: Number(fields[12]) / tick };
-}
-
-/** Waits until a process has used no CPU for 200 ms (two readings of /proc 200 ms apart agree), 30 s at most. */
-async function untilIdle(pid: number | undefined): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  let last = await cpuSeconds(pid);
-  while (Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 200));
-    const now = await cpuSeconds(pid);
-    if (now.user + now.sys === last.user + last.sys) return;
-    last = now;
-  }
-}
-
-const cpuSince = (a: { user: number; sys: number }, b: { user: number; sys: number }): string =>
-  `${fmt(b.user + b.sys - a.user - a.sys)} s (user ${fmt(b.user - a.user)}, system ${fmt(b.sys - a.sys)})`;
 const rate = (bytes: number, s: number) => (bytes / 1e6 / s).toFixed(1);
 
 const work = await tempDir('bench');
