@@ -4,7 +4,8 @@
  * the shared WorkerPool's.
  *
  * It must never interpret results (the caller maps failures to error codes)
- * and never touch the content library.
+ * and never decide anything about the content library: the bookkeeping tasks
+ * (records.ts) are the content library's, run while it holds their locks.
  */
 import os from 'node:os';
 import { WorkerPool } from '../shared/worker-pool.ts';

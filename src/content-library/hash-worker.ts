@@ -7,11 +7,13 @@
  *
  * It owns nothing but the temporary file of the task in hand, which it
  * removes when the task fails. It must never write anywhere but the
- * temporary path it is given and ChunkLib, never rename a whole file into
- * FileLib (the main thread decides that), and never let one bad file kill
- * the worker: every failure is answered as a result for that task. Into
- * ChunkLib it renames only chunks whose bytes it has just hashed (ADR 0009):
- * a chunk's name is its content, so there is nothing to decide.
+ * temporary path it is given, ChunkLib, and what records.ts writes for the
+ * content library (a bundle's files into FileLib, a content's records), and
+ * never let one bad file kill the worker: every failure is answered as a
+ * result for that task. Into ChunkLib and FileLib it renames only chunks and
+ * files whose bytes it has just hashed (ADR 0009, ADR 0015): their names are
+ * their content, so there is nothing to decide; records.ts runs only while
+ * the content library holds the locks its task names.
  *
  * The work is synchronous on purpose: this thread exists to block on reads
  * and hashing so that the main thread's event loop does not.

@@ -612,8 +612,7 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
             }
             throw new CairnError('CAIRN_INTERNAL', `storing a bundle for ${contentId}: ${r.writeError.code}: ${r.writeError.message}`);
           }
-          const stored = r.stored;
-          return { stored, rejected };
+          return { stored: r.stored, rejected };
         });
 
         // Chunks of large files, many to a request (ADR 0009): a `cairn-bundle/1` body whose entries are chunks.
