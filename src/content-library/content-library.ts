@@ -216,6 +216,15 @@ export function formatIni(section: string, entries: readonly (readonly [string, 
  * files its extents read from that it does not hold whole (`sources`):
  * CAIRN_DP_CONTENT_INCOMPLETE, with both lists.
  */
+/** addContent's refusal of a content whose files are not all in FileLib; `missing` are their hashes. */
+export class FilesMissingError extends CairnError {
+  readonly missing: readonly string[];
+  constructor(message: string, missing: readonly string[]) {
+    super('CAIRN_DP_CONTENT_INCOMPLETE', message);
+    this.missing = missing;
+  }
+}
+
 export class ChunksMissingError extends CairnError {
   readonly missing: readonly string[];
   readonly sources: readonly string[];
@@ -622,7 +631,7 @@ class DefaultContentLibrary implements ContentLibrary {
       const missingSet = new Set(r.missing);
       const named = def.files.filter((f) => missingSet.has(f.hash)).map((f) => `${f.path} (${f.hash})`);
       const shown = named.slice(0, 10).join(', ');
-      throw new CairnError('CAIRN_DP_CONTENT_INCOMPLETE', `content ${def.contentId} needs ${named.length} file(s) not in the library: ${shown}${named.length > 10 ? ', …' : ''}`);
+      throw new FilesMissingError(`content ${def.contentId} needs ${named.length} file(s) not in the library: ${shown}${named.length > 10 ? ', …' : ''}`, r.missing);
     }
     this.#remember(freezeDefinition(def));
     await this.#makeCurrent(def);

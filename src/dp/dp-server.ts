@@ -34,7 +34,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { lookup as lookupMimeType } from 'mime-types';
 import { createContentLibrary } from '../content-library/content-library.ts';
 import { parseContentDefinition, parseContentId as parseContentIdOf, validatePackageId } from '../content-library/definition.ts';
-import { ChunksMissingError } from '../content-library/content-library.ts';
+import { ChunksMissingError, FilesMissingError } from '../content-library/content-library.ts';
 import { parseManifestJson } from '../content-library/chunk-lib.ts';
 import { sharedHashPool } from '../content-library/hash-pool.ts';
 import { parseSignatureFile, signaturesPath } from '../content-library/snapshot.ts';
@@ -507,12 +507,15 @@ export async function buildDpServer(opts: DpServerOptions): Promise<FastifyInsta
           if (prepared) log.info(`Prepared the records of content '${contentId}' for package '${def.packageId}' (${def.files.length} files) while its files arrive`);
           return { prepared };
         }
-        const missing = await lib.missingFiles(def.files.map((f) => f.hash));
-        if (missing.length > 0) {
+        try {
+          // addContent checks FileLib itself, in the same pass that writes the records.
+          await lib.addContent(def);
+        } catch (err) {
+          if (!(err instanceof FilesMissingError)) throw err;
+          const missing = [...err.missing];
           log.warn(`Content '${contentId}' for package '${def.packageId}' cannot be added: ${missing.length} file(s) are not in the content library`);
           throw new DpReplyError('CAIRN_DP_CONTENT_INCOMPLETE', `${missing.length} file(s) missing`, { missing });
         }
-        await lib.addContent(def);
         // Seed 001, step 12: the line administrators look for in SMSDPProv.log.
         log.info(`Content '${contentId}' for package '${def.packageId}' has been successfully added to the content library`);
         // Flow 4 step 6: versions older than the current one go, and with

@@ -278,6 +278,7 @@ describe('DP uploads', () => {
     // Without its files the content still cannot be added.
     const early = await signed(dp, 'PUT', '/dp/v1/contents/CS100022.1', JSON.stringify(def), 'application/json');
     assert.equal(early.json['code'], 'CAIRN_DP_CONTENT_INCOMPLETE');
+    assert.deepEqual([...(early.json['missing'] as string[])].sort(), files.map((f) => sha256(f.bytes)).sort(), 'the answer names every missing file');
     const body = Buffer.concat([encodeBundleHeader(files.map((f) => ({ hash: sha256(f.bytes), size: f.bytes.length }))), ...files.map((f) => f.bytes)]);
     assert.equal((await signed(dp, 'PUT', '/dp/v1/bundles?content=CS100022.1', body)).status, 200);
     const iniBefore = await fsp.stat(path.join(dataLib, 'CS100022.1', 'docs', 'read me.txt.INI'));
