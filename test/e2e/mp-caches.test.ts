@@ -11,8 +11,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { afterTests, api, cli, freePort, readLog, startSite, tempDir, waitFor } from '../helpers/processes.ts';
-import { mpRequest, newTestClient, register, startMpProcess } from '../helpers/mp-client.ts';
+import { afterTests, api, cli, readLog, startSite, tempDir, waitFor } from '../helpers/processes.ts';
+import { addRemoteMp, mpRequest, newTestClient, register } from '../helpers/mp-client.ts';
 
 const { cleanups, track } = afterTests();
 
@@ -22,20 +22,9 @@ describe('MP caches (ADR 0013)', () => {
     cleanups.push(() => fsp.rm(work, { recursive: true, force: true }));
     const dataDir = path.join(work, 'site');
     const site = track(await startSite(dataDir));
-    const added = await cli(site, ['mp', 'add', 'mp1']);
-    assert.equal(added.code, 0, added.stderr);
-    const mpData = path.join(work, 'mp1');
-    const mp = track(
-      await startMpProcess({
-        data: mpData,
-        port: await freePort(),
-        site: site.url,
-        name: 'mp1',
-        key: added.stdout.trim(),
-        siteKey: path.join(dataDir, 'site-signing.key'),
-        database: `sqlite:${path.join(dataDir, 'site.db')}`,
-      }),
-    );
+    const started = await addRemoteMp(site, work, 'mp1');
+    const mp = track(started.mp);
+    const mpData = started.data;
     const c = newTestClient('CACHE-01', ['10.9.0.7']);
     assert.equal((await register(mp.url, c)).json.status, 'approved');
 

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterTests, cli, freePort, readLog, startSite, tempDir, waitFor } from '../helpers/processes.ts';
-import { mpRequest, newTestClient, register, startMpProcess } from '../helpers/mp-client.ts';
+import { addRemoteMp, mpRequest, newTestClient, register } from '../helpers/mp-client.ts';
 
 const { cleanups, track } = afterTests();
 function report(clientId: string, serial: number, topic: string): string {
@@ -23,21 +23,10 @@ describe('remote management point', () => {
     const dataDir = path.join(work, 'site');
     const sitePort = await freePort();
     let site = track(await startSite(dataDir, ['--no-local-dp', '--port', String(sitePort)]));
-    const added = await cli(site, ['mp', 'add', 'mp1']);
-    assert.equal(added.code, 0, added.stderr);
+    const started = await addRemoteMp(site, work, 'mp1');
     assert.match(JSON.parse((await cli(site, ['mp', 'list', '--json'])).stdout)[0].name, /^mp1$/);
-    const mpData = path.join(work, 'mp1');
-    const mp = track(
-      await startMpProcess({
-        data: mpData,
-        port: await freePort(),
-        site: site.url,
-        name: 'mp1',
-        key: added.stdout.trim(),
-        siteKey: path.join(dataDir, 'site-signing.key'),
-        database: `sqlite:${path.join(dataDir, 'site.db')}`,
-      }),
-    );
+    const mp = track(started.mp);
+    const mpData = started.data;
 
     // The same site key, registration and policy through the remote MP.
     const siteKey = (await (await fetch(`${site.url}/mp/v1/site-key`)).json()) as { fingerprint: string };

@@ -4,7 +4,10 @@
  * a mock of the agent: just the few lines any client must write.
  */
 import os from 'node:os';
-import { startListening } from './processes.ts';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { cli, freePort, startListening } from './processes.ts';
+import type { SiteProc } from './processes.ts';
 import { newClientId, newKeyPair, signClientRequest } from '../../src/shared/client-auth.ts';
 import type { KeyPairPem } from '../../src/shared/client-auth.ts';
 
@@ -56,4 +59,25 @@ export async function register(base: string, c: TestClient): Promise<MpReply> {
 /** Starts `cairn mp` as a real process; resolves when it listens. */
 export async function startMpProcess(args: { data: string; port: number; site: string; name: string; key: string; siteKey: string; database: string }): Promise<{ url: string; output: () => string; kill(signal?: NodeJS.Signals): Promise<void> }> {
   return startListening(['mp', '--data', args.data, '--port', String(args.port), '--site', args.site, '--name', args.name, '--key', args.key, '--site-key', args.siteKey, '--database', args.database]);
+}
+
+/**
+ * Adds MP `name` to the site with `cairn admin mp add` and starts it as a
+ * real `cairn mp` process on the site's SQLite database and signing key, its
+ * data under `<work>/<name>`.
+ */
+export async function addRemoteMp(site: SiteProc, work: string, name: string): Promise<{ mp: Awaited<ReturnType<typeof startMpProcess>>; data: string }> {
+  const added = await cli(site, ['mp', 'add', name]);
+  assert.equal(added.code, 0, added.stderr);
+  const data = path.join(work, name);
+  const mp = await startMpProcess({
+    data,
+    port: await freePort(),
+    site: site.url,
+    name,
+    key: added.stdout.trim(),
+    siteKey: path.join(site.dataDir, 'site-signing.key'),
+    database: `sqlite:${path.join(site.dataDir, 'site.db')}`,
+  });
+  return { mp, data };
 }
