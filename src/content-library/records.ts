@@ -226,7 +226,7 @@ function isFile(file: string): boolean {
  * is checked byte for byte first, and anything unexpected (it is gone, it
  * differs, the link is refused) writes it as usual.
  */
-function writeDataLibSync(t: { readonly dataLib: string; readonly contentId: string; readonly folders: readonly string[]; readonly files: readonly RecordFile[]; readonly previous?: PreviousContent | undefined }, json: string): { linked: number } {
+function writeDataLibSync(t: { readonly dataLib: string; readonly contentId: string; readonly folders: readonly string[]; readonly files: readonly RecordFile[]; readonly previous?: PreviousContent | undefined }, json: string): void {
   fs.rmSync(preparedMarkerIn(t.dataLib, t.contentId), { force: true });
   const dir = path.join(t.dataLib, t.contentId);
   fs.rmSync(dir, { recursive: true, force: true });
@@ -235,18 +235,13 @@ function writeDataLibSync(t: { readonly dataLib: string; readonly contentId: str
   for (const folder of t.folders) fs.mkdirSync(path.join(dir, folder));
   const previous = t.previous && t.previous.contentId !== t.contentId ? t.previous : undefined;
   const before = new Map(previous?.files.map((f) => [f.path, formatFileIni(f)] as const));
-  let linked = 0;
   for (const f of t.files) {
     const text = formatFileIni(f);
     const target = path.join(dir, `${f.path}.INI`);
-    if (previous && before.get(f.path) === text && linkSameSync(path.join(t.dataLib, previous.contentId, `${f.path}.INI`), target, text)) {
-      linked += 1;
-      continue;
-    }
+    if (previous && before.get(f.path) === text && linkSameSync(path.join(t.dataLib, previous.contentId, `${f.path}.INI`), target, text)) continue;
     fs.writeFileSync(target, text, { flag: 'wx' });
   }
   writeFileAtomicSync(path.join(t.dataLib, `${t.contentId}.json`), json);
-  return { linked };
 }
 
 /** Links `target` to `existing` when `existing` holds exactly `text`; false (nothing done) otherwise. */
